@@ -1,0 +1,223 @@
+"""The `kit` command: parses options, calls one library function, prints its result. Nothing imports this."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import KitError
+
+
+class KitGroup(click.Group):
+    """Turns KitError into `Error: …` and a non-zero exit, without a traceback unless --debug."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KitError as e:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(e.exit_code)
+
+
+@click.group(cls=KitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kit")
+@click.option("--debug", is_flag=True, help="Show full tracebacks.")
+def cli(debug):
+    """kit: image-classification competitions, from data folder to submission.csv.
+
+    \b
+    Example:
+      kit validate sample_data
+      kit run sample_data
+    """
+
+
+def _training_options(f):
+    """Every option of `kit train` (also accepted by `kit run`); None means "not given"."""
+    options = [
+        click.argument("data", required=False, type=click.Path(file_okay=False)),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
+                     help="TOML/YAML file with defaults (flags override it)."),
+        click.option("--model", help="Model name (see `kit models`). Default: baseline."),
+        click.option("--image-size", type=int, help="Square input size; default from the data (28..224)."),
+        click.option("--channels", type=click.Choice(["1", "3"]), help="1 (grayscale) or 3 (RGB); default from data."),
+        click.option("--epochs", type=int, help="Default 10."),
+        click.option("--batch-size", type=int, help="Default 64."),
+        click.option("--learning-rate", type=float, help="Default: the model's own."),
+        click.option("--optimizer", type=click.Choice(["adamw", "adam", "sgd"]), help="Default: the model's own."),
+        click.option("--validation-split", type=float, help="Fraction held out, stratified. Default 0.2."),
+        click.option("--seed", type=int, help="Default 42."),
+        click.option("--augment", type=click.Choice(["none", "light", "strong"]), help="Default light."),
+        click.option("--early-stopping", type=int, help="Stop after N epochs without improvement. Default off."),
+        click.option("--label-col", help="Label column of the training table, when it is ambiguous."),
+        click.option("--train-images", help="Folder (inside DATA) holding the training images."),
+        click.option("--test-images", help="Folder (inside DATA) holding the test images."),
+        click.option("--name", help="Run name. Default: timestamp + model."),
+        click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs go. Default ./runs."),
+        click.option("--force", is_flag=True, help="Replace an existing run of the same name."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _make_config(data, config_file, force, **flags):
+    from .config import load_config_file, make_config
+
+    file_values = load_config_file(config_file) if config_file else {}
+    if flags.get("channels") is not None:
+        flags["channels"] = int(flags["channels"])
+    config = make_config(file_values, data=data, **flags)
+    if not config.data:
+        raise click.UsageError("give a DATA folder (or `data` in the --config file)")
+    return config
+
+
+def _print_train_result(result):
+    m = result.metrics
+    click.echo(f"Validation accuracy {m['val_accuracy']:.4f} (loss {m['val_loss']:.4f}) after {m['epochs_run']} "
+               f"epoch(s) in {m['train_seconds']:.0f} s")
+    click.echo(f"Run folder: {result.run_dir}")
+
+
+@cli.command()
+@click.argument("data", type=click.Path(file_okay=False))
+@click.option("--label-col", help="Label column of the training table, when it is ambiguous.")
+@click.option("--train-images", help="Folder (inside DATA) holding the training images.")
+@click.option("--test-images", help="Folder (inside DATA) holding the test images.")
+def validate(data, label_col, train_images, test_images):
+    """Check a data folder before training: every bad row named.
+
+    \b
+    Example:
+      kit validate sample_data
+    """
+    from .data import load_competition, validate as validate_folder
+
+    comp = load_competition(data, label_col=label_col, train_images=train_images, test_images=test_images)
+    report = validate_folder(comp)
+    click.echo(f"{data}: {comp.layout} layout; train {comp.train_file}"
+               + (f", test {comp.test_file}" if comp.test_file else "")
+               + (f", sample {comp.sample_file}" if comp.sample_file else ""))
+    click.echo(report.summary())
+    for problem in report.problems:
+        click.echo(f"{problem.severity}: {problem}")
+    click.echo(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    sys.exit(2 if report.errors else 0)
+
+
+@cli.command()
+@_training_options
+def train(data, config_file, force, **flags):
+    """Train one model on DATA into runs/NAME/.
+
+    \b
+    Example:
+      kit train sample_data --epochs 5 --name first
+    """
+    from .training import train as train_run
+
+    result = train_run(_make_config(data, config_file, force, **flags), force=force, log=click.echo)
+    _print_train_result(result)
+    if result.interrupted:
+        sys.exit(130)
+
+
+@cli.command()
+@_training_options
+@click.option("--output", type=click.Path(dir_okay=False), help="Submission path. Default RUN/submission.csv.")
+def run(data, config_file, force, output, **flags):
+    """Validate, train, write submission.csv and the report, in one go.
+
+    \b
+    Example:
+      kit run sample_data
+    """
+    from .submission import make_submission as write
+    from .training import train as train_run
+
+    config = _make_config(data, config_file, force, **flags)
+    result = train_run(config, force=force, log=click.echo)
+    _print_train_result(result)
+    if result.interrupted:
+        sys.exit(130)
+    sub = write(result.run_dir, config.data, output, force=force)
+    click.echo(f"Submission: {sub.path} ({sub.rows} rows, {', '.join(sub.columns)})")
+    click.echo(f"Report: {result.run_dir / 'classification_report.txt'}, confusion_matrix.png, curves.png")
+
+
+@cli.command("make-submission")
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, exists=True))
+@click.argument("data", required=False, type=click.Path(file_okay=False))
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Default RUN/submission.csv.")
+@click.option("--force", is_flag=True, help="Replace an existing submission file.")
+def make_submission(run_dir, data, output, force):
+    """Predict DATA's test images with a run and write a checked submission.csv.
+
+    DATA defaults to the folder the run was trained on.
+
+    \b
+    Example:
+      kit make-submission runs/first sample_data -o submission.csv
+    """
+    from .submission import make_submission as write
+
+    sub = write(run_dir, data, output, force=force)
+    click.echo(f"Wrote {sub.path}: {sub.rows} rows, columns {', '.join(sub.columns)} ({sub.kind})")
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, exists=True))
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--top", default=3, show_default=True, help="How many classes to show per image.")
+def predict(run_dir, images, top):
+    """Print the top classes of single images.
+
+    \b
+    Example:
+      kit predict runs/first sample_data/test/1500.png
+    """
+    from .predict import predict_images
+    from .runs import Run
+
+    for path, ranked in predict_images(Run.open(run_dir), list(images), top=top):
+        click.echo(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, exists=True))
+def report(run_dir):
+    """(Re)write a run's classification report, confusion matrix and curves.
+
+    \b
+    Example:
+      kit report runs/first
+    """
+    from .reports import write_reports
+
+    for path in write_reports(run_dir):
+        click.echo(f"Wrote {path}")
+    click.echo((Path(run_dir) / "classification_report.txt").read_text(encoding="utf-8"))
+
+
+@cli.command()
+def models():
+    """List the registered models.
+
+    \b
+    Example:
+      kit models
+    """
+    from .models import MODELS
+
+    for name, spec in MODELS.items():
+        click.echo(f"{name:12s} {spec.optimizer:6s} lr {spec.learning_rate:<7g} {spec.summary}")
+
+
+def main():  # pragma: no cover - console entry point alias
+    cli()

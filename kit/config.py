@@ -1,0 +1,90 @@
+"""One flat config for a run: defaults here, a TOML/YAML file may override them, CLI flags override both."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .errors import ConfigError
+
+AUGMENT_LEVELS = ("none", "light", "strong")
+
+
+@dataclass
+class Config:
+    data: str = ""
+    model: str = "baseline"
+    image_size: int = 0  # 0 = chosen from the data (median image side, clamped to 28..224)
+    channels: int = 0  # 0 = 1 when every image is grayscale, else 3
+    batch_size: int = 64
+    epochs: int = 10
+    learning_rate: float = 0.0  # 0 = the model's default
+    optimizer: str = ""  # "" = the model's default
+    validation_split: float = 0.2
+    seed: int = 42
+    augment: str = "light"
+    early_stopping: int = 0  # patience in epochs; 0 = off
+    label_col: str = ""
+    train_images: str = ""
+    test_images: str = ""
+    name: str = ""
+    runs_dir: str = "runs"
+
+    def validate(self) -> "Config":
+        if self.augment not in AUGMENT_LEVELS:
+            raise ConfigError(f"--augment {self.augment}: expected one of {', '.join(AUGMENT_LEVELS)}")
+        if not 0.0 < self.validation_split < 1.0:
+            raise ConfigError(f"--validation-split {self.validation_split}: expected a fraction between 0 and 1")
+        for name in ("batch_size", "epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected a positive number")
+        if self.image_size and not 8 <= self.image_size <= 1024:
+            raise ConfigError(f"--image-size {self.image_size}: expected 8..1024")
+        if self.channels not in (0, 1, 3):
+            raise ConfigError(f"--channels {self.channels}: expected 1 or 3")
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+
+def load_config_file(path) -> dict:
+    """Read defaults from a .toml (a [kit] table or top level) or .yaml file; unknown keys are an error."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml  # optional: only needed for YAML config files
+
+            values = yaml.safe_load(text) or {}
+        else:
+            values = tomllib.loads(text)
+    except ImportError:
+        raise ConfigError(f"{path}: YAML needs PyYAML (pip install pyyaml), or use a .toml file") from None
+    except Exception as e:
+        raise ConfigError(f"{path}: cannot parse ({str(e).splitlines()[0]})") from None
+    values = values.get("kit", values)
+    known = {f.name for f in fields(Config)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if "data" in values:  # a relative data path is relative to the config file
+        values["data"] = str((path.parent / values["data"]).resolve()) if not Path(values["data"]).is_absolute() \
+            else values["data"]
+    return values
+
+
+def make_config(file_values: dict | None = None, **flags) -> Config:
+    """Defaults < config file < flags given on the command line (None means not given)."""
+    merged = dict(file_values or {})
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        return Config(**merged).validate()
+    except TypeError as e:
+        raise ConfigError(str(e)) from None

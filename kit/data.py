@@ -1,0 +1,496 @@
+"""Read a competition folder (or a class-folder tree) into tables of (id, path, label) and validate it.
+
+Nothing here writes to the data folder. Every CSV is read as strings, so ids like `00123` survive.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import unicodedata
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import DataError, ImageError
+from .images import IMAGE_EXTENSIONS, inspect_image, is_image_name
+
+TRAIN_IMAGE_DIRS = ("train", "train/images", "images/train", "Images/train", "train_images", "images", "Images", ".")
+TEST_IMAGE_DIRS = ("test", "test/images", "images/test", "Images/test", "test_images", "images", "Images", ".")
+VALIDATION_DIRS = ("validation", "valid", "val")
+MIN_IMAGES_PER_CLASS = 2
+
+
+@dataclass
+class Problem:
+    """One finding of validation: where (file, CSV line) and what, with how to fix it."""
+
+    severity: str  # "error" | "warning"
+    code: str
+    file: str
+    message: str
+    row: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.row}" if self.row is not None else self.file
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class Competition:
+    """A data folder as kit understands it: one table per split plus what the submission must look like."""
+
+    root: Path
+    layout: str  # "csv" or "folders"
+    train: pd.DataFrame  # columns: id, path, label, row
+    test: pd.DataFrame | None  # columns: id, path, row (and label when the folder has answers)
+    validation: pd.DataFrame | None  # an explicit validation/ folder, else None
+    class_names: list[str]
+    id_col: str = "id"
+    label_col: str = "label"
+    train_file: str = "train/"
+    test_file: str | None = None
+    sample_file: str | None = None
+    sample: pd.DataFrame | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def submission_columns(self) -> list[str]:
+        return list(self.sample.columns) if self.sample is not None else [self.id_col, self.label_col]
+
+
+# ----------------------------------------------------------------------------------------- tables
+
+
+def read_table(path: Path, root: Path | None = None) -> pd.DataFrame:
+    """Read a CSV as strings: BOM-tolerant, delimiter sniffed (, ; tab |), any line ending."""
+    name = _rel(path, root)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{name}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x}); save the file as UTF-8") from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise DataError(f"{name}: the file is empty; expected a header line and rows")
+    header = text.split("\n", 1)[0]
+    sep = max([",", ";", "\t", "|"], key=header.count)
+    try:
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, quotechar='"',
+                            skipinitialspace=False, on_bad_lines="error", engine="python")
+    except pd.errors.ParserError as e:
+        raise DataError(f"{name}: cannot parse as CSV ({str(e).splitlines()[0]})") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    if len(table) == 0:
+        raise DataError(f"{name}: has a header ({', '.join(table.columns)}) but no rows")
+    return table
+
+
+def _rel(path: Path, root: Path | None) -> str:
+    if root is None:
+        return path.name
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _find_tables(root: Path) -> dict[str, Path | None]:
+    """Find train*.csv, test*.csv and sample_submission*.csv (any case, any suffix) in the folder's top level."""
+    found: dict[str, list[Path]] = {"train": [], "test": [], "sample": []}
+    for entry in sorted(root.iterdir()):
+        if not entry.is_file() or entry.suffix.lower() != ".csv":
+            continue
+        stem = entry.stem.lower()
+        if re.match(r"sample[_\- ]?submission", stem):
+            found["sample"].append(entry)
+        elif stem.startswith("train"):
+            found["train"].append(entry)
+        elif stem.startswith("test"):
+            found["test"].append(entry)
+    chosen: dict[str, Path | None] = {}
+    for kind, paths in found.items():
+        exact = [p for p in paths if p.stem.lower() == kind]
+        if len(paths) > 1 and len(exact) != 1:
+            names = ", ".join(p.name for p in paths)
+            raise DataError(f"{root}: several {kind} tables ({names}); keep one or move the others out")
+        chosen[kind] = exact[0] if exact else (paths[0] if paths else None)
+    return chosen
+
+
+# ------------------------------------------------------------------------------------ image lookup
+
+
+def _nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
+
+
+class ImageFolder:
+    """The image files directly inside one folder, indexed by NFC-normalised, case-folded name."""
+
+    def __init__(self, root: Path, rel: str):
+        self.root, self.rel = root, rel
+        self.path = (root / rel) if rel != "." else root
+        self.by_name: dict[str, list[str]] = {}
+        if self.path.is_dir():
+            with os.scandir(self.path) as entries:
+                for e in entries:
+                    if e.is_file():  # follows symlinks; a dangling one is not a file
+                        self.by_name.setdefault(_nfc(e.name).lower(), []).append(e.name)
+
+    def candidates(self, image_id: str) -> list[str]:
+        """File names that can hold the image for this id: the id itself, or id + an image extension."""
+        key = _nfc(image_id).lower()
+        names = list(self.by_name.get(key, [])) if is_image_name(key) else []
+        if not names:
+            for ext in IMAGE_EXTENSIONS:
+                names += self.by_name.get(key + ext, [])
+        return names
+
+
+def unsafe_path_reason(value: str) -> str | None:
+    """Why a CSV value must not be used as a path (it could reach outside the data folder), else None."""
+    if "\x00" in value:
+        return "contains a NUL byte"
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://", value):
+        return "is a URL"
+    if value.startswith(("/", "\\")) or re.match(r"^[a-zA-Z]:", value):
+        return "is an absolute path"
+    if ".." in re.split(r"[\\/]", value):
+        return "goes up with '..'"
+    return None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        Path(os.path.realpath(path)).relative_to(os.path.realpath(root))
+        return True
+    except ValueError:
+        return False
+
+
+def _resolve_ids(root: Path, table: pd.DataFrame, id_col: str, table_name: str, dirs: tuple[str, ...],
+                 problems: list[Problem]) -> tuple[list[str], str]:
+    """Map every id to an image path (empty string when missing, with a problem recorded)."""
+    folders = [ImageFolder(root, d) for d in dirs]
+    folders = [f for f in folders if f.by_name or any("/" in str(v) or "\\" in str(v) for v in table[id_col][:50])]
+    ids = table[id_col].tolist()
+
+    def lookup(folder: ImageFolder, image_id: str) -> list[str]:
+        if "/" in image_id or "\\" in image_id:
+            p = folder.path / image_id.replace("\\", "/")
+            return [image_id.replace("\\", "/")] if p.is_file() else []
+        return folder.candidates(image_id)
+
+    best, best_hits = None, -1
+    for folder in folders:
+        hits = sum(1 for i in ids if not unsafe_path_reason(i) and lookup(folder, i))
+        if hits > best_hits:
+            best, best_hits = folder, hits
+    if best is None or best_hits == 0:
+        looked = ", ".join(d + "/" for d in dirs if d != ".")
+        raise DataError(f"{table_name}: no image found for any id (first id '{ids[0]}'; looked in {looked} and the "
+                        f"folder itself, with extensions {' '.join(IMAGE_EXTENSIONS)}); pass --train-images/--test-images")
+
+    paths = []
+    for i, image_id in enumerate(ids):
+        row = i + 2
+        reason = unsafe_path_reason(image_id)
+        if reason:
+            problems.append(Problem("error", "unsafe_path", table_name, f"id '{image_id}' {reason}; ids must name "
+                                    "files inside the data folder", row))
+            paths.append("")
+            continue
+        names = lookup(best, image_id)
+        if not names:
+            tried = image_id if is_image_name(image_id) else f"{image_id}, {image_id}.png, {image_id}.jpg, …"
+            problems.append(Problem("error", "missing_image", table_name,
+                                    f"image '{image_id}' not found in {best.rel}/ (looked for {tried})", row))
+            paths.append("")
+            continue
+        if len(names) > 1:
+            problems.append(Problem("warning", "ambiguous_image", table_name,
+                                    f"id '{image_id}' matches {', '.join(sorted(names))} in {best.rel}/; using {names[0]}",
+                                    row))
+        path = best.path / names[0]
+        if path.is_symlink() and not _inside(path, root):
+            problems.append(Problem("error", "unsafe_path", table_name,
+                                    f"image '{names[0]}' is a symlink that leads outside the data folder", row))
+            paths.append("")
+            continue
+        paths.append(str(path))
+    return paths, best.rel
+
+
+# --------------------------------------------------------------------------------------- layouts
+
+
+def _pick_columns(train: pd.DataFrame, sample: pd.DataFrame | None, test: pd.DataFrame | None,
+                  train_name: str, label_col: str | None) -> tuple[str, str]:
+    id_col = sample.columns[0] if sample is not None else (test.columns[0] if test is not None else train.columns[0])
+    if id_col not in train.columns:
+        id_col = train.columns[0]
+    if label_col:
+        if label_col not in train.columns:
+            raise DataError(f"{train_name}: no column '{label_col}' (--label-col); columns are: {', '.join(train.columns)}")
+        return id_col, label_col
+    if sample is not None and len(sample.columns) == 2 and sample.columns[1] in train.columns and sample.columns[1] != id_col:
+        return id_col, sample.columns[1]
+    others = [c for c in train.columns if c != id_col]
+    if len(others) == 1:
+        return id_col, others[0]
+    if not others:
+        raise DataError(f"{train_name}: only one column ({id_col}); expected an id column and a label column")
+    raise DataError(f"{train_name}: cannot tell which column is the label (columns: {', '.join(train.columns)}); "
+                    "pass --label-col NAME")
+
+
+def _read_csv_layout(root: Path, tables: dict[str, Path | None], label_col: str | None,
+                     train_images: str | None, test_images: str | None) -> Competition:
+    problems: list[Problem] = []
+    train_path = tables["train"]
+    train_name = _rel(train_path, root)
+    train = read_table(train_path, root)
+    sample = read_table(tables["sample"], root) if tables["sample"] else None
+    test = read_table(tables["test"], root) if tables["test"] else None
+    id_col, label_col = _pick_columns(train, sample, test, train_name, label_col)
+
+    train_paths, _ = _resolve_ids(root, train, id_col, train_name, (train_images,) if train_images else TRAIN_IMAGE_DIRS,
+                                  problems)
+    labels = train[label_col].str.strip()
+    train_df = pd.DataFrame({"id": train[id_col], "path": train_paths, "label": labels, "row": range(2, len(train) + 2)})
+
+    test_df, test_name = None, None
+    if test is not None or sample is not None:
+        source, test_name = (test, _rel(tables["test"], root)) if test is not None else (sample, _rel(tables["sample"], root))
+        test_id_col = id_col if id_col in source.columns else source.columns[0]
+        test_paths, _ = _resolve_ids(root, source, test_id_col, test_name,
+                                     (test_images,) if test_images else TEST_IMAGE_DIRS, problems)
+        test_df = pd.DataFrame({"id": source[test_id_col], "path": test_paths, "row": range(2, len(source) + 2)})
+
+    class_names = sorted(set(lab for lab in labels if lab))
+    return Competition(root=root, layout="csv", train=train_df, test=test_df, validation=None, class_names=class_names,
+                       id_col=id_col, label_col=label_col, train_file=train_name, test_file=test_name,
+                       sample_file=_rel(tables["sample"], root) if tables["sample"] else None, sample=sample,
+                       problems=problems)
+
+
+def _image_files(folder: Path) -> list[str]:
+    """Image files under a folder (recursively), as sorted POSIX paths relative to it."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in filenames:
+            if is_image_name(name):
+                found.append((Path(dirpath) / name).relative_to(folder).as_posix())
+    return sorted(found)
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _labelled_folder(folder: Path, root: Path) -> pd.DataFrame:
+    rows = []
+    for class_dir in _class_dirs(folder):
+        for rel in _image_files(class_dir):
+            rows.append({"id": f"{class_dir.name}/{rel}", "path": str(class_dir / rel), "label": _nfc(class_dir.name)})
+    table = pd.DataFrame(rows, columns=["id", "path", "label"])
+    table["row"] = None
+    return table
+
+
+def _read_folder_layout(root: Path, tables: dict[str, Path | None]) -> Competition:
+    train_dir = root / "train" if _class_dirs(root / "train") else root
+    train = _labelled_folder(train_dir, root)
+    if train.empty:
+        raise DataError(f"{root}: no train*.csv and no class folders with images (expected train.csv, "
+                        "or train/<class>/<image>, or <class>/<image>)")
+    validation = None
+    for name in VALIDATION_DIRS:
+        if _class_dirs(root / name):
+            validation = _labelled_folder(root / name, root)
+            break
+    test, test_name = None, None
+    test_dir = root / "test"
+    sample = read_table(tables["sample"], root) if tables["sample"] else None
+    if test_dir.is_dir() and train_dir != root:
+        test_name = "test/"
+        if _class_dirs(test_dir) and not [p for p in test_dir.iterdir() if p.is_file() and is_image_name(p.name)]:
+            test = _labelled_folder(test_dir, root)  # a labelled test folder: ids carry the class, kept as answers
+        else:
+            files = _image_files(test_dir)
+            test = pd.DataFrame({"id": files, "path": [str(test_dir / f) for f in files], "row": None})
+    problems: list[Problem] = []
+    id_col = "id"
+    if sample is not None:
+        id_col = sample.columns[0]
+        sample_name = _rel(tables["sample"], root)
+        paths, _ = _resolve_ids(root, sample, id_col, sample_name, ("test",), problems)
+        test = pd.DataFrame({"id": sample[id_col], "path": paths, "row": range(2, len(sample) + 2)})
+        test_name = sample_name
+    label_col = sample.columns[1] if sample is not None and len(sample.columns) == 2 else "label"
+    class_names = sorted(set(train["label"]))
+    return Competition(root=root, layout="folders", train=train, test=test, validation=validation,
+                       class_names=class_names, id_col=id_col, label_col=label_col,
+                       train_file=_rel(train_dir, root) + "/" if train_dir != root else "./", test_file=test_name,
+                       sample_file=_rel(tables["sample"], root) if tables["sample"] else None, sample=sample,
+                       problems=problems)
+
+
+def load_competition(data_dir, label_col: str | None = None, train_images: str | None = None,
+                     test_images: str | None = None) -> Competition:
+    """Read a competition folder: train/test tables and sample submission, or class folders."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder (expected a competition folder with train.csv or class folders)")
+    for option, value in (("--train-images", train_images), ("--test-images", test_images)):
+        if value and (unsafe_path_reason(value) or not (root / value).is_dir()):
+            raise DataError(f"{option} {value}: not a folder inside {root}")
+    tables = _find_tables(root)
+    if tables["train"] is not None:
+        return _read_csv_layout(root, tables, label_col, train_images, test_images)
+    return _read_folder_layout(root, tables)
+
+
+# ------------------------------------------------------------------------------------ validation
+
+
+@dataclass
+class ValidationReport:
+    """All problems found in a data folder, plus a short summary of what it holds."""
+
+    problems: list[Problem]
+    class_counts: dict[str, int]
+    num_test: int
+    sizes: Counter
+    modes: Counter
+    bad_paths: set[str] = field(default_factory=set)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def channels(self) -> int:
+        """1 when every image is grayscale (kept 1-channel), else 3."""
+        gray = {"L", "1", "I", "I;16", "I;16B", "I;16L", "F", "LA"}
+        return 1 if self.modes and all(m in gray for m in self.modes) else 3
+
+    @property
+    def median_size(self) -> int:
+        if not self.sizes:
+            return 0
+        sides = sorted(s for (w, h), n in self.sizes.items() for s in [min(w, h)] * n)
+        return sides[len(sides) // 2]
+
+    def summary(self) -> str:
+        lines = [f"train: {sum(self.class_counts.values())} images in {len(self.class_counts)} classes; "
+                 f"test: {self.num_test} images"]
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(self.class_counts.items()))
+        lines.append(f"per class: {counts}")
+        common = ", ".join(f"{w}x{h} ({n})" for (w, h), n in self.sizes.most_common(3))
+        lines.append(f"image sizes: {common}{' …' if len(self.sizes) > 3 else ''}; "
+                     f"modes: {', '.join(f'{m} ({n})' for m, n in self.modes.most_common())}")
+        return "\n".join(lines)
+
+
+def _check_images(table: pd.DataFrame, file_name: str, root: Path, problems: list[Problem], sizes: Counter,
+                  modes: Counter, bad: set[str]) -> None:
+    paths = [p for p in table["path"] if p]
+    rows = dict(zip(table["path"], table["row"]))
+
+    def check(path: str):
+        try:
+            return path, inspect_image(path), None
+        except ImageError as e:
+            return path, None, e
+
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        for path, info, error in pool.map(check, paths, chunksize=64):
+            if error is not None:
+                bad.add(path)
+                reason = str(error).split(": ", 1)[-1]
+                problems.append(Problem("error", "unreadable_image", file_name,
+                                        f"image '{_rel(Path(path), root)}' {reason}", _row(rows.get(path))))
+            else:
+                sizes[(info[0], info[1])] += 1
+                modes[info[2]] += 1
+
+
+def _row(value):
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def validate(comp: Competition, check_images: bool = True, check_train: bool = True) -> ValidationReport:
+    """Check everything training and submission rely on; name every bad row."""
+    problems = [p for p in comp.problems if check_train or p.file in (comp.test_file, comp.sample_file)]
+    train, name = comp.train, comp.train_file
+    counts = Counter(lab for lab in train["label"] if lab)
+    if check_train:
+        for row in train.loc[train["label"] == "", "row"]:
+            problems.append(Problem("error", "empty_label", name, "empty label; every training row needs a class",
+                                    _row(row)))
+        _check_duplicates(train, name, problems)
+        for label, n in sorted(counts.items()):
+            if n < MIN_IMAGES_PER_CLASS:
+                row = _row(train.loc[train["label"] == label, "row"].iloc[0])
+                problems.append(Problem("error", "tiny_class", name, f"class '{label}' has only {n} image; need at "
+                                        f"least {MIN_IMAGES_PER_CLASS} for a stratified validation split", row))
+        if len(counts) < 2:
+            problems.append(Problem("error", "one_class", name, f"found {len(counts)} class(es); need at least 2"))
+    if comp.test is not None:
+        _check_duplicates(comp.test, comp.test_file, problems)
+    _check_sample(comp, problems)
+
+    sizes, modes, bad = Counter(), Counter(), set()
+    if check_images:
+        if check_train:
+            _check_images(train, name, comp.root, problems, sizes, modes, bad)
+            if comp.validation is not None:
+                _check_images(comp.validation, "validation/", comp.root, problems, sizes, modes, bad)
+        if comp.test is not None:
+            _check_images(comp.test, comp.test_file, comp.root, problems, Counter(), Counter(), bad)
+    return ValidationReport(problems=problems, class_counts=dict(counts),
+                            num_test=0 if comp.test is None else len(comp.test), sizes=sizes, modes=modes,
+                            bad_paths=bad)
+
+
+def _check_duplicates(table: pd.DataFrame, file_name: str, problems: list[Problem]) -> None:
+    dup = table[table["id"].duplicated(keep=False)]
+    for image_id, group in dup.groupby("id", sort=False):
+        rows = [_row(r) for r in group["row"]]
+        where = ", ".join(str(r) for r in rows if r is not None)
+        problems.append(Problem("error", "duplicate_id", file_name,
+                                f"id '{image_id}' appears {len(group)} times (rows {where}); ids must be unique",
+                                rows[1] if len(rows) > 1 else None))
+
+
+def _check_sample(comp: Competition, problems: list[Problem]) -> None:
+    if comp.sample is None or comp.test is None or comp.test_file == comp.sample_file:
+        return
+    sample_ids = set(comp.sample[comp.sample.columns[0]])
+    test_ids = set(comp.test["id"])
+    if sample_ids != test_ids:
+        only_sample = sorted(sample_ids - test_ids)
+        only_test = sorted(test_ids - sample_ids)
+        problems.append(Problem("error", "sample_mismatch", comp.sample_file,
+                                f"ids differ from {comp.test_file}: {len(only_sample)} only in the sample "
+                                f"({_few(only_sample)}), {len(only_test)} only in the test set ({_few(only_test)})"))
+
+
+def _few(values: list[str], n: int = 3) -> str:
+    shown = ", ".join(f"'{v}'" for v in values[:n])
+    return shown + (", …" if len(values) > n else "") if values else "none"

@@ -1,0 +1,27 @@
+"""The one place for kit's errors: each carries a one-line message naming the file (and row)."""
+
+
+class KitError(Exception):
+    """Base class: the CLI prints `Error: <message>` and exits non-zero, without a traceback."""
+
+    exit_code = 2
+
+
+class DataError(KitError):
+    """The data folder or one of its tables is unusable as given."""
+
+
+class ImageError(DataError):
+    """One image cannot be read; the message names the file."""
+
+
+class RunError(KitError):
+    """A run folder is missing, incomplete, already exists, or fails its integrity check."""
+
+
+class SubmissionError(KitError):
+    """A submission would not be accepted by the leaderboard (or would overwrite a file)."""
+
+
+class ConfigError(KitError):
+    """An option or config-file value is invalid."""

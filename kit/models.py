@@ -1,0 +1,147 @@
+"""Model registry: each factory returns a keras.Model that takes raw uint8 pixels (scaling is inside)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+from keras import layers
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    build: Callable[[tuple[int, int, int], int], keras.Model]
+    optimizer: str  # "adamw" (with warm-up + cosine decay), "adam" or "sgd" (constant rate, as published)
+    learning_rate: float
+    summary: str
+
+
+def _inputs(input_shape):
+    inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
+    return inputs, layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+
+
+def _output(x, num_classes):
+    # float32 softmax keeps probabilities exact under mixed precision.
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+
+
+def _conv_bn(x, filters, name, kernel=3, strides=1):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    # momentum 0.9 (not Keras' 0.99): small competition sets give few steps, and slow moving
+    # statistics make validation accuracy lag far behind training accuracy for many epochs.
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def baseline(input_shape, num_classes):
+    """kit's default: conv-BN-ReLU pairs with max-pooling down to ~7 px, then a small dense head.
+
+    Large inputs are first brought down to ≤64 px by strided convolutions, so the cost per image stays
+    near that of a 32-px image; the head flattens a ≤8×8 map, which kept more spatial detail than
+    global pooling on short schedules (see README, "Choosing the default model").
+    """
+    inputs, x = _inputs(input_shape)
+    size, stem = input_shape[0], 0
+    while size > 64:
+        x = _conv_bn(x, 32, f"stem{stem}", strides=2)
+        size, stem = (size + 1) // 2, stem + 1
+    for i, filters in enumerate((32, 64, 128)):
+        if size <= 8:
+            break
+        x = _conv_bn(x, filters, f"block{i}a")
+        x = _conv_bn(x, filters, f"block{i}b")
+        x = layers.MaxPooling2D(name=f"block{i}_pool")(x)
+        size //= 2
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(0.3, name="dropout1")(x)
+    x = layers.Dense(128, activation="relu", name="dense")(x)
+    x = layers.Dropout(0.3, name="dropout2")(x)
+    return keras.Model(inputs, _output(x, num_classes), name="baseline")
+
+
+def mlp(input_shape, num_classes):
+    """The dense MNIST tutorial: 784 → 15 ReLU → softmax."""
+    inputs, x = _inputs(input_shape)
+    x = layers.Flatten()(x)
+    x = layers.Dense(15, activation="relu")(x)
+    return keras.Model(inputs, _output(x, num_classes), name="mlp")
+
+
+def simple_cnn(input_shape, num_classes):
+    """The AV 'Identify the apparels' CNN: Conv32-Conv64-MaxPool-Dropout.25-Dense128-Dropout.5."""
+    inputs, x = _inputs(input_shape)
+    x = layers.Conv2D(32, 3, activation="relu")(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Dropout(0.25)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    return keras.Model(inputs, _output(x, num_classes), name="simple_cnn")
+
+
+def lenet(input_shape, num_classes):
+    """The LeNet-ish Fashion-MNIST tutorial: Conv6(5)-Pool-Conv10(5)-Pool-FC56-FC10."""
+    inputs, x = _inputs(input_shape)
+    x = layers.Conv2D(6, 5, activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(10, 5, activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(56, activation="relu")(x)
+    return keras.Model(inputs, _output(x, num_classes), name="lenet")
+
+
+def cifar_cnn(input_shape, num_classes):
+    """The CIFAR-10 tutorial CNN: 2×Conv32, 2×Conv64, 2×Conv96 (same padding) with pools and dropout."""
+    inputs, x = _inputs(input_shape)
+    for filters in (32, 64, 96):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D()(x)
+        x = layers.Dropout(0.25)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(256, activation="relu")(x)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    return keras.Model(inputs, _output(x, num_classes), name="cifar_cnn")
+
+
+MODELS: dict[str, ModelSpec] = {
+    "baseline": ModelSpec(baseline, "adamw", 3e-3, "conv-BN pairs + max-pooling + dense head (default)"),
+    "mlp": ModelSpec(mlp, "sgd", 0.2, "dense MNIST tutorial: one hidden layer of 15"),
+    "simple_cnn": ModelSpec(simple_cnn, "adam", 1e-3, "AV apparels tutorial CNN"),
+    "lenet": ModelSpec(lenet, "sgd", 0.04, "LeNet-ish Fashion-MNIST tutorial"),
+    "cifar_cnn": ModelSpec(cifar_cnn, "adam", 1e-4, "CIFAR-10 tutorial CNN"),
+}
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(f"--model {name}: unknown; choose one of {', '.join(MODELS)}") from None
+
+
+def build_model(name: str, image_size: int, channels: int, num_classes: int) -> keras.Model:
+    """Build a registered model for square uint8 images of the given size and channel count."""
+    return get_model_spec(name).build((image_size, image_size, channels), num_classes)
+
+
+def make_optimizer(kind: str, learning_rate: float, total_steps: int):
+    """AdamW gets a 10% linear warm-up then cosine decay; the published recipes keep their constant rate."""
+    if kind == "adamw":
+        warmup = max(1, total_steps // 10)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            learning_rate / 30, decay_steps=max(1, total_steps - warmup), warmup_target=learning_rate,
+            warmup_steps=warmup, alpha=0.01)
+        return keras.optimizers.AdamW(schedule, weight_decay=1e-4)
+    if kind == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if kind == "sgd":
+        return keras.optimizers.SGD(learning_rate)
+    raise ConfigError(f"--optimizer {kind}: expected adamw, adam or sgd")

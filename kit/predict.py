@@ -1,0 +1,61 @@
+"""Predictions keyed by id (never by position), through the same loader the model was trained with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .runs import Run, atomic_write
+
+PREDICT_BATCH = 256  # inference needs no gradients, so large batches are cheap and fast
+
+
+def predict_proba(model, paths, image_size: int, channels: int) -> np.ndarray:
+    """Class probabilities for each image file, in the order given."""
+    from .pipeline import make_dataset
+
+    paths = list(paths)
+    if not paths:
+        return np.zeros((0, model.output_shape[-1]), np.float32)
+    ds = make_dataset(paths, image_size=image_size, channels=channels, batch_size=PREDICT_BATCH, cache=False)
+    return np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
+
+
+def probability_table(ids, probs: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    table = pd.DataFrame(probs, columns=class_names)
+    table.insert(0, "id", list(ids))
+    return table
+
+
+def predict_validation(run_dir, val_df: pd.DataFrame, class_names: list[str], config) -> pd.DataFrame:
+    """Predict the validation split with the best saved model; write val_predictions.csv."""
+    model = Run.open(run_dir).load_model()
+    probs = predict_proba(model, val_df["path"], config.image_size, config.channels)
+    index = {c: i for i, c in enumerate(class_names)}
+    true_idx = val_df["label"].map(index).to_numpy()
+    table = pd.DataFrame({
+        "id": val_df["id"].to_numpy(),
+        "path": val_df["path"].to_numpy(),
+        "label": val_df["label"].to_numpy(),
+        "predicted": [class_names[i] for i in probs.argmax(1)],
+        "confidence": probs.max(1),
+        "p_true": probs[np.arange(len(probs)), true_idx],
+    })
+    for i, name in enumerate(class_names):
+        table[f"p:{name}"] = probs[:, i]
+    with atomic_write(Path(run_dir) / "val_predictions.csv", newline="", encoding="utf-8") as f:
+        table.to_csv(f, index=False)
+    return table
+
+
+def predict_images(run: Run, paths, top: int = 3) -> list[tuple[str, list[tuple[str, float]]]]:
+    """Top classes for single image files, as [(path, [(class, probability), …]), …]."""
+    model = run.load_model()
+    probs = predict_proba(model, paths, run.image_size, run.channels)
+    results = []
+    for path, p in zip(paths, probs):
+        order = np.argsort(-p)[:top]
+        results.append((str(path), [(run.class_names[i], float(p[i])) for i in order]))
+    return results

@@ -1,0 +1,125 @@
+"""Run folders: created without clobbering, written atomically, and read back with an integrity check."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config
+from .errors import RunError
+
+MODEL_FILE = "model.keras"
+MANIFEST_FILE = "manifest.json"
+
+
+@contextmanager
+def atomic_write(path, mode: str = "w", **kwargs):
+    """Write to a temporary file beside `path`, flush it to disk, then os.replace: never a half file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path, value) -> None:
+    with atomic_write(path, encoding="utf-8") as f:
+        json.dump(value, f, indent=2, sort_keys=False, default=str)
+        f.write("\n")
+
+
+def read_json(path):
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing; is {path.parent} a kit run folder?") from None
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+
+
+def save_model(model, path) -> None:
+    """Save a Keras model atomically (Keras insists on the .keras suffix, so the temp name keeps it)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def new_run_name(model: str) -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + f"-{model}"
+
+
+def create_run_dir(runs_dir, name: str, force: bool) -> Path:
+    """Make runs/NAME; an existing run is replaced only with force."""
+    run_dir = Path(runs_dir) / name
+    if run_dir.exists():
+        if not force:
+            raise RunError(f"{run_dir}: run already exists; pick another --name or pass --force to replace it")
+        if not (run_dir / "config.json").exists() and any(run_dir.iterdir()):
+            raise RunError(f"{run_dir}: exists and is not a kit run folder; refusing to replace it even with --force")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+@dataclass
+class Run:
+    """A finished (or interrupted) run folder, read back."""
+
+    path: Path
+    config: Config
+    class_names: list[str]
+    image_size: int
+    channels: int
+
+    @classmethod
+    def open(cls, path) -> "Run":
+        path = Path(path)
+        if not path.is_dir():
+            raise RunError(f"{path}: no such run folder")
+        config = Config(**read_json(path / "config.json"))
+        classes = read_json(path / "class_names.json")
+        return cls(path=path, config=config, class_names=classes, image_size=config.image_size,
+                   channels=config.channels)
+
+    def load_model(self):
+        """Load model.keras in Keras safe mode, only if its hash matches the one this run recorded."""
+        import keras
+
+        model_path = self.path / MODEL_FILE
+        if not model_path.exists():
+            raise RunError(f"{model_path}: missing; the run did not finish its first epoch")
+        expected = read_json(self.path / MANIFEST_FILE).get(MODEL_FILE)
+        actual = sha256_file(model_path)
+        if expected != actual:
+            raise RunError(f"{model_path}: sha256 {actual[:12]}… does not match the run's manifest "
+                           f"({str(expected)[:12]}…); the file was changed after kit wrote it")
+        return keras.models.load_model(model_path, safe_mode=True, compile=False)
+
+
+def write_manifest(run_dir) -> None:
+    run_dir = Path(run_dir)
+    write_json(run_dir / MANIFEST_FILE, {MODEL_FILE: sha256_file(run_dir / MODEL_FILE)})

@@ -1,0 +1,109 @@
+"""Submissions: a join of predictions onto the sample's ids, in the sample's exact shape, checked, written atomically."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, SubmissionError
+from .runs import atomic_write
+
+
+@dataclass
+class SubmissionResult:
+    path: Path
+    rows: int
+    columns: list[str]
+    kind: str  # "labels" or "probabilities"
+
+
+def _few(values, n=3) -> str:
+    values = sorted(values)
+    return ", ".join(f"'{v}'" for v in values[:n]) + (", …" if len(values) > n else "")
+
+
+def build_submission(probs: pd.DataFrame, class_names: list[str], sample: pd.DataFrame | None,
+                     id_col: str = "id", label_col: str = "label") -> pd.DataFrame:
+    """Predicted labels (or probabilities, when the sample has one column per class) on the sample's ids, in its order."""
+    columns = list(sample.columns) if sample is not None else [id_col, label_col]
+    ids = sample[columns[0]].tolist() if sample is not None else probs["id"].tolist()
+    by_id = probs.set_index("id")
+    missing = set(ids) - set(by_id.index)
+    if missing:
+        raise SubmissionError(f"no prediction for {len(missing)} sample id(s) ({_few(missing)}); their test images "
+                              "are missing")
+    ordered = by_id.loc[ids, class_names].to_numpy()
+    if len(columns) == 2:
+        out = pd.DataFrame({columns[0]: ids, columns[1]: [class_names[i] for i in ordered.argmax(1)]})
+    elif set(columns[1:]) == set(class_names):
+        # log-loss leaderboards reject exact 0/1 (infinite loss), so keep a tiny margin.
+        clipped = np.clip(ordered, 1e-6, 1.0)
+        clipped /= clipped.sum(1, keepdims=True)
+        out = pd.DataFrame(clipped, columns=class_names)[columns[1:]]
+        out.insert(0, columns[0], ids)
+    else:
+        raise SubmissionError(f"sample submission columns ({', '.join(columns)}) are neither id + label nor "
+                              f"id + one column per class ({', '.join(class_names)})")
+    return out
+
+
+def check_submission(sub: pd.DataFrame, class_names: list[str], sample: pd.DataFrame | None) -> str:
+    """Reject what a leaderboard would reject; returns "labels" or "probabilities"."""
+    if sample is not None:
+        if list(sub.columns) != list(sample.columns):
+            raise SubmissionError(f"header {list(sub.columns)} differs from the sample's {list(sample.columns)}")
+        if sub.iloc[:, 0].tolist() != sample.iloc[:, 0].tolist():
+            raise SubmissionError("ids differ from the sample submission's ids or order")
+    ids = sub.iloc[:, 0]
+    if ids.duplicated().any():
+        raise SubmissionError(f"duplicate ids: {_few(set(ids[ids.duplicated()]))}")
+    if sub.isna().to_numpy().any():
+        raise SubmissionError("submission has empty values")
+    if len(sub.columns) == 2:
+        unknown = set(sub.iloc[:, 1]) - set(class_names)
+        if unknown:
+            raise SubmissionError(f"labels not among the classes: {_few(unknown)}")
+        return "labels"
+    values = sub.iloc[:, 1:].to_numpy(dtype=float)
+    if not np.isfinite(values).all() or (values < 0).any() or (values > 1).any():
+        raise SubmissionError("probabilities must be finite and within 0..1")
+    return "probabilities"
+
+
+def write_submission(sub: pd.DataFrame, path, kind: str, force: bool = False) -> SubmissionResult:
+    path = Path(path)
+    if path.exists() and not force:
+        raise SubmissionError(f"{path}: already exists; pass --force to replace it or --output another file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, newline="", encoding="utf-8") as f:
+        sub.to_csv(f, index=False, float_format="%.6f" if kind == "probabilities" else None, lineterminator="\n")
+    return SubmissionResult(path=path, rows=len(sub), columns=list(sub.columns), kind=kind)
+
+
+def make_submission(run_dir, data=None, output=None, force: bool = False) -> SubmissionResult:
+    """Predict the test images of DATA with a run's model and write a checked submission.csv."""
+    from .data import load_competition, validate
+    from .predict import predict_proba, probability_table
+    from .runs import Run
+
+    run = Run.open(run_dir)
+    cfg = run.config
+    output = Path(output) if output else run.path / "submission.csv"
+    if output.exists() and not force:
+        raise SubmissionError(f"{output}: already exists; pass --force to replace it or --output another file")
+    comp = load_competition(data or cfg.data, label_col=cfg.label_col or None, train_images=cfg.train_images or None,
+                            test_images=cfg.test_images or None)
+    if comp.test is None:
+        raise DataError(f"{comp.root}: no test table, sample submission or test/ folder to predict")
+    report = validate(comp, check_train=False)
+    if report.errors:
+        raise DataError(f"{report.errors[0]}" + (f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""))
+    model = run.load_model()
+    probs = probability_table(comp.test["id"], predict_proba(model, comp.test["path"], run.image_size, run.channels),
+                              run.class_names)
+    sub = build_submission(probs, run.class_names, comp.sample, comp.id_col, comp.label_col)
+    kind = check_submission(sub, run.class_names, comp.sample)
+    return write_submission(sub, output, kind, force=force)

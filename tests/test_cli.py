@@ -1,0 +1,149 @@
+"""Every command through Click's CliRunner on tiny generated folders."""
+
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from conftest import folder_hash, make_av_folder, make_class_folders, make_digits_folder, make_image
+from kit.cli import cli
+
+FAST = ["--epochs", "3", "--batch-size", "8", "--image-size", "16", "--augment", "none"]
+
+
+def invoke(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One `kit run` on an AV folder, shared by the tests that only read its run folder."""
+    tmp = tmp_path_factory.mktemp("run")
+    data = make_av_folder(tmp / "comp", n_per_class=12)
+    before = folder_hash(data)
+    result = invoke("run", data, "--runs-dir", tmp / "runs", "--name", "r1", "--learning-rate", "0.01", *FAST)
+    return tmp, data, before, result
+
+
+def test_help_is_fast_and_lists_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("validate", "train", "run", "make-submission", "predict", "report"):
+        assert command in result.output
+
+
+def test_validate_clean_and_with_errors(tmp_path):
+    data = make_av_folder(tmp_path / "c")
+    result = invoke("validate", data)
+    assert result.exit_code == 0
+    assert "train: 24 images in 3 classes; test: 6 images" in result.output
+    assert "0 error(s), 0 warning(s)" in result.output
+    (data / "train" / "00001.png").unlink()
+    result = invoke("validate", data)
+    assert result.exit_code == 2
+    assert "error: train.csv:3: image '00001' not found in train/" in result.output
+
+
+def test_run_writes_everything_and_leaves_data_untouched(trained):
+    tmp, data, before, result = trained
+    assert result.exit_code == 0, result.output
+    run = tmp / "runs" / "r1"
+    for name in ("config.json", "class_names.json", "model.keras", "history.csv", "metrics.json", "manifest.json",
+                 "val_predictions.csv", "classification_report.txt", "classification_report.json",
+                 "confusion_matrix.csv", "confusion_matrix.png", "curves.png", "submission.csv"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "class_names.json").read_text()) == ["cat", "dog", "emu"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["image_size"] == 16 and config["channels"] == 1
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["num_train"] + metrics["num_validation"] == 36
+    assert metrics["val_accuracy"] > 0.6  # three easy patterns: well above chance (0.33)
+    assert len(pd.read_csv(run / "history.csv")) == 3
+    sub = pd.read_csv(run / "submission.csv", dtype=str, keep_default_na=False)
+    sample = pd.read_csv(data / "sample_submission.csv", dtype=str, keep_default_na=False)
+    assert list(sub.columns) == list(sample.columns)
+    assert sub["id"].tolist() == sample["id"].tolist()  # leading zeros kept, sample order kept
+    assert set(sub["label"]) <= {"cat", "dog", "emu"}
+    assert folder_hash(data) == before
+
+
+def test_existing_run_is_refused_without_force(trained):
+    tmp, data, _, _ = trained
+    result = invoke("train", data, "--runs-dir", tmp / "runs", "--name", "r1", *FAST)
+    assert result.exit_code == 2
+    assert result.output.strip().endswith("run already exists; pick another --name or pass --force to replace it")
+
+
+def test_make_submission_never_overwrites_without_force(trained):
+    tmp, data, _, _ = trained
+    out = tmp / "sub.csv"
+    assert invoke("make-submission", tmp / "runs" / "r1", data, "-o", out).exit_code == 0
+    first = out.read_bytes()
+    result = invoke("make-submission", tmp / "runs" / "r1", data, "-o", out)
+    assert result.exit_code == 2 and "already exists; pass --force" in result.output
+    assert invoke("make-submission", tmp / "runs" / "r1", "-o", out, "--force").exit_code == 0
+    assert out.read_bytes() == first  # same model, same images: same file
+
+
+def test_predict_and_report(trained):
+    tmp, data, _, _ = trained
+    result = invoke("predict", tmp / "runs" / "r1", data / "test" / "00036.png", "--top", "2")
+    assert result.exit_code == 0
+    line = result.output.strip()
+    assert line.startswith(str(data / "test" / "00036.png") + ": ") and line.count(" 0.") + line.count(" 1.0") == 2
+    (tmp / "runs" / "r1" / "curves.png").unlink()
+    result = invoke("report", tmp / "runs" / "r1")
+    assert result.exit_code == 0 and "precision" in result.output
+    assert (tmp / "runs" / "r1" / "curves.png").is_file()
+
+
+def test_tampered_model_is_refused(trained, tmp_path):
+    tmp, data, _, _ = trained
+    import shutil
+
+    copy = tmp_path / "r1"
+    shutil.copytree(tmp / "runs" / "r1", copy)
+    with open(copy / "model.keras", "ab") as f:
+        f.write(b"x")
+    result = invoke("make-submission", copy, data, "-o", tmp_path / "s.csv")
+    assert result.exit_code == 2 and "does not match the run's manifest" in result.output
+
+
+def test_train_refuses_bad_data_before_training(tmp_path):
+    data = make_av_folder(tmp_path / "c")
+    (data / "train" / "00004.png").write_bytes(b"")
+    result = invoke("train", data, "--runs-dir", tmp_path / "runs", *FAST)
+    assert result.exit_code == 2
+    assert "Error: train.csv:6: image 'train/00004.png' not a readable image" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_digits_layout_end_to_end(tmp_path):
+    data = make_digits_folder(tmp_path / "c")
+    result = invoke("run", data, "--runs-dir", tmp_path / "runs", "--name", "d", *FAST)
+    assert result.exit_code == 0, result.output
+    sub = pd.read_csv(tmp_path / "runs" / "d" / "submission.csv", dtype=str)
+    assert list(sub.columns) == ["filename", "label"]
+    assert sub["filename"].tolist() == pd.read_csv(data / "Sample_Submission_lxuyBuB.csv", dtype=str)["filename"].tolist()
+
+
+def test_class_folders_end_to_end_with_config_file(tmp_path):
+    data = make_class_folders(tmp_path / "c")
+    config = tmp_path / "kit.toml"
+    config.write_text(f'data = "c"\nepochs = 2\nbatch_size = 8\nimage_size = 16\nmodel = "lenet"\n')
+    result = invoke("run", "--config", config, "--runs-dir", tmp_path / "runs", "--name", "f", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "runs" / "f" / "config.json").read_text())
+    assert saved["epochs"] == 1 and saved["model"] == "lenet" and saved["channels"] == 3  # flag beats file
+    sub = pd.read_csv(tmp_path / "runs" / "f" / "submission.csv", dtype=str)
+    assert list(sub.columns) == ["id", "label"] and sorted(sub["id"]) == [f"t{j}.jpg" for j in range(6)]
+
+
+def test_unknown_model_and_bad_option_are_one_line_errors(tmp_path):
+    data = make_av_folder(tmp_path / "c")
+    result = invoke("train", data, "--model", "nope", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2 and result.output.startswith("Error: --model nope: unknown")
+    result = invoke("train", data, "--validation-split", "1.5")
+    assert result.exit_code == 2 and "Error: --validation-split 1.5" in result.output
