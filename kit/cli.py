@@ -41,6 +41,7 @@ def _training_options(f):
     """Every option of `kit train` (also accepted by `kit run`); None means "not given"."""
     options = [
         click.argument("data", required=False, type=click.Path(file_okay=False)),
+        click.option("--dataset", help="Train on a built-in dataset instead of DATA (see `kit datasets list`)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
                      help="TOML/YAML file with defaults (flags override it)."),
         click.option("--model", help="Model name (see `kit models`). Default: baseline."),
@@ -66,10 +67,14 @@ def _training_options(f):
     return f
 
 
-def _make_config(data, config_file, force, **flags):
+def _make_config(data, config_file, force, dataset=None, **flags):
     from .config import load_config_file, make_config
 
     file_values = load_config_file(config_file) if config_file else {}
+    if dataset:
+        from .datasets import dataset_folder
+
+        data = str(dataset_folder(dataset)[0])
     if flags.get("channels") is not None:
         flags["channels"] = int(flags["channels"])
     config = make_config(file_values, data=data, **flags)
@@ -148,6 +153,13 @@ def run(data, config_file, force, output, **flags):
         sys.exit(130)
     sub = write(result.run_dir, config.data, output, force=force)
     click.echo(f"Submission: {sub.path} ({sub.rows} rows, {', '.join(sub.columns)})")
+    if flags.get("dataset"):
+        from .datasets import dataset_folder
+        from .submission import score_submission
+
+        answers = dataset_folder(flags["dataset"])[1]
+        if answers:
+            click.echo(f"Held-out test accuracy: {score_submission(sub.path, answers):.4f} (against {answers})")
     click.echo(f"Report: {result.run_dir / 'classification_report.txt'}, confusion_matrix.png, curves.png")
 
 
@@ -219,5 +231,60 @@ def models():
         click.echo(f"{name:12s} {spec.optimizer:6s} lr {spec.learning_rate:<7g} {spec.summary}")
 
 
-def main():  # pragma: no cover - console entry point alias
-    cli()
+@cli.group()
+def datasets():
+    """Built-in datasets: list them, export them as competition folders."""
+
+
+@datasets.command("list")
+def datasets_list():
+    """Name, classes, sizes, and whether each dataset is in the Keras cache.
+
+    \b
+    Example:
+      kit datasets list
+    """
+    from .datasets import dataset_status, keras_cache_dir
+
+    click.echo(f"Keras cache: {keras_cache_dir()}")
+    for name, info, cached in dataset_status():
+        click.echo(f"{name:14s} {info.classes:4d} classes  {info.sizes:28s} {'cached' if cached else 'not cached'}")
+
+
+@datasets.command("export")
+@click.argument("name")
+@click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--layout", type=click.Choice(["av", "digits", "folders"]), default="av", show_default=True,
+              help="av: train.csv + train/<id>.png; digits: filename,label + Images/train/; folders: train/<class>/.")
+@click.option("--limit", type=int, default=0, help="Only the first N training images (N/5 test images).")
+@click.option("--answers", type=click.Path(dir_okay=False), help="Answer key path. Default: answers.csv beside DIR.")
+@click.option("--force", is_flag=True, help="Write into a non-empty DIR.")
+def datasets_export(name, out_dir, layout, limit, answers, force):
+    """Write a built-in dataset as a competition folder, with the answer key kept beside it.
+
+    \b
+    Example:
+      kit datasets export fashion_mnist comp/fashion --layout av
+      kit run comp/fashion && kit score runs/*/submission.csv comp/answers.csv
+    """
+    from .datasets import export_arrays, load_arrays
+
+    written = export_arrays(load_arrays(name), out_dir, layout=layout, limit=limit, answers=answers, force=force)
+    click.echo(f"Wrote {out_dir} ({layout} layout); answers in {written}")
+
+
+@cli.command()
+@click.argument("submission", type=click.Path(dir_okay=False, exists=True))
+@click.argument("answers", type=click.Path(dir_okay=False, exists=True))
+@click.option("--metric", type=click.Choice(["accuracy", "f1_macro", "log_loss"]), default="accuracy",
+              show_default=True)
+def score(submission, answers, metric):
+    """Score a submission against an answer key, with a leaderboard's checks.
+
+    \b
+    Example:
+      kit score runs/first/submission.csv answers.csv --metric f1_macro
+    """
+    from .submission import score_submission
+
+    click.echo(f"{metric}: {score_submission(submission, answers, metric):.5f}")

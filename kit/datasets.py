@@ -15,6 +15,11 @@ from .errors import DataError
 from .runs import atomic_write
 
 LAYOUTS = ("av", "digits", "folders")
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+             "t10k-labels-idx1-ubyte.gz")
 
 
 @dataclass
@@ -36,6 +41,97 @@ def load_digits_arrays(test_fraction: float = 0.2, seed: int = 0) -> ArrayDatase
     x_tr, x_te, y_tr, y_te = train_test_split(images, digits.target, test_size=test_fraction, random_state=seed,
                                               stratify=digits.target)
     return ArrayDataset(x_tr, y_tr, x_te, y_te, [str(i) for i in range(10)])
+
+
+def keras_cache_dir() -> Path:
+    """Keras' dataset cache: $KERAS_HOME/datasets, default ~/.keras/datasets."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+
+
+def _load_idx_dataset(folder: str, npz: str | None, class_names: list[str]) -> ArrayDataset:
+    """MNIST-style data from the raw idx .gz files in <cache>/<folder>/, else Keras' own loader (cache/download)."""
+    cache = keras_cache_dir()
+    files = [cache / folder / name for name in IDX_FILES]
+    if all(f.is_file() for f in files):
+        x_tr, y_tr, x_te, y_te = (read_idx(f) for f in files)
+        return ArrayDataset(x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64), class_names)
+    name = "mnist" if folder == "mnist" else "fashion_mnist"
+    wanted = f"{cache / folder}/{{{','.join(IDX_FILES)}}}" + (f" or {cache / npz}" if npz else "")
+    (x_tr, y_tr), (x_te, y_te) = _keras_load(name, wanted)
+    return ArrayDataset(x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64), class_names)
+
+
+def _keras_load(name: str, wanted: str):
+    import keras
+
+    try:
+        return getattr(keras.datasets, name).load_data()
+    except Exception as e:  # offline, partial download, bad hash: all mean "the files are not there"
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise DataError(f"dataset {name}: not in the Keras cache and the download failed ({reason}); "
+                        f"put the files at {wanted}") from None
+
+
+def _load_cifar(name: str) -> ArrayDataset:
+    cache = keras_cache_dir()
+    folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+    wanted = f"{cache / (folder + '-target') / folder}/ (Keras' extracted {folder}.tar.gz)"
+    (x_tr, y_tr), (x_te, y_te) = _keras_load(name, wanted)
+    names = CIFAR10_CLASSES if name == "cifar10" else [str(i) for i in range(100)]
+    return ArrayDataset(x_tr, y_tr.reshape(-1).astype(np.int64), x_te, y_te.reshape(-1).astype(np.int64), names)
+
+
+def flowers_folder() -> Path:
+    """TensorFlow's flower photos (class folders), from the Keras cache or downloaded there."""
+    cache = keras_cache_dir()
+    for candidate in (cache / "flower_photos", cache / "flower_photos_extracted" / "flower_photos"):
+        if candidate.is_dir():
+            return candidate
+    import keras
+
+    url = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
+    try:
+        path = Path(keras.utils.get_file("flower_photos", origin=url, extract=True))
+    except Exception as e:
+        raise DataError(f"dataset flowers: not in the Keras cache and the download failed ({str(e)[:100]}); "
+                        f"put the extracted class folders at {cache / 'flower_photos'}/") from None
+    return path / "flower_photos" if (path / "flower_photos").is_dir() else path
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    classes: int
+    sizes: str
+    cached_files: tuple[str, ...]  # relative to the Keras cache; any one present means "cached"
+    load: object
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "digits": DatasetInfo(10, "1437 + 360, 8x8 gray", (), load_digits_arrays),
+    "mnist": DatasetInfo(10, "60000 + 10000, 28x28 gray", ("mnist/" + IDX_FILES[0], "mnist.npz"),
+                         lambda: _load_idx_dataset("mnist", "mnist.npz", [str(i) for i in range(10)])),
+    "fashion_mnist": DatasetInfo(10, "60000 + 10000, 28x28 gray", ("fashion-mnist/" + IDX_FILES[0],),
+                                 lambda: _load_idx_dataset("fashion-mnist", None, FASHION_CLASSES)),
+    "cifar10": DatasetInfo(10, "50000 + 10000, 32x32 RGB", ("cifar-10-batches-py-target", "cifar-10-batches-py"),
+                           lambda: _load_cifar("cifar10")),
+    "cifar100": DatasetInfo(100, "50000 + 10000, 32x32 RGB", ("cifar-100-python-target", "cifar-100-python"),
+                            lambda: _load_cifar("cifar100")),
+    "flowers": DatasetInfo(5, "3670 photos, class folders", ("flower_photos",), None),
+}
+
+
+def dataset_status() -> list[tuple[str, DatasetInfo, bool]]:
+    cache = keras_cache_dir()
+    return [(name, info, not info.cached_files or any((cache / f).exists() for f in info.cached_files))
+            for name, info in DATASETS.items()]
+
+
+def load_arrays(name: str) -> ArrayDataset:
+    info = DATASETS.get(name)
+    if info is None or info.load is None:
+        choices = ", ".join(n for n, i in DATASETS.items() if i.load is not None)
+        raise DataError(f"dataset {name}: not available as arrays; choose one of {choices}")
+    return info.load()
 
 
 def read_idx(path) -> np.ndarray:
@@ -116,3 +212,26 @@ def _write_rows(path: Path, header: list[str], rows) -> None:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)
+
+
+def dataset_folder(name: str) -> tuple[Path, Path | None]:
+    """A built-in dataset as a competition folder under the Keras cache (exported once); returns (folder, answers)."""
+    if name == "flowers":
+        return flowers_folder(), None
+    base = keras_cache_dir() / "kit"
+    folder, answers = base / name, base / f"{name}_answers.csv"
+    if not (folder / "train.csv").is_file() or not answers.is_file():
+        arrays = load_arrays(name)
+        base.mkdir(parents=True, exist_ok=True)
+        import shutil
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".{name}."))
+        try:
+            export_arrays(arrays, tmp / "data", layout="av", answers=tmp / "answers.csv")
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp / "data", folder)  # a complete folder or none: an interrupted export is not reused
+            os.replace(tmp / "answers.csv", answers)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder, answers

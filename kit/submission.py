@@ -107,3 +107,57 @@ def make_submission(run_dir, data=None, output=None, force: bool = False) -> Sub
     sub = build_submission(probs, run.class_names, comp.sample, comp.id_col, comp.label_col)
     kind = check_submission(sub, run.class_names, comp.sample)
     return write_submission(sub, output, kind, force=force)
+
+
+METRICS = ("accuracy", "f1_macro", "log_loss")
+
+
+def score_submission(submission_path, answers_path, metric: str = "accuracy") -> float:
+    """Score a submission against an answer key the way a leaderboard would, after the same checks."""
+    from sklearn.metrics import accuracy_score, f1_score, log_loss
+
+    from .data import read_table
+
+    sub, answers = read_table(Path(submission_path)), read_table(Path(answers_path))
+    name = Path(submission_path).name
+    if metric not in METRICS:
+        raise SubmissionError(f"--metric {metric}: expected one of {', '.join(METRICS)}")
+    id_col = answers.columns[0]
+    if list(sub.columns)[0] != id_col:
+        raise SubmissionError(f"{name}: first column is '{sub.columns[0]}', expected '{id_col}'")
+    dups = sub[id_col][sub[id_col].duplicated()]
+    if len(dups):
+        raise SubmissionError(f"{name}: duplicate ids: {_few(set(dups))}")
+    missing, extra = set(answers[id_col]) - set(sub[id_col]), set(sub[id_col]) - set(answers[id_col])
+    if missing or extra:
+        raise SubmissionError(f"{name}: {len(missing)} id(s) missing ({_few(missing)}), {len(extra)} unknown "
+                              f"({_few(extra)})")
+    sub = sub.set_index(id_col).loc[answers[id_col]]
+    truth = answers.iloc[:, 1].tolist()
+    classes = sorted(set(truth))
+    if len(sub.columns) == 1:
+        if list(sub.columns) != list(answers.columns[1:]):
+            raise SubmissionError(f"{name}: header {[id_col] + list(sub.columns)} differs from the expected "
+                                  f"{list(answers.columns)}")
+        predicted = sub.iloc[:, 0].tolist()
+        unknown = set(predicted) - set(classes)
+        if unknown:
+            raise SubmissionError(f"{name}: labels not in the answer key's vocabulary: {_few(unknown)}")
+        if metric == "log_loss":
+            raise SubmissionError(f"{name}: log_loss needs one probability column per class, not labels")
+        if metric == "accuracy":
+            return float(accuracy_score(truth, predicted))
+        return float(f1_score(truth, predicted, average="macro", labels=classes, zero_division=0))
+    columns = sorted(sub.columns)  # scikit-learn's log_loss expects lexicographic column order
+    if set(columns) < set(classes) or len(columns) != len(set(columns)):
+        raise SubmissionError(f"{name}: probability columns {columns} do not cover the classes {classes}")
+    try:
+        probs = sub[columns].to_numpy(dtype=float)
+    except ValueError:
+        raise SubmissionError(f"{name}: probability columns must be numbers") from None
+    if metric == "log_loss":
+        return float(log_loss(truth, np.clip(probs, 1e-15, 1), labels=columns))
+    predicted = [columns[i] for i in probs.argmax(1)]
+    if metric == "accuracy":
+        return float(accuracy_score(truth, predicted))
+    return float(f1_score(truth, predicted, average="macro", labels=classes, zero_division=0))

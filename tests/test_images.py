@@ -1,0 +1,92 @@
+"""The one image loader: channel handling, sizes, and errors that name the file."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kit.errors import ImageError
+from kit.images import read_image
+
+
+def test_gray_to_one_channel_and_resize(tmp_path):
+    Image.fromarray(np.full((10, 20), 100, np.uint8)).save(tmp_path / "g.png")
+    arr = read_image(tmp_path / "g.png", 8, channels=1)
+    assert arr.shape == (8, 8, 1) and arr.dtype == np.uint8 and int(arr.mean()) == 100
+
+
+def test_gray_to_rgb_repeats_the_value(tmp_path):
+    Image.fromarray(np.full((4, 4), 77, np.uint8)).save(tmp_path / "g.png")
+    arr = read_image(tmp_path / "g.png", channels=3)
+    assert arr.shape == (4, 4, 3) and (arr == 77).all()
+
+
+def test_rgba_is_composited_on_white(tmp_path):
+    a = np.zeros((4, 4, 4), np.uint8)  # fully transparent black
+    Image.fromarray(a, "RGBA").save(tmp_path / "t.png")
+    assert (read_image(tmp_path / "t.png", channels=3) == 255).all()
+
+
+def test_palette_with_transparency(tmp_path):
+    im = Image.new("P", (4, 4), 0)
+    im.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
+    im.info["transparency"] = 0
+    im.save(tmp_path / "p.png", transparency=0)
+    assert (read_image(tmp_path / "p.png", channels=3) == 255).all()
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    Image.fromarray(np.full((4, 4), 65535, np.uint16)).save(tmp_path / "d.png")
+    Image.fromarray(np.full((4, 4), 32768, np.uint16)).save(tmp_path / "h.png")
+    assert (read_image(tmp_path / "d.png", channels=1) == 255).all()
+    assert (read_image(tmp_path / "h.png", channels=1) == 128).all()
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    im = Image.new("L", (6, 2), 0)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise when displayed
+    im.save(tmp_path / "r.jpg", exif=exif)
+    assert read_image(tmp_path / "r.jpg", channels=1).shape == (6, 2, 1)
+
+
+def test_cmyk_jpeg(tmp_path):
+    Image.new("CMYK", (4, 4), (0, 0, 0, 0)).save(tmp_path / "c.jpg")
+    arr = read_image(tmp_path / "c.jpg", channels=3)
+    assert arr.shape == (4, 4, 3) and arr.min() > 240
+
+
+def test_animated_gif_first_frame(tmp_path):
+    frames = [Image.new("L", (4, 4), v) for v in (10, 200)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    assert abs(int(read_image(tmp_path / "a.gif", channels=1).mean()) - 10) <= 1
+
+
+def test_large_jpeg_uses_reduced_decoding_with_same_result_shape(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (800, 600, 3), dtype=np.uint8)).save(tmp_path / "big.jpg")
+    assert read_image(tmp_path / "big.jpg", 64).shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("content", [b"", b"<html></html>", b"\x89PNG\r\n\x1a\n" + b"\0" * 20])
+def test_bad_bytes_raise_image_error_naming_file(tmp_path, content):
+    (tmp_path / "bad.png").write_bytes(content)
+    with pytest.raises(ImageError, match=r"bad.png: not a readable image"):
+        read_image(tmp_path / "bad.png", 8)
+
+
+def test_truncated_jpeg(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    (tmp_path / "t.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(ImageError, match=r"t.jpg: not a readable image"):
+        read_image(tmp_path / "t.jpg")
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(ImageError, match="nope.png: file not found"):
+        read_image(tmp_path / "nope.png")
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(ImageError, match="dir.png: is a directory"):
+        read_image(tmp_path / "dir.png")
