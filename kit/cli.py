@@ -42,6 +42,7 @@ def _training_options(f):
     options = [
         click.argument("data", required=False, type=click.Path(file_okay=False)),
         click.option("--dataset", help="Train on a built-in dataset instead of DATA (see `kit datasets list`)."),
+        click.option("--recipe", help="Start from a published tutorial's settings (see `kit recipes`)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
                      help="TOML/YAML file with defaults (flags override it)."),
         click.option("--model", help="Model name (see `kit models`). Default: baseline."),
@@ -53,7 +54,8 @@ def _training_options(f):
         click.option("--optimizer", type=click.Choice(["adamw", "adam", "sgd"]), help="Default: the model's own."),
         click.option("--validation-split", type=float, help="Fraction held out, stratified. Default 0.2."),
         click.option("--seed", type=int, help="Default 42."),
-        click.option("--augment", type=click.Choice(["none", "light", "strong"]), help="Default light."),
+        click.option("--augment", type=click.Choice(["none", "light", "strong", "shift-vflip"]),
+                     help="Default light."),
         click.option("--early-stopping", type=int, help="Stop after N epochs without improvement. Default off."),
         click.option("--label-col", help="Label column of the training table, when it is ambiguous."),
         click.option("--train-images", help="Folder (inside DATA) holding the training images."),
@@ -67,20 +69,28 @@ def _training_options(f):
     return f
 
 
-def _make_config(data, config_file, force, dataset=None, **flags):
+def _make_config(data, config_file, dataset=None, recipe=None, **flags):
     from .config import load_config_file, make_config
 
     file_values = load_config_file(config_file) if config_file else {}
+    if recipe:  # a recipe's settings sit under the config file's and the flags'
+        from .recipes import get_recipe
+
+        chosen = get_recipe(recipe)
+        file_values = {**chosen.settings, **file_values}
+        dataset = dataset or (None if data or file_values.get("data") else chosen.dataset)
+    answers = None
     if dataset:
         from .datasets import dataset_folder
 
-        data = str(dataset_folder(dataset)[0])
+        folder, answers = dataset_folder(dataset)
+        data = str(folder)
     if flags.get("channels") is not None:
         flags["channels"] = int(flags["channels"])
     config = make_config(file_values, data=data, **flags)
     if not config.data:
-        raise click.UsageError("give a DATA folder (or `data` in the --config file)")
-    return config
+        raise click.UsageError("give a DATA folder, --dataset NAME, or `data` in the --config file")
+    return config, answers
 
 
 def _print_train_result(result):
@@ -127,7 +137,8 @@ def train(data, config_file, force, **flags):
     """
     from .training import train as train_run
 
-    result = train_run(_make_config(data, config_file, force, **flags), force=force, log=click.echo)
+    config, _ = _make_config(data, config_file, **flags)
+    result = train_run(config, force=force, log=click.echo)
     _print_train_result(result)
     if result.interrupted:
         sys.exit(130)
@@ -146,20 +157,17 @@ def run(data, config_file, force, output, **flags):
     from .submission import make_submission as write
     from .training import train as train_run
 
-    config = _make_config(data, config_file, force, **flags)
+    config, answers = _make_config(data, config_file, **flags)
     result = train_run(config, force=force, log=click.echo)
     _print_train_result(result)
     if result.interrupted:
         sys.exit(130)
     sub = write(result.run_dir, config.data, output, force=force)
     click.echo(f"Submission: {sub.path} ({sub.rows} rows, {', '.join(sub.columns)})")
-    if flags.get("dataset"):
-        from .datasets import dataset_folder
+    if answers:  # a built-in dataset: its held-out answers are known
         from .submission import score_submission
 
-        answers = dataset_folder(flags["dataset"])[1]
-        if answers:
-            click.echo(f"Held-out test accuracy: {score_submission(sub.path, answers):.4f} (against {answers})")
+        click.echo(f"Held-out test accuracy: {score_submission(sub.path, answers):.4f} (against {answers})")
     click.echo(f"Report: {result.run_dir / 'classification_report.txt'}, confusion_matrix.png, curves.png")
 
 
@@ -231,6 +239,23 @@ def models():
         click.echo(f"{name:12s} {spec.optimizer:6s} lr {spec.learning_rate:<7g} {spec.summary}")
 
 
+@cli.command()
+def recipes():
+    """List the tutorial recipes (`kit train --recipe NAME`) with their published figures.
+
+    \b
+    Example:
+      kit recipes
+      kit run --recipe mnist-dense
+    """
+    from .recipes import RECIPES
+
+    for name, r in RECIPES.items():
+        s = r.settings
+        click.echo(f"{name:20s} {r.dataset:14s} {s['model']:11s} {s['optimizer']} lr {s['learning_rate']:g}, batch "
+                   f"{s['batch_size']}, {s['epochs']} epochs, augment {s['augment']}; published: {r.published}")
+
+
 @cli.group()
 def datasets():
     """Built-in datasets: list them, export them as competition folders."""
@@ -288,3 +313,7 @@ def score(submission, answers, metric):
     from .submission import score_submission
 
     click.echo(f"{metric}: {score_submission(submission, answers, metric):.5f}")
+
+
+if __name__ == "__main__":  # `python -m kit.cli`, used by tests that need a real process
+    cli()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-AUGMENT_LEVELS = ("none", "light", "strong")
+AUGMENT_LEVELS = ("none", "light", "strong", "shift-vflip")
 
 
 @dataclass

@@ -16,9 +16,13 @@ def make_augmenter(level: str, seed: int) -> keras.Sequential | None:
 
     "light" only shifts and zooms (safe for digits and text); "strong" adds horizontal flips,
     rotation and contrast, which suit photos and clothing but can change a digit's meaning.
+    "shift-vflip" is the CIFAR-10 tutorial's (shifts up to 40% and vertical flips), kept for its recipe.
     """
     if level == "none":
         return None
+    if level == "shift-vflip":
+        return keras.Sequential([keras.layers.RandomTranslation(0.4, 0.4, seed=seed),
+                                 keras.layers.RandomFlip("vertical", seed=seed + 1)], name="augment_shift_vflip")
     layers = [keras.layers.RandomTranslation(0.1, 0.1, seed=seed), keras.layers.RandomZoom(0.1, seed=seed + 1)]
     if level == "strong":
         layers = [keras.layers.RandomFlip("horizontal", seed=seed + 2), keras.layers.RandomRotation(0.05, seed=seed + 3),

@@ -138,3 +138,18 @@ def test_score_log_loss_needs_probabilities(tmp_path, answers):
 def test_score_rejects_what_a_leaderboard_rejects(tmp_path, answers, text, message):
     result = score(tmp_path, text, answers)
     assert result.exit_code == 2 and result.output.strip() == f"Error: sub.csv: {message}"
+
+
+def test_recipe_on_builtin_dataset_trains_and_scores_held_out(keras_home, tmp_path):
+    fake_idx_cache(keras_home, "mnist", n_train=60, n_test=10)
+    result = CliRunner().invoke(cli, ["run", "--recipe", "mnist-dense", "--epochs", "1", "--runs-dir",
+                                      str(tmp_path / "runs"), "--name", "m"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    import json
+
+    config = json.loads((tmp_path / "runs" / "m" / "config.json").read_text())
+    assert (config["model"], config["optimizer"], config["learning_rate"], config["batch_size"], config["epochs"]) == \
+        ("mlp", "sgd", 0.2, 1024, 1)  # the recipe's settings, with the flag on top
+    assert config["data"] == str(keras_home / "datasets" / "kit" / "mnist")
+    assert "Held-out test accuracy: " in result.output
+    assert (keras_home / "datasets" / "kit" / "mnist_answers.csv").is_file()
