@@ -57,6 +57,8 @@ def _training_options(f):
         click.option("--augment", type=click.Choice(["none", "light", "strong", "shift-vflip"]),
                      help="Default light."),
         click.option("--early-stopping", type=int, help="Stop after N epochs without improvement. Default off."),
+        click.option("--on-bad-image", type=click.Choice(["error", "skip"]),
+                     help="skip: train without missing/unreadable training images (listed in RUN/skipped.csv)."),
         click.option("--label-col", help="Label column of the training table, when it is ambiguous."),
         click.option("--train-images", help="Folder (inside DATA) holding the training images."),
         click.option("--test-images", help="Folder (inside DATA) holding the test images."),
@@ -105,12 +107,16 @@ def _print_train_result(result):
 @click.option("--label-col", help="Label column of the training table, when it is ambiguous.")
 @click.option("--train-images", help="Folder (inside DATA) holding the training images.")
 @click.option("--test-images", help="Folder (inside DATA) holding the test images.")
-def validate(data, label_col, train_images, test_images):
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write a machine-readable report.")
+@click.option("--strict", is_flag=True, help="Exit 1 when there are warnings (errors always exit 2).")
+def validate(data, label_col, train_images, test_images, json_file, strict):
     """Check a data folder before training: every bad row named.
+
+    Exit status: 0 clean, 1 warnings only (with --strict), 2 errors.
 
     \b
     Example:
-      kit validate sample_data
+      kit validate sample_data --json report.json
     """
     from .data import load_competition, validate as validate_folder
 
@@ -123,7 +129,11 @@ def validate(data, label_col, train_images, test_images):
     for problem in report.problems:
         click.echo(f"{problem.severity}: {problem}")
     click.echo(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
-    sys.exit(2 if report.errors else 0)
+    if json_file:
+        from .runs import write_json
+
+        write_json(json_file, report.to_dict())
+    sys.exit(2 if report.errors else 1 if strict and report.warnings else 0)
 
 
 @cli.command()

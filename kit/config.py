@@ -27,6 +27,7 @@ class Config:
     seed: int = 42
     augment: str = "light"
     early_stopping: int = 0  # patience in epochs; 0 = off
+    on_bad_image: str = "error"  # or "skip": train without missing/unreadable training images
     label_col: str = ""
     train_images: str = ""
     test_images: str = ""
@@ -43,6 +44,8 @@ class Config:
                 raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected a positive number")
         if self.image_size and not 8 <= self.image_size <= 1024:
             raise ConfigError(f"--image-size {self.image_size}: expected 8..1024")
+        if self.on_bad_image not in ("error", "skip"):
+            raise ConfigError(f"--on-bad-image {self.on_bad_image}: expected error or skip")
         if self.channels not in (0, 1, 3):
             raise ConfigError(f"--channels {self.channels}: expected 1 or 3")
         return self

@@ -5,7 +5,7 @@ Nothing here writes to the data folder. Every CSV is read as strings, so ids lik
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import io
 import os
 import re
@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import DataError, ImageError
-from .images import IMAGE_EXTENSIONS, inspect_image, is_image_name
+from .images import FORMAT_OF_EXTENSION, IMAGE_EXTENSIONS, ImageInfo, inspect_image, is_image_name
 
 TRAIN_IMAGE_DIRS = ("train", "train/images", "images/train", "Images/train", "train_images", "images", "Images", ".")
 TEST_IMAGE_DIRS = ("test", "test/images", "images/test", "Images/test", "test_images", "images", "Images", ".")
@@ -58,6 +58,8 @@ class Competition:
     sample_file: str | None = None
     sample: pd.DataFrame | None = None
     problems: list[Problem] = field(default_factory=list)
+    raw_labels: pd.Series | None = None  # labels as written (before stripping spaces), for reporting
+    unlisted_images: list[str] = field(default_factory=list)  # image files in the used folders that no table lists
 
     @property
     def submission_columns(self) -> list[str]:
@@ -176,7 +178,7 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def _resolve_ids(root: Path, table: pd.DataFrame, id_col: str, table_name: str, dirs: tuple[str, ...],
-                 problems: list[Problem]) -> tuple[list[str], str]:
+                 problems: list[Problem]) -> tuple[list[str], ImageFolder]:
     """Map every id to an image path (empty string when missing, with a problem recorded)."""
     folders = [ImageFolder(root, d) for d in dirs]
     folders = [f for f in folders if f.by_name or any("/" in str(v) or "\\" in str(v) for v in table[id_col][:50])]
@@ -208,10 +210,13 @@ def _resolve_ids(root: Path, table: pd.DataFrame, id_col: str, table_name: str, 
             paths.append("")
             continue
         names = lookup(best, image_id)
+        if not names and re.fullmatch(r"\d+\.0+", image_id):
+            names = lookup(best, image_id.split(".")[0])
+            if names:
+                problems.append(Problem("warning", "float_id", table_name, f"id '{image_id}' looks like a number "
+                                        f"saved as a float (Excel?); matched {names[0]}", row))
         if not names:
-            tried = image_id if is_image_name(image_id) else f"{image_id}, {image_id}.png, {image_id}.jpg, …"
-            problems.append(Problem("error", "missing_image", table_name,
-                                    f"image '{image_id}' not found in {best.rel}/ (looked for {tried})", row))
+            problems.append(Problem("error", "missing_image", table_name, _missing_reason(best, image_id), row))
             paths.append("")
             continue
         if len(names) > 1:
@@ -219,13 +224,41 @@ def _resolve_ids(root: Path, table: pd.DataFrame, id_col: str, table_name: str, 
                                     f"id '{image_id}' matches {', '.join(sorted(names))} in {best.rel}/; using {names[0]}",
                                     row))
         path = best.path / names[0]
-        if path.is_symlink() and not _inside(path, root):
+        if not _inside(path, root):
             problems.append(Problem("error", "unsafe_path", table_name,
                                     f"image '{names[0]}' is a symlink that leads outside the data folder", row))
             paths.append("")
             continue
         paths.append(str(path))
-    return paths, best.rel
+    return paths, best
+
+
+def _missing_reason(folder: ImageFolder, image_id: str) -> str:
+    where = f"{folder.rel}/" if folder.rel != "." else "the data folder"
+    if re.fullmatch(r"\d(\.\d+)?[eE][+-]?\d+", image_id):
+        return (f"id '{image_id}' looks like Excel scientific notation, so the real id was lost; re-export the "
+                "table with the id column formatted as text")
+    target = folder.path / image_id
+    if target.is_symlink() and not target.exists():
+        return f"image '{image_id}' in {where} is a dangling symlink"
+    for name in [image_id] + [image_id + ext for ext in IMAGE_EXTENSIONS]:
+        if (folder.path / name).is_dir():
+            return f"'{name}' in {where} is a folder, not an image"
+    tried = image_id if is_image_name(image_id) else f"{image_id}, {image_id}.png, {image_id}.jpg, …"
+    return f"image '{image_id}' not found in {where} (looked for {tried})"
+
+
+def _unlisted(folders: list[ImageFolder], tables: list[pd.DataFrame]) -> list[str]:
+    """Image files in the folders kit took images from that no table mentions."""
+    used = {os.path.normpath(p) for t in tables for p in t["path"] if p}
+    found = []
+    for folder in {f.path: f for f in folders}.values():
+        for names in folder.by_name.values():
+            for name in names:
+                path = os.path.normpath(str(folder.path / name))
+                if is_image_name(name) and path not in used:
+                    found.append(_rel(Path(path), folder.root))
+    return sorted(found)
 
 
 # --------------------------------------------------------------------------------------- layouts
@@ -261,24 +294,37 @@ def _read_csv_layout(root: Path, tables: dict[str, Path | None], label_col: str 
     test = read_table(tables["test"], root) if tables["test"] else None
     id_col, label_col = _pick_columns(train, sample, test, train_name, label_col)
 
-    train_paths, _ = _resolve_ids(root, train, id_col, train_name, (train_images,) if train_images else TRAIN_IMAGE_DIRS,
-                                  problems)
+    train, repeated = _drop_repeated_rows(train, [id_col, label_col])
+    for row in repeated:
+        problems.append(Problem("warning", "repeated_row", train_name, "exact repeat of an earlier row; used once", row))
+    train_paths, train_folder = _resolve_ids(root, train, id_col, train_name,
+                                             (train_images,) if train_images else TRAIN_IMAGE_DIRS, problems)
     labels = train[label_col].str.strip()
-    train_df = pd.DataFrame({"id": train[id_col], "path": train_paths, "label": labels, "row": range(2, len(train) + 2)})
+    train_df = pd.DataFrame({"id": train[id_col], "path": train_paths, "label": labels, "row": train["_row"]})
+    folders = [train_folder]
 
     test_df, test_name = None, None
     if test is not None or sample is not None:
         source, test_name = (test, _rel(tables["test"], root)) if test is not None else (sample, _rel(tables["sample"], root))
         test_id_col = id_col if id_col in source.columns else source.columns[0]
-        test_paths, _ = _resolve_ids(root, source, test_id_col, test_name,
-                                     (test_images,) if test_images else TEST_IMAGE_DIRS, problems)
+        test_paths, test_folder = _resolve_ids(root, source, test_id_col, test_name,
+                                               (test_images,) if test_images else TEST_IMAGE_DIRS, problems)
         test_df = pd.DataFrame({"id": source[test_id_col], "path": test_paths, "row": range(2, len(source) + 2)})
+        folders.append(test_folder)
 
     class_names = sorted(set(lab for lab in labels if lab))
     return Competition(root=root, layout="csv", train=train_df, test=test_df, validation=None, class_names=class_names,
                        id_col=id_col, label_col=label_col, train_file=train_name, test_file=test_name,
                        sample_file=_rel(tables["sample"], root) if tables["sample"] else None, sample=sample,
-                       problems=problems)
+                       problems=problems, raw_labels=train[label_col].reset_index(drop=True),
+                       unlisted_images=_unlisted(folders, [t for t in (train_df, test_df) if t is not None]))
+
+
+def _drop_repeated_rows(table: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, list[int]]:
+    """Keep the first of identical (id, label) rows; remember every row's CSV line number."""
+    table = table.assign(_row=range(2, len(table) + 2))
+    repeated = table.duplicated(subset=columns, keep="first")
+    return table[~repeated].reset_index(drop=True), table.loc[repeated, "_row"].tolist()
 
 
 def _image_files(folder: Path) -> list[str]:
@@ -334,7 +380,8 @@ def _read_folder_layout(root: Path, tables: dict[str, Path | None]) -> Competiti
     if sample is not None:
         id_col = sample.columns[0]
         sample_name = _rel(tables["sample"], root)
-        paths, _ = _resolve_ids(root, sample, id_col, sample_name, ("test",), problems)
+        paths, _ = _resolve_ids(root, sample, id_col, sample_name, (".", "test") if test_dir.is_dir() else (".",),
+                                problems)
         test = pd.DataFrame({"id": sample[id_col], "path": paths, "row": range(2, len(sample) + 2)})
         test_name = sample_name
     label_col = sample.columns[1] if sample is not None and len(sample.columns) == 2 else "label"
@@ -366,13 +413,14 @@ def load_competition(data_dir, label_col: str | None = None, train_images: str |
 
 @dataclass
 class ValidationReport:
-    """All problems found in a data folder, plus a short summary of what it holds."""
+    """All problems found in a data folder, the fallbacks applied, and a short summary of what it holds."""
 
     problems: list[Problem]
     class_counts: dict[str, int]
     num_test: int
     sizes: Counter
     modes: Counter
+    fallbacks: Counter = field(default_factory=Counter)
     bad_paths: set[str] = field(default_factory=set)
 
     @property
@@ -404,34 +452,124 @@ class ValidationReport:
         common = ", ".join(f"{w}x{h} ({n})" for (w, h), n in self.sizes.most_common(3))
         lines.append(f"image sizes: {common}{' …' if len(self.sizes) > 3 else ''}; "
                      f"modes: {', '.join(f'{m} ({n})' for m, n in self.modes.most_common())}")
+        for what, n in sorted(self.fallbacks.items()):
+            lines.append(f"fallback: {what}: {n} image(s)")
         return "\n".join(lines)
 
+    def to_dict(self, first: int = 5) -> dict:
+        """Machine-readable form for `kit validate --json`: counts per case and the first rows of each."""
+        cases: dict[str, dict] = {}
+        for p in self.problems:
+            case = cases.setdefault(p.code, {"severity": p.severity, "count": 0, "first": []})
+            case["count"] += 1
+            if len(case["first"]) < first:
+                case["first"].append({"file": p.file, "row": p.row, "message": p.message})
+        return {"errors": len(self.errors), "warnings": len(self.warnings), "cases": cases,
+                "fallbacks": dict(self.fallbacks), "class_counts": self.class_counts, "num_test": self.num_test,
+                "sizes": {f"{w}x{h}": n for (w, h), n in self.sizes.most_common(20)}, "modes": dict(self.modes)}
 
-def _check_images(table: pd.DataFrame, file_name: str, root: Path, problems: list[Problem], sizes: Counter,
-                  modes: Counter, bad: set[str]) -> None:
+
+def _fallbacks_of(info: ImageInfo, path: str) -> list[str]:
+    """What the loader will do to this image beyond a plain decode (reported, never silent)."""
+    done = []
+    if info.transparent:
+        done.append("transparency composited on white")
+    if info.frames > 1:
+        done.append("animation: first frame used")
+    if info.rotated:
+        done.append("EXIF orientation applied")
+    if info.mode.startswith("I;16") or info.mode in ("I", "F"):
+        done.append("16-bit or float pixels scaled to 8 bits")
+    if info.mode == "CMYK":
+        done.append("CMYK converted to RGB")
+    return done
+
+
+def _check_images(table: pd.DataFrame, file_name: str, root: Path, problems: list[Problem], stats: dict,
+                  labels: bool) -> dict[str, list]:
+    """Decode every image in parallel; record errors, fallbacks, sizes, and content hashes for duplicate checks."""
+    rows = {p: (r, i, lab) for p, r, i, lab in zip(table["path"], table["row"], table["id"],
+                                                    table["label"] if labels else [None] * len(table))}
     paths = [p for p in table["path"] if p]
-    rows = dict(zip(table["path"], table["row"]))
 
     def check(path: str):
         try:
-            return path, inspect_image(path), None
+            info = inspect_image(path)
+            with open(path, "rb") as f:
+                digest = hashlib.blake2b(f.read(), digest_size=16).hexdigest()
+            return path, info, digest, None
         except ImageError as e:
-            return path, None, e
+            return path, None, None, e
 
+    hashes: dict[str, list] = {}
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        for path, info, error in pool.map(check, paths, chunksize=64):
+        for path, info, digest, error in pool.map(check, paths, chunksize=64):
+            row, image_id, label = rows[path]
+            rel = _rel(Path(path), root)
             if error is not None:
-                bad.add(path)
+                stats["bad"].add(path)
                 reason = str(error).split(": ", 1)[-1]
-                problems.append(Problem("error", "unreadable_image", file_name,
-                                        f"image '{_rel(Path(path), root)}' {reason}", _row(rows.get(path))))
+                problems.append(Problem("error", "unreadable_image", file_name, f"image '{rel}' {reason}", _row(row)))
+                continue
+            stats["sizes"][(info.width, info.height)] += 1
+            stats["modes"][info.mode] += 1
+            for what in _fallbacks_of(info, path):
+                stats["fallbacks"][what] += 1
+            expected = FORMAT_OF_EXTENSION.get(Path(path).suffix.lower())
+            if expected and info.format and info.format != expected:
+                stats["fallbacks"]["decoded by content, not by extension"] += 1
+                problems.append(Problem("warning", "extension_mismatch", file_name,
+                                        f"image '{rel}' holds {info.format} data; decoded by its content", _row(row)))
+            hashes.setdefault(digest, []).append((file_name, _row(row), image_id, label, rel))
+    return hashes
+
+
+def _check_duplicate_images(train_hashes: dict, test_hashes: dict, problems: list[Problem]) -> None:
+    for digest, items in train_hashes.items():
+        if len(items) > 1:
+            labels = sorted({it[3] for it in items})
+            where = ", ".join(f"'{it[4]}'" for it in items[:4]) + (", …" if len(items) > 4 else "")
+            file_name, row = items[1][0], items[1][1]
+            if len(labels) > 1:
+                problems.append(Problem("warning", "duplicate_image_conflict", file_name,
+                                        f"identical images with different labels ({', '.join(labels)}): {where}", row))
             else:
-                sizes[(info[0], info[1])] += 1
-                modes[info[2]] += 1
+                problems.append(Problem("warning", "duplicate_image", file_name,
+                                        f"{len(items)} identical images (label {labels[0]}): {where}", row))
+        if digest in test_hashes:
+            t = test_hashes[digest][0]
+            problems.append(Problem("warning", "train_test_duplicate", t[0],
+                                    f"test image '{t[4]}' is identical to training image '{items[0][4]}' (label "
+                                    f"{items[0][3]})", t[1]))
 
 
-def _row(value):
-    return None if value is None or pd.isna(value) else int(value)
+def _check_labels(train: pd.DataFrame, raw_labels: pd.Series | None, name: str, problems: list[Problem]) -> None:
+    """Labels that are probably mistakes but cannot be fixed safely: report them, never merge them."""
+    counts = Counter(lab for lab in train["label"] if lab)
+    if raw_labels is not None:
+        padded = int((raw_labels != train["label"]).sum())
+        if padded:
+            first = _row(train["row"][raw_labels != train["label"]].iloc[0])
+            problems.append(Problem("warning", "label_whitespace", name, f"{padded} label(s) had spaces around them; "
+                                    "stripped (first here)", first))
+    by_folded: dict[str, list[str]] = {}
+    for lab in counts:
+        key = lab.casefold()
+        try:
+            key = format(float(lab), "g")  # numeric labels: '1' and '1.0' are the same number
+        except ValueError:
+            pass
+        by_folded.setdefault(key, []).append(lab)
+    for variants in by_folded.values():
+        if len(variants) > 1:
+            variants = sorted(variants)
+            problems.append(Problem("warning", "label_variants", name, f"labels {', '.join(repr(v) for v in variants)} "
+                                    "differ only in case or number format; they are kept as separate classes — "
+                                    "fix train.csv if they are one class"))
+    if "NA" in counts or "nan" in counts or "NaN" in counts or "null" in counts:
+        odd = [lab for lab in ("NA", "nan", "NaN", "null") if lab in counts]
+        problems.append(Problem("warning", "na_label", name, f"label {odd[0]!r} ({counts[odd[0]]} rows) is kept as a "
+                                "class name; if it means 'missing', remove those rows"))
 
 
 def validate(comp: Competition, check_images: bool = True, check_train: bool = True) -> ValidationReport:
@@ -443,7 +581,8 @@ def validate(comp: Competition, check_images: bool = True, check_train: bool = T
         for row in train.loc[train["label"] == "", "row"]:
             problems.append(Problem("error", "empty_label", name, "empty label; every training row needs a class",
                                     _row(row)))
-        _check_duplicates(train, name, problems)
+        _check_duplicates(train, name, problems, labels=True)
+        _check_labels(train, comp.raw_labels, name, problems)
         for label, n in sorted(counts.items()):
             if n < MIN_IMAGES_PER_CLASS:
                 row = _row(train.loc[train["label"] == label, "row"].iloc[0])
@@ -452,30 +591,46 @@ def validate(comp: Competition, check_images: bool = True, check_train: bool = T
         if len(counts) < 2:
             problems.append(Problem("error", "one_class", name, f"found {len(counts)} class(es); need at least 2"))
     if comp.test is not None:
-        _check_duplicates(comp.test, comp.test_file, problems)
+        _check_duplicates(comp.test, comp.test_file, problems, labels=False)
     _check_sample(comp, problems)
 
-    sizes, modes, bad = Counter(), Counter(), set()
+    stats = {"sizes": Counter(), "modes": Counter(), "fallbacks": Counter(), "bad": set()}
     if check_images:
+        train_hashes: dict = {}
         if check_train:
-            _check_images(train, name, comp.root, problems, sizes, modes, bad)
+            train_hashes = _check_images(train, name, comp.root, problems, stats, labels=True)
             if comp.validation is not None:
-                _check_images(comp.validation, "validation/", comp.root, problems, sizes, modes, bad)
-        if comp.test is not None:
-            _check_images(comp.test, comp.test_file, comp.root, problems, Counter(), Counter(), bad)
+                for digest, items in _check_images(comp.validation, "validation/", comp.root, problems, stats,
+                                                   labels=True).items():
+                    train_hashes.setdefault(digest, []).extend(items)
+        test_stats = {"sizes": Counter(), "modes": Counter(), "fallbacks": stats["fallbacks"], "bad": stats["bad"]}
+        test_hashes = _check_images(comp.test, comp.test_file, comp.root, problems, test_stats, labels=False) \
+            if comp.test is not None else {}
+        _check_duplicate_images(train_hashes, test_hashes, problems)
+        if comp.unlisted_images:
+            problems.append(Problem("warning", "unlisted_images", comp.unlisted_images[0],
+                                    f"{len(comp.unlisted_images)} image file(s) in the image folders are in no table "
+                                    "(ignored)"))
     return ValidationReport(problems=problems, class_counts=dict(counts),
-                            num_test=0 if comp.test is None else len(comp.test), sizes=sizes, modes=modes,
-                            bad_paths=bad)
+                            num_test=0 if comp.test is None else len(comp.test), sizes=stats["sizes"],
+                            modes=stats["modes"], fallbacks=stats["fallbacks"], bad_paths=stats["bad"])
 
 
-def _check_duplicates(table: pd.DataFrame, file_name: str, problems: list[Problem]) -> None:
+def _row(value):
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def _check_duplicates(table: pd.DataFrame, file_name: str, problems: list[Problem], labels: bool) -> None:
     dup = table[table["id"].duplicated(keep=False)]
     for image_id, group in dup.groupby("id", sort=False):
         rows = [_row(r) for r in group["row"]]
         where = ", ".join(str(r) for r in rows if r is not None)
+        if labels and group["label"].nunique() == 1:
+            continue  # identical repeated rows were merged when the table was read (and reported there)
+        conflict = f" with labels {', '.join(sorted(set(group['label'])))}" if labels else ""
         problems.append(Problem("error", "duplicate_id", file_name,
-                                f"id '{image_id}' appears {len(group)} times (rows {where}); ids must be unique",
-                                rows[1] if len(rows) > 1 else None))
+                                f"id '{image_id}' appears {len(group)} times{conflict} (rows {where}); ids must be "
+                                "unique", rows[1] if len(rows) > 1 else None))
 
 
 def _check_sample(comp: Competition, problems: list[Problem]) -> None:

@@ -8,6 +8,7 @@ GIL while decoding, so tf.data can run several loads in parallel.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,20 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _sniff(path: Path) -> str | None:
+    """A clearer reason than Pillow's for the commonest non-images: empty files and saved web pages."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return None
+    if not head:
+        return "empty file (0 bytes)"
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
+        return "HTML/XML text, not an image (a web page saved with an image name?)"
+    return None
+
+
 def _open(path: Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
@@ -43,7 +58,7 @@ def _open(path: Path) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"{path}: image too large ({e}); resize it below {Image.MAX_IMAGE_PIXELS} pixels") from None
     except Exception as e:  # Pillow raises many types for bad bytes; all mean "not an image"
-        raise ImageError(f"{path}: not a readable image ({_reason(e)})") from None
+        raise ImageError(f"{path}: not a readable image ({_sniff(path) or _reason(e)})") from None
 
 
 def _reason(e: Exception) -> str:
@@ -90,13 +105,31 @@ def read_image(path, image_size: int | None = None, channels: int = 3) -> np.nda
     return arr.reshape(arr.shape[0], arr.shape[1], channels)
 
 
-def inspect_image(path) -> tuple[int, int, str]:
-    """Fully decode one image (to catch truncation) and return (width, height, mode)."""
+@dataclass
+class ImageInfo:
+    width: int
+    height: int
+    mode: str
+    format: str
+    frames: int
+    transparent: bool
+    rotated: bool  # has an EXIF orientation other than "normal"
+
+
+# Which Pillow formats each file extension may hold without comment.
+FORMAT_OF_EXTENSION = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".gif": "GIF",
+                       ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def inspect_image(path) -> ImageInfo:
+    """Fully decode one image (to catch truncation) and describe it."""
     path = Path(path)
     im = _open(path)
     try:
         with im:
             im.load()
-            return im.size[0], im.size[1], im.mode
+            orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
+            return ImageInfo(im.size[0], im.size[1], im.mode, im.format or "", getattr(im, "n_frames", 1),
+                             im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info, orientation not in (1, 0))
     except Exception as e:
         raise ImageError(f"{path}: not a readable image ({_reason(e)})") from None

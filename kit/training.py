@@ -37,13 +37,23 @@ class ValidationFailed(DataError):
         super().__init__(f"{errors[0]}{more}")
 
 
-def load_and_validate(config: Config) -> tuple[Competition, ValidationReport]:
+SKIPPABLE = {"missing_image", "unreadable_image"}
+
+
+def load_and_validate(config: Config) -> tuple[Competition, ValidationReport, list]:
+    """Read and check the folder; with on_bad_image="skip", drop bad training images instead of failing."""
     comp = load_competition(config.data, label_col=config.label_col or None,
                             train_images=config.train_images or None, test_images=config.test_images or None)
     report = validate(comp)
+    skipped = []
+    if config.on_bad_image == "skip":
+        skipped = [p for p in report.errors if p.code in SKIPPABLE and p.file == comp.train_file]
+        bad_rows = {p.row for p in skipped}
+        report.problems = [p for p in report.problems if p not in skipped]
+        comp.train = comp.train[~comp.train["row"].isin(bad_rows)].reset_index(drop=True)
     if report.errors:
         raise ValidationFailed(report, config.data)
-    return comp, report
+    return comp, report, skipped
 
 
 def resolve_config(config: Config, report: ValidationReport) -> Config:
@@ -127,12 +137,18 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
     from .models import build_model, get_model_spec, make_optimizer
 
     spec = get_model_spec(config.model)  # an unknown model fails before any work
-    comp, report = load_and_validate(config)
+    comp, report, skipped = load_and_validate(config)
     config = resolve_config(config, report)
     train_df, val_df = split_train_validation(comp, config)
     run_dir = create_run_dir(config.runs_dir, config.name, force)
     write_json(run_dir / "config.json", config.__dict__)
     write_json(run_dir / "class_names.json", comp.class_names)
+    if skipped:
+        with atomic_write(run_dir / "skipped.csv", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "row", "reason"])
+            writer.writerows([p.file, p.row, p.message] for p in skipped)
+        log(f"Skipping {len(skipped)} bad training image(s); listed in {run_dir / 'skipped.csv'}")
 
     import keras
     from .pipeline import make_dataset
