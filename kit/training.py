@@ -47,7 +47,8 @@ def load_and_validate(config: Config) -> tuple[Competition, ValidationReport, li
     report = validate(comp)
     skipped = []
     if config.on_bad_image == "skip":
-        skipped = [p for p in report.errors if p.code in SKIPPABLE and p.file == comp.train_file]
+        skipped = sorted((p for p in report.errors if p.code in SKIPPABLE and p.file == comp.train_file),
+                         key=lambda p: p.row or 0)
         bad_rows = {p.row for p in skipped}
         report.problems = [p for p in report.problems if p not in skipped]
         comp.train = comp.train[~comp.train["row"].isin(bad_rows)].reset_index(drop=True)
