@@ -95,6 +95,37 @@ def _make_config(data, config_file, dataset=None, recipe=None, **flags):
     return config, answers
 
 
+@cli.command("runs")
+@click.argument("runs_dir", metavar="[DIR]", default="runs", type=click.Path(file_okay=False))
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+def runs_table(runs_dir, as_csv):
+    """A leaderboard of your runs, best validation accuracy first.
+
+    \b
+    Example:
+      kit runs
+      kit runs runs --csv > runs.csv
+    """
+    import csv as csv_module
+
+    from .runs import RUN_TABLE_COLUMNS, list_runs
+
+    rows = list_runs(runs_dir)
+    if as_csv:
+        writer = csv_module.DictWriter(sys.stdout, fieldnames=RUN_TABLE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    if not rows:
+        click.echo(f"No runs in {runs_dir}/")
+        return
+    cells = [[str(r[c]) if c != "val_accuracy" or r[c] is None else f"{r[c]:.4f}" for c in RUN_TABLE_COLUMNS]
+             for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(RUN_TABLE_COLUMNS)]
+    for row in [RUN_TABLE_COLUMNS] + cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
 def _print_train_result(result):
     m = result.metrics
     click.echo(f"Validation accuracy {m['val_accuracy']:.4f} (loss {m['val_loss']:.4f}) after {m['epochs_run']} "

@@ -61,7 +61,112 @@ def write_reports(run_dir) -> list[Path]:
     if history_path.exists():
         _save_figure(_curves_figure(pd.read_csv(history_path)), run_dir / "curves.png")
         written.append(run_dir / "curves.png")
+    with atomic_write(run_dir / "report.html", encoding="utf-8") as f:
+        f.write(render_html(run_dir, pred, class_names))
+    written.append(run_dir / "report.html")
     return written
+
+
+# ------------------------------------------------------------------------------------- report.html
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}
+main{max-width:1100px;margin:0 auto;padding:24px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid #dde1e7;padding-bottom:4px}
+.sub{color:#5b6474;margin-bottom:16px}
+.cards{display:flex;gap:12px;flex-wrap:wrap}
+.card{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:10px 16px;min-width:120px}
+.card b{display:block;font-size:22px} .card span{color:#5b6474;font-size:12px;text-transform:uppercase}
+table{border-collapse:collapse;background:#fff;border:1px solid #dde1e7}
+td,th{padding:4px 10px;border-bottom:1px solid #eef0f3;text-align:right} th{background:#f0f2f5}
+td:first-child,th:first-child{text-align:left}
+img.plot{max-width:100%;background:#fff;border:1px solid #dde1e7;border-radius:6px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(120px,1fr));gap:10px}
+.mistake{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:6px;font-size:12px;text-align:center}
+.mistake img{width:96px;height:96px;image-rendering:pixelated;object-fit:contain}
+.bad{color:#b3261e} .good{color:#1e7b34} .cols{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
+"""
+
+
+def _png_data_uri(path: Path) -> str:
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _thumbnail_uri(image_path: str, channels: int) -> str | None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    from .errors import ImageError
+    from .images import read_image
+
+    try:
+        arr = read_image(image_path, None, channels)
+    except ImageError:
+        return None
+    im = Image.fromarray(arr[..., 0] if channels == 1 else arr)
+    im.thumbnail((192, 192))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst: int = 24) -> str:
+    """One self-contained page (images embedded): config, metrics, per-class table, plots, worst mistakes."""
+    from html import escape
+
+    config = read_json(run_dir / "config.json")
+    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
+    per_class = read_json(run_dir / "classification_report.json")
+    accuracy = float((pred["label"] == pred["predicted"]).mean()) if len(pred) else 0.0
+
+    cards = [("validation accuracy", f"{accuracy:.2%}"),
+             ("macro F1", f"{per_class.get('macro avg', {}).get('f1-score', 0):.4f}"),
+             ("validation loss", f"{metrics['val_loss']:.4f}" if "val_loss" in metrics else "–"),
+             ("epochs", str(metrics.get("epochs_run", "–"))),
+             ("training time", f"{metrics['train_seconds']:.0f} s" if "train_seconds" in metrics else "–"),
+             ("images", f"{metrics.get('num_train', '–')} train / {len(pred)} val")]
+    parts = [f"<h1>{escape(run_dir.name)}</h1><div class=sub>{escape(config.get('model', ''))} · "
+             f"{config.get('image_size')}×{config.get('image_size')}×{config.get('channels')} · "
+             f"{escape(str(config.get('data', '')))}</div>",
+             "<section id=metrics><div class=cards>" + "".join(
+                 f"<div class=card><span>{escape(k)}</span><b>{escape(v)}</b></div>" for k, v in cards)
+             + "</div></section>"]
+
+    rows = "".join(
+        f"<tr><td>{escape(c)}</td>" + "".join(f"<td>{per_class[c][k]:.3f}</td>" for k in ("precision", "recall",
+                                                                                          "f1-score"))
+        + f"<td>{int(per_class[c]['support'])}</td></tr>" for c in class_names if c in per_class)
+    parts.append("<h2>Per class</h2><section id=per-class><table><tr><th>class</th><th>precision</th><th>recall</th>"
+                 f"<th>F1</th><th>support</th></tr>{rows}</table></section>")
+
+    plots = []
+    for title, name in (("Confusion matrix", "confusion_matrix.png"), ("Learning curves", "curves.png")):
+        if (run_dir / name).exists():
+            plots.append(f"<div><h2>{title}</h2><img class=plot alt='{title}' src='{_png_data_uri(run_dir / name)}'>"
+                         "</div>")
+    parts.append("<section id=plots class=cols>" + "".join(plots) + "</section>")
+
+    mistakes = pred[pred["label"] != pred["predicted"]].sort_values("p_true").head(worst)
+    tiles = []
+    for _, m in mistakes.iterrows():
+        uri = _thumbnail_uri(m["path"], int(config.get("channels") or 3))
+        image = f"<img alt='{escape(str(m['id']))}' src='{uri}'>" if uri else "<div>(image not found)</div>"
+        tiles.append(f"<div class=mistake>{image}<div>{escape(str(m['id']))}</div><div class=good>true: "
+                     f"{escape(str(m['label']))}</div><div class=bad>predicted: {escape(str(m['predicted']))} "
+                     f"({m['confidence']:.0%})</div></div>")
+    parts.append(f"<h2>Worst mistakes ({len(mistakes)} of {int((pred['label'] != pred['predicted']).sum())}, "
+                 "highest loss first)</h2><section id=mistakes class=grid>"
+                 + ("".join(tiles) or "<p>No mistakes on the validation split.</p>") + "</section>")
+
+    config_rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in config.items())
+    parts.append(f"<h2>Configuration</h2><section id=config><table>{config_rows}</table></section>")
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>kit report · {escape(run_dir.name)}"
+            f"</title><meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
+            f"<body><main>{''.join(parts)}</main></body></html>\n")
 
 
 def _confusion_figure(matrix: np.ndarray, class_names: list[str]):

@@ -123,3 +123,27 @@ class Run:
 def write_manifest(run_dir) -> None:
     run_dir = Path(run_dir)
     write_json(run_dir / MANIFEST_FILE, {MODEL_FILE: sha256_file(run_dir / MODEL_FILE)})
+
+
+RUN_TABLE_COLUMNS = ["name", "date", "model", "image_size", "epochs", "val_accuracy", "seconds", "submission"]
+
+
+def list_runs(runs_dir) -> list[dict]:
+    """One row per run folder under runs_dir (finished or not), best validation accuracy first."""
+    rows = []
+    for path in sorted(Path(runs_dir).iterdir()) if Path(runs_dir).is_dir() else []:
+        if not (path / "config.json").is_file():
+            continue
+        config = read_json(path / "config.json")
+        metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+        rows.append({
+            "name": path.name,
+            "date": metrics.get("started", ""),
+            "model": config.get("model", ""),
+            "image_size": config.get("image_size", ""),
+            "epochs": metrics.get("epochs_run", ""),
+            "val_accuracy": metrics.get("val_accuracy"),
+            "seconds": metrics.get("train_seconds", ""),
+            "submission": "yes" if (path / "submission.csv").is_file() else "no",
+        })
+    return sorted(rows, key=lambda r: -(r["val_accuracy"] if r["val_accuracy"] is not None else -1))

@@ -170,6 +170,7 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
         f"{config.image_size}x{config.image_size}x{config.channels}, {len(comp.class_names)} classes → {run_dir}")
 
     started = time.time()
+    started_at = time.strftime("%Y-%m-%d %H:%M:%S")
     state: dict = {}
     with stop_on_first_interrupt(state):
         history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
@@ -193,6 +194,8 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
         "num_train": len(train_df),
         "num_validation": len(val_df),
         "interrupted": bool(state.get("interrupted")),
+        "started": started_at,
+        "model": config.model,
     }
     write_json(run_dir / "metrics.json", metrics)
     write_reports(run_dir)

@@ -147,3 +147,26 @@ def test_unknown_model_and_bad_option_are_one_line_errors(tmp_path):
     assert result.exit_code == 2 and result.output.startswith("Error: --model nope: unknown")
     result = invoke("train", data, "--validation-split", "1.5")
     assert result.exit_code == 2 and "Error: --validation-split 1.5" in result.output
+
+
+def test_runs_table_lists_runs_best_first(tmp_path):
+    data = make_av_folder(tmp_path / "c", n_per_class=10)
+    runs = tmp_path / "runs"
+    for model in ("mlp", "lenet", "baseline"):
+        result = invoke("train", data, "--model", model, "--runs-dir", runs, "--name", model, *FAST)
+        assert result.exit_code == 0, result.output
+    invoke("make-submission", runs / "lenet", data)
+    (runs / "not-a-run").mkdir()
+    rows = invoke("runs", runs, "--csv").output.strip().splitlines()
+    assert rows[0] == "name,date,model,image_size,epochs,val_accuracy,seconds,submission"
+    table = [r.split(",") for r in rows[1:]]
+    assert sorted(r[0] for r in table) == ["baseline", "lenet", "mlp"]
+    accuracies = [float(r[5]) for r in table]
+    assert accuracies == sorted(accuracies, reverse=True)
+    for r in table:
+        metrics = json.loads((runs / r[0] / "metrics.json").read_text())
+        assert float(r[5]) == pytest.approx(metrics["val_accuracy"]) and r[2] == r[0] and r[3] == "16" and r[4] == "3"
+        assert r[7] == ("yes" if r[0] == "lenet" else "no")
+    text = invoke("runs", runs).output.splitlines()
+    assert text[0].split() == ["name", "date", "model", "image_size", "epochs", "val_accuracy", "seconds",
+                               "submission"] and len(text) == 4
