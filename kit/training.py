@@ -59,10 +59,14 @@ def load_and_validate(config: Config) -> tuple[Competition, ValidationReport, li
 
 def resolve_config(config: Config, report: ValidationReport) -> Config:
     """Fill in what the data decides: image size (median side, 28..224) and channels (1 if all grayscale)."""
+    from .models import get_model_spec
+
+    spec = get_model_spec(config.model)
     image_size = config.image_size or int(min(224, max(28, report.median_size)))
     channels = config.channels or report.channels
     name = config.name or new_run_name(config.model)
-    return replace(config, image_size=image_size, channels=channels, name=name)
+    return replace(config, image_size=image_size, channels=channels, name=name,
+                   optimizer=config.optimizer or spec.optimizer, learning_rate=config.learning_rate or spec.learning_rate)
 
 
 def split_train_validation(comp: Competition, config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -137,7 +141,7 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
     """Validate the data, train the configured model, and write everything to runs/NAME/."""
     from .models import build_model, get_model_spec, make_optimizer
 
-    spec = get_model_spec(config.model)  # an unknown model fails before any work
+    get_model_spec(config.model)  # an unknown model fails before any work
     comp, report, skipped = load_and_validate(config)
     config = resolve_config(config, report)
     train_df, val_df = split_train_validation(comp, config)
@@ -163,8 +167,7 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
 
     model = build_model(config.model, config.image_size, config.channels, len(comp.class_names))
     steps = config.epochs * -(-len(train_df) // config.batch_size)
-    model.compile(optimizer=make_optimizer(config.optimizer or spec.optimizer,
-                                           config.learning_rate or spec.learning_rate, steps),
+    model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, steps),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     log(f"Training {config.model} on {len(train_df)} images ({len(val_df)} for validation), "
         f"{config.image_size}x{config.image_size}x{config.channels}, {len(comp.class_names)} classes → {run_dir}")
