@@ -59,6 +59,19 @@ def _training_options(f):
         click.option("--early-stopping", type=int, help="Stop after N epochs without improvement. Default off."),
         click.option("--on-bad-image", type=click.Choice(["error", "skip"]),
                      help="skip: train without missing/unreadable training images (listed in RUN/skipped.csv)."),
+        click.option("--weights", help="Backbones: imagenet (default), none, or a weights file."),
+        click.option("--backbone-file", type=click.Path(dir_okay=False, exists=True),
+                     help="Your own .keras feature extractor (raw RGB 0-255 in); kit adds the head."),
+        click.option("--fine-tune-epochs", type=int, help="Backbones: epochs with the top layers unfrozen. Default 3."),
+        click.option("--fine-tune-layers", type=int, help="Backbones: how many top layers to unfreeze. Default 30."),
+        click.option("--feature-views", type=int, help="Backbones: augmented views per image in the cached phase."),
+        click.option("--feature-cache/--no-feature-cache", default=None,
+                     help="Backbones: train the frozen phase on cached features (default on)."),
+        click.option("--strategy", type=click.Choice(["auto", "mirrored", "multiworker", "tpu", "none"]),
+                     help="tf.distribute strategy. Default auto (MirroredStrategy on >1 GPU)."),
+        click.option("--mixed-precision", type=click.Choice(["auto", "on", "off"]),
+                     help="float16 compute; auto = on GPUs with compute capability >= 7."),
+        click.option("--jit-compile/--no-jit-compile", default=None, help="XLA-compile the training step."),
         click.option("--label-col", help="Label column of the training table, when it is ambiguous."),
         click.option("--train-images", help="Folder (inside DATA) holding the training images."),
         click.option("--test-images", help="Folder (inside DATA) holding the test images."),
@@ -275,9 +288,13 @@ def models():
       kit models
     """
     from .models import MODELS
+    from .transfer import BACKBONES
 
     for name, spec in MODELS.items():
-        click.echo(f"{name:12s} {spec.optimizer:6s} lr {spec.learning_rate:<7g} {spec.summary}")
+        click.echo(f"{name:20s} {spec.optimizer:6s} lr {spec.learning_rate:<7g} {spec.summary}")
+    for name, backbone in BACKBONES.items():
+        click.echo(f"{name:20s} adamw  lr 0.001   backbone keras.applications.{backbone.constructor}, "
+                   f"{backbone.image_size} px, two-phase fine-tuning")
 
 
 @cli.command()

@@ -28,6 +28,17 @@ class Config:
     augment: str = "light"
     early_stopping: int = 0  # patience in epochs; 0 = off
     on_bad_image: str = "error"  # or "skip": train without missing/unreadable training images
+    # transfer learning (models from `kit models` marked "backbone", or --backbone-file)
+    weights: str = "imagenet"  # imagenet | none | path to a weights file
+    backbone_file: str = ""  # your own .keras feature extractor (raw RGB 0..255 in)
+    fine_tune_epochs: int = 3  # second phase: top layers unfrozen (BatchNorm stays frozen)
+    fine_tune_layers: int = 30
+    feature_views: int = 1  # frozen phase: augmented views per image whose features are cached
+    feature_cache: bool = True  # frozen phase on cached backbone features (same result, much faster)
+    # hardware
+    strategy: str = "auto"  # auto | mirrored | multiworker | tpu | none
+    mixed_precision: str = "auto"  # auto (GPUs with compute capability >= 7) | on | off
+    jit_compile: bool = False
     label_col: str = ""
     train_images: str = ""
     test_images: str = ""
@@ -46,6 +57,12 @@ class Config:
             raise ConfigError(f"--image-size {self.image_size}: expected 8..1024")
         if self.on_bad_image not in ("error", "skip"):
             raise ConfigError(f"--on-bad-image {self.on_bad_image}: expected error or skip")
+        if self.strategy not in ("auto", "mirrored", "multiworker", "tpu", "none"):
+            raise ConfigError(f"--strategy {self.strategy}: expected auto, mirrored, multiworker, tpu or none")
+        if self.mixed_precision not in ("auto", "on", "off"):
+            raise ConfigError(f"--mixed-precision {self.mixed_precision}: expected auto, on or off")
+        if self.fine_tune_epochs < 0 or self.fine_tune_layers < 0 or self.feature_views < 1:
+            raise ConfigError("--fine-tune-epochs/--fine-tune-layers must be >= 0 and --feature-views >= 1")
         if self.channels not in (0, 1, 3):
             raise ConfigError(f"--channels {self.channels}: expected 1 or 3")
         return self

@@ -56,14 +56,22 @@ def make_dataset(paths, labels=None, *, image_size: int, channels: int, batch_si
     if training:
         ds = ds.shuffle(min(len(paths), 20_000), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    augmenter = make_augmenter(augment, seed) if training else None
-    if augmenter is not None:
-        def apply(images, labels):
-            out = augmenter(tf.cast(images, tf.float32), training=True)
-            return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8), labels
-
-        ds = ds.map(apply, num_parallel_calls=AUTOTUNE)
+    if training:
+        ds = augment_batches(ds, augment, seed)
     return ds.prefetch(AUTOTUNE)
+
+
+def augment_batches(ds: tf.data.Dataset, level: str, seed: int) -> tf.data.Dataset:
+    """Apply the augmentation of `level` to whole uint8 batches of (images, labels); uint8 stays uint8."""
+    augmenter = make_augmenter(level, seed)
+    if augmenter is None:
+        return ds
+
+    def apply(images, labels):
+        out = augmenter(tf.cast(images, tf.float32), training=True)
+        return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8), labels
+
+    return ds.map(apply, num_parallel_calls=AUTOTUNE)
 
 
 def load_images(paths, image_size: int, channels: int, batch_size: int = 256) -> np.ndarray:

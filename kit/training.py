@@ -60,26 +60,38 @@ def load_and_validate(config: Config) -> tuple[Competition, ValidationReport, li
 def resolve_config(config: Config, report: ValidationReport) -> Config:
     """Fill in what the data decides: image size (median side, 28..224) and channels (1 if all grayscale)."""
     from .models import get_model_spec
+    from .transfer import BACKBONE_FILE, BACKBONES, is_transfer
 
-    spec = get_model_spec(config.model)
-    image_size = config.image_size or int(min(224, max(28, report.median_size)))
+    if config.backbone_file:
+        config = replace(config, model=BACKBONE_FILE)
+    if is_transfer(config.model):  # a new head on pretrained features: AdamW at 1e-3, the backbone's own size
+        optimizer, learning_rate = "adamw", 1e-3
+        default_size = BACKBONES[config.model].image_size if config.model in BACKBONES else 224
+    else:
+        spec = get_model_spec(config.model)
+        optimizer, learning_rate = spec.optimizer, spec.learning_rate
+        default_size = int(min(224, max(28, report.median_size)))
+    image_size = config.image_size or default_size
     channels = config.channels or report.channels
     name = config.name or new_run_name(config.model)
     return replace(config, image_size=image_size, channels=channels, name=name,
-                   optimizer=config.optimizer or spec.optimizer, learning_rate=config.learning_rate or spec.learning_rate)
+                   optimizer=config.optimizer or optimizer, learning_rate=config.learning_rate or learning_rate)
 
 
 def split_train_validation(comp: Competition, config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The folder's own validation/ split when it has one, else a seeded stratified split."""
     if comp.validation is not None:
         return comp.train, comp.validation
+    import math
+
     from sklearn.model_selection import train_test_split
 
-    train, val = train_test_split(comp.train, test_size=config.validation_split, random_state=config.seed,
+    n_val = math.ceil(config.validation_split * len(comp.train))
+    if n_val < len(comp.class_names) or len(comp.train) - n_val < len(comp.class_names):
+        raise DataError(f"{comp.train_file}: a validation split of {n_val} of {len(comp.train)} images cannot hold "
+                        f"all {len(comp.class_names)} classes on both sides; change --validation-split or add images")
+    train, val = train_test_split(comp.train, test_size=n_val, random_state=config.seed,
                                   stratify=comp.train["label"])
-    if len(val) < len(comp.class_names):
-        raise DataError(f"{comp.train_file}: validation split of {len(val)} images cannot hold all "
-                        f"{len(comp.class_names)} classes; raise --validation-split or add images")
     return train.reset_index(drop=True), val.reset_index(drop=True)
 
 
@@ -99,7 +111,8 @@ def stop_on_first_interrupt(state: dict):
         signal.signal(signal.SIGINT, previous)
 
 
-def _callbacks(run_dir: Path, config: Config, state: dict):
+def _callbacks(run_dir: Path, config: Config, state: dict, target):
+    """Keras callbacks shared by every phase; `target` is the full model to save (the head may be what is fit)."""
     import keras
 
     class BestModel(keras.callbacks.Callback):
@@ -112,19 +125,18 @@ def _callbacks(run_dir: Path, config: Config, state: dict):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
-            row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
-            if "learning_rate" not in row:
-                lr = self.model.optimizer.learning_rate
-                row["learning_rate"] = float(lr.numpy() if hasattr(lr, "numpy") else lr)
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"}}
+            lr = self.model.optimizer.learning_rate
+            row["learning_rate"] = float(lr.numpy() if hasattr(lr, "numpy") else lr)
             self.rows.append(row)
             with atomic_write(run_dir / "history.csv", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(self.rows[0]))
+                writer = csv.DictWriter(f, fieldnames=list(self.rows[0]), extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(self.rows)
             score = logs.get("val_accuracy", -np.inf)
-            if score > self.best:
+            if score > self.best and is_chief():
                 self.best = score
-                save_model(self.model, run_dir / "model.keras")
+                save_model(target, run_dir / "model.keras")
 
     class StopOnInterrupt(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -137,15 +149,28 @@ def _callbacks(run_dir: Path, config: Config, state: dict):
     return callbacks
 
 
+def is_chief() -> bool:
+    """Under MultiWorkerMirroredStrategy only the chief (worker 0) writes the run folder."""
+    import json as _json
+    import os
+
+    cluster = _json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    task = cluster.get("task", {})
+    return task.get("type", "chief") == "chief" or (task.get("type") == "worker" and task.get("index", 0) == 0
+                                                      and "chief" not in cluster.get("cluster", {}))
+
+
 def train(config: Config, force: bool = False, log=print) -> TrainResult:
     """Validate the data, train the configured model, and write everything to runs/NAME/."""
-    from .models import build_model, get_model_spec, make_optimizer
+    from .models import get_model_spec
+    from .transfer import is_transfer
 
-    get_model_spec(config.model)  # an unknown model fails before any work
+    if not is_transfer(config.model):
+        get_model_spec(config.model)  # an unknown model fails before any work
     comp, report, skipped = load_and_validate(config)
     config = resolve_config(config, report)
     train_df, val_df = split_train_validation(comp, config)
-    run_dir = create_run_dir(config.runs_dir, config.name, force)
+    run_dir = create_run_dir(config.runs_dir, config.name, force) if is_chief() else _worker_dir()
     write_json(run_dir / "config.json", config.__dict__)
     write_json(run_dir / "class_names.json", comp.class_names)
     if skipped:
@@ -156,39 +181,65 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
         log(f"Skipping {len(skipped)} bad training image(s); listed in {run_dir / 'skipped.csv'}")
 
     import keras
+
+    from .accelerate import configure_devices, make_strategy
     from .pipeline import make_dataset
 
+    configure_devices(config)
+    strategy = make_strategy(config.strategy)
+    replicas = strategy.num_replicas_in_sync
+    batch_size = config.batch_size * replicas  # --batch-size is per replica
     keras.utils.set_random_seed(config.seed)
     index = {name: i for i, name in enumerate(comp.class_names)}
-    common = dict(image_size=config.image_size, channels=config.channels, batch_size=config.batch_size)
-    train_ds = make_dataset(train_df["path"], train_df["label"].map(index), training=True, seed=config.seed,
-                            augment=config.augment, **common)
-    val_ds = make_dataset(val_df["path"], val_df["label"].map(index), **common)
-
-    model = build_model(config.model, config.image_size, config.channels, len(comp.class_names))
-    steps = config.epochs * -(-len(train_df) // config.batch_size)
-    model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, steps),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    common = dict(image_size=config.image_size, channels=config.channels, batch_size=batch_size)
+    train_labels, val_labels = train_df["label"].map(index), val_df["label"].map(index)
+    train_ds = make_dataset(train_df["path"], train_labels, training=True, seed=config.seed, augment=config.augment,
+                            **common)
+    val_ds = make_dataset(val_df["path"], val_labels, **common)
     log(f"Training {config.model} on {len(train_df)} images ({len(val_df)} for validation), "
-        f"{config.image_size}x{config.image_size}x{config.channels}, {len(comp.class_names)} classes → {run_dir}")
+        f"{config.image_size}x{config.image_size}x{config.channels}, {len(comp.class_names)} classes"
+        + (f", {replicas} replicas ({type(strategy).__name__})" if replicas > 1 else "") + f" → {run_dir}")
 
     started = time.time()
     started_at = time.strftime("%Y-%m-%d %H:%M:%S")
     state: dict = {}
+    verbose = 1 if sys.stdout.isatty() else 2
+    steps_per_epoch = -(-len(train_df) // batch_size)
+    extra: dict = {}
     with stop_on_first_interrupt(state):
-        history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                            callbacks=_callbacks(run_dir, config, state), shuffle=False,
-                            verbose=1 if sys.stdout.isatty() else 2)
+        if is_transfer(config.model):
+            from .transfer import build_transfer_model
+
+            with strategy.scope():
+                tm = build_transfer_model(config.model, config.image_size, config.channels, len(comp.class_names),
+                                          weights=config.weights, backbone_file=config.backbone_file)
+            callbacks = _callbacks(run_dir, config, state, tm.model)
+            extra = _fit_transfer(tm, config, strategy, train_df, train_labels, train_ds, val_ds, common,
+                                  steps_per_epoch, callbacks, state, verbose, log)
+        else:
+            from .models import build_model, make_optimizer
+
+            with strategy.scope():
+                model = build_model(config.model, config.image_size, config.channels, len(comp.class_names))
+                model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate,
+                                                       config.epochs * steps_per_epoch),
+                              loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                              jit_compile=config.jit_compile)
+            callbacks = _callbacks(run_dir, config, state, model)
+            model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
+                      verbose=verbose)
+    epochs_run = len(callbacks[0].rows)
     seconds = time.time() - started
     if not (run_dir / "model.keras").exists():
         raise DataError(f"{run_dir}: training stopped before the first epoch ended; nothing to keep")
+    if not is_chief():
+        return TrainResult(run_dir=run_dir, config=config, metrics={}, interrupted=bool(state.get("interrupted")))
     write_manifest(run_dir)
 
     from .predict import predict_validation
     from .reports import write_reports
 
     val_pred = predict_validation(run_dir, val_df, comp.class_names, config)
-    epochs_run = len(history.history.get("loss", []))
     metrics = {
         "val_accuracy": float((val_pred["label"] == val_pred["predicted"]).mean()),
         "val_loss": float(-np.mean(np.log(np.clip(val_pred["p_true"], 1e-7, 1.0)))),
@@ -199,7 +250,58 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
         "interrupted": bool(state.get("interrupted")),
         "started": started_at,
         "model": config.model,
+        **extra,
     }
     write_json(run_dir / "metrics.json", metrics)
     write_reports(run_dir)
     return TrainResult(run_dir=run_dir, config=config, metrics=metrics, interrupted=bool(state.get("interrupted")))
+
+
+def _worker_dir() -> Path:
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="kit-worker-"))
+
+
+def _fit_transfer(tm, config: Config, strategy, train_df, train_labels, train_ds, val_ds, common: dict,
+                  steps_per_epoch: int, callbacks, state: dict, verbose: int, log) -> dict:
+    """Phase 1: the head on a frozen backbone (on cached features by default); phase 2: fine-tune the top."""
+    from .models import make_optimizer
+    from .pipeline import augment_batches, make_dataset
+    from .transfer import extract_features, unfreeze_top
+
+    loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+    with strategy.scope():
+        optimizer = make_optimizer(config.optimizer, config.learning_rate, config.epochs * steps_per_epoch)
+    if config.feature_cache and config.epochs:
+        t0 = time.time()
+        views = config.feature_views if config.augment != "none" else 1
+        plain = make_dataset(train_df["path"], train_labels, **common)  # decoded once, cached, stable order
+        # view 0 is the plain image; further views are augmented copies (--feature-views N).
+        xs, ys = zip(*[extract_features(tm.features, augment_batches(plain, config.augment, config.seed + v)
+                                        if v else plain) for v in range(views)])
+        val_x, val_y = extract_features(tm.features, val_ds)
+        log(f"Frozen phase: features of {len(train_df)} images × {views} view(s) computed in {time.time() - t0:.0f} s")
+        with strategy.scope():
+            tm.head.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        tm.head.fit(np.concatenate(xs), np.concatenate(ys), batch_size=common["batch_size"], epochs=config.epochs,
+                    validation_data=(val_x, val_y), callbacks=callbacks, shuffle=True, verbose=verbose)
+    elif config.epochs:
+        with strategy.scope():
+            tm.model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=config.jit_compile)
+        tm.model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
+                     verbose=verbose)
+    frozen_best = float(callbacks[0].best)
+    if config.fine_tune_epochs and not state.get("interrupted"):
+        opened = unfreeze_top(tm.backbone, config.fine_tune_layers)
+        log(f"Fine-tuning the top {opened} layers of the backbone (BatchNorm frozen) for {config.fine_tune_epochs} "
+            f"epoch(s) at learning rate {config.learning_rate / 10:g}")
+        with strategy.scope():  # a changed `trainable` needs a fresh compile to take effect
+            tm.model.compile(optimizer=make_optimizer("adamw", config.learning_rate / 10,
+                                                      config.fine_tune_epochs * steps_per_epoch),
+                             loss=loss, metrics=metrics, jit_compile=config.jit_compile)
+        tm.model.fit(train_ds, validation_data=val_ds, initial_epoch=config.epochs,
+                     epochs=config.epochs + config.fine_tune_epochs, callbacks=callbacks, shuffle=False,
+                     verbose=verbose)
+    return {"frozen_val_accuracy": round(frozen_best, 6)}
+

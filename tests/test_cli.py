@@ -170,3 +170,11 @@ def test_runs_table_lists_runs_best_first(tmp_path):
     text = invoke("runs", runs).output.splitlines()
     assert text[0].split() == ["name", "date", "model", "image_size", "epochs", "val_accuracy", "seconds",
                                "submission"] and len(text) == 4
+
+
+def test_too_small_validation_split_is_one_line(tmp_path):
+    data = make_av_folder(tmp_path / "c", n_per_class=3)
+    result = invoke("train", data, "--runs-dir", tmp_path / "runs", *FAST)
+    assert result.exit_code == 2
+    assert result.output.strip() == ("Error: train.csv: a validation split of 2 of 9 images cannot hold all 3 classes "
+                                     "on both sides; change --validation-split or add images")

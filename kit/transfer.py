@@ -1,0 +1,161 @@
+"""Transfer learning: Keras-applications backbones (or your own .keras file) with the right preprocessing inside,
+a pooled head, a fast frozen phase on cached features, and safe fine-tuning of the top layers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import keras
+from keras import layers
+
+from .errors import ConfigError, RunError
+
+# Caffe-style ImageNet means (B, G, R) that ResNet50's weights were trained with.
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    constructor: str  # keras.applications attribute
+    preprocessing: str  # "raw" (the model rescales itself), "tf" ([-1, 1]) or "caffe" (BGR, mean-subtracted)
+    image_size: int
+    extra: tuple = ()  # extra keyword arguments, as (name, value) pairs
+
+
+BACKBONES: dict[str, Backbone] = {
+    "mobilenet_v2": Backbone("MobileNetV2", "tf", 224),
+    "mobilenet_v3_small": Backbone("MobileNetV3Small", "raw", 224, (("include_preprocessing", True),)),
+    "mobilenet_v3_large": Backbone("MobileNetV3Large", "raw", 224, (("include_preprocessing", True),)),
+    "efficientnet_b0": Backbone("EfficientNetB0", "raw", 224),
+    "efficientnet_v2_b0": Backbone("EfficientNetV2B0", "raw", 224, (("include_preprocessing", True),)),
+    "resnet50": Backbone("ResNet50", "caffe", 224),
+    "convnext_tiny": Backbone("ConvNeXtTiny", "raw", 224, (("include_preprocessing", True),)),
+}
+BACKBONE_FILE = "backbone_file"  # config.model value when --backbone-file is used
+
+
+def is_transfer(model_name: str) -> bool:
+    return model_name in BACKBONES or model_name == BACKBONE_FILE
+
+
+def preprocessing_layers(kind: str, channels: int) -> list:
+    """Standard Keras layers (no Lambda) that turn uint8 pixels into what a backbone expects."""
+    stack = [layers.Rescaling(1.0, name="to_float")]  # casts uint8 → float32 without changing values
+    if channels == 1:  # grayscale data, RGB backbone: repeat the channel (a fixed 1×1 convolution)
+        stack.append(layers.Conv2D(3, 1, use_bias=False, trainable=False, name="gray_to_rgb",
+                                   kernel_initializer=keras.initializers.Constant(np.ones((1, 1, 1, 3)))))
+    if kind == "tf":
+        stack.append(layers.Rescaling(1 / 127.5, offset=-1.0, name="scale_to_pm1"))
+    elif kind == "caffe":
+        swap = np.zeros((1, 1, 3, 3), np.float32)
+        swap[0, 0, 2, 0] = swap[0, 0, 1, 1] = swap[0, 0, 0, 2] = 1.0  # RGB → BGR
+        stack.append(layers.Conv2D(3, 1, trainable=False, name="rgb_to_bgr_minus_mean",
+                                   kernel_initializer=keras.initializers.Constant(swap),
+                                   bias_initializer=keras.initializers.Constant([-m for m in CAFFE_MEAN_BGR])))
+    return stack
+
+
+def _weights_error(name: str, error: Exception) -> RunError:
+    text = str(error)
+    url = re.search(r"https?://\S+?(?=['\"\s)]|$)", text)
+    cache = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else Path.home() / ".keras")
+    if url:
+        file_name = url.group(0).rstrip(".,:;").split("/")[-1]
+        return RunError(f"ImageNet weights for {name}: {cache / 'models' / file_name} is not there and the download "
+                        f"failed; put the file there (from {url.group(0).rstrip('.,')}) or use --weights none")
+    return RunError(f"ImageNet weights for {name}: could not load ({text.splitlines()[0][:160]})")
+
+
+def load_backbone(name: str, image_size: int, weights: str) -> tuple[keras.Model, str]:
+    """A headless backbone and its preprocessing kind; weights: imagenet, none, or a weights file."""
+    spec = BACKBONES.get(name)
+    if spec is None:
+        raise ConfigError(f"--model {name}: unknown backbone; choose one of {', '.join(BACKBONES)}")
+    if weights not in ("imagenet", "none") and not Path(weights).is_file():
+        raise ConfigError(f"--weights {weights}: not imagenet, none, or an existing weights file")
+    constructor = getattr(keras.applications, spec.constructor)
+    try:
+        backbone = constructor(include_top=False, weights=None if weights == "none" else weights,
+                               input_shape=(image_size, image_size, 3), **dict(spec.extra))
+    except (OSError, ValueError, Exception) as e:  # get_file raises many types when offline
+        if weights == "imagenet":
+            raise _weights_error(name, e) from None
+        raise ConfigError(f"--weights {weights}: cannot load into {name} ({str(e).splitlines()[0][:160]})") from None
+    return backbone, spec.preprocessing
+
+
+def load_backbone_file(path) -> keras.Model:
+    """Your own feature extractor (.keras): raw RGB 0–255 in, a feature map or vector out. Safe mode stays on."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--backbone-file {path}: no such file")
+    try:
+        model = keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:
+        raise ConfigError(f"--backbone-file {path}: cannot load in Keras safe mode ({str(e).splitlines()[0][:160]})") \
+            from None
+    if len(model.output_shape) not in (2, 4):
+        raise ConfigError(f"--backbone-file {path}: output shape {model.output_shape} is neither a feature map "
+                          "(N, H, W, C) nor a vector (N, C)")
+    return model
+
+
+@dataclass
+class TransferModel:
+    model: keras.Model  # uint8 pixels → probabilities (saved and used for prediction)
+    backbone: keras.Model
+    features: keras.Model  # uint8 pixels → pooled feature vector (frozen backbone)
+    head: keras.Model  # feature vector → probabilities (trained on cached features)
+
+
+def build_transfer_model(name: str, image_size: int, channels: int, num_classes: int, weights: str = "imagenet",
+                         backbone_file: str = "", dropout: float = 0.2) -> TransferModel:
+    """Preprocessing → backbone (always called with training=False) → global pooling → dropout + dense."""
+    if name == BACKBONE_FILE:
+        backbone, kind = load_backbone_file(backbone_file), "raw"
+    else:
+        backbone, kind = load_backbone(name, image_size, weights)
+    backbone.trainable = False
+    inputs = keras.Input((image_size, image_size, channels), dtype="uint8", name="image")
+    x = inputs
+    for layer in preprocessing_layers(kind, channels):
+        x = layer(x)
+    # training=False keeps BatchNorm in inference mode even after the top layers are unfrozen.
+    x = backbone(x, training=False)
+    if len(x.shape) == 4:
+        x = layers.GlobalAveragePooling2D(name="pool")(x)
+    features = keras.Model(inputs, x, name="features")
+    head_in = keras.Input((x.shape[-1],), name="feature_vector")
+    h = layers.Dropout(dropout, name="head_dropout")(head_in)
+    h = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(h)
+    head = keras.Model(head_in, h, name="head")
+    model = keras.Model(inputs, head(x), name=f"transfer_{name}")
+    return TransferModel(model=model, backbone=backbone, features=features, head=head)
+
+
+def unfreeze_top(backbone: keras.Model, count: int) -> int:
+    """Make the top `count` weighted layers trainable; BatchNorm layers stay frozen. Returns how many."""
+    backbone.trainable = True
+    weighted = [l for l in backbone.layers if l.weights]
+    for layer in backbone.layers:
+        layer.trainable = False
+    opened = 0
+    for layer in weighted[::-1]:
+        if opened >= count:
+            break
+        if not isinstance(layer, layers.BatchNormalization):
+            layer.trainable = True
+            opened += 1
+    return opened
+
+
+def extract_features(features: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Run the frozen part once over a labelled dataset: (feature vectors, labels)."""
+    xs, ys = [], []
+    for images, labels in dataset:
+        xs.append(features(images, training=False).numpy())
+        ys.append(labels.numpy())
+    return np.concatenate(xs), np.concatenate(ys)

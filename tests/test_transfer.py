@@ -1,0 +1,138 @@
+"""Transfer learning on CPU with weights=None: every backbone, preprocessing parity, frozen BatchNorm,
+cached frozen phase = plain frozen phase, and the CLI paths."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import keras
+
+from conftest import make_class_folders
+from kit.cli import cli
+from kit.transfer import BACKBONES, build_transfer_model, extract_features, preprocessing_layers, unfreeze_top
+
+
+def _apply(layers_, x):
+    for layer in layers_:
+        x = layer(x)
+    return np.asarray(x)
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_every_backbone_builds_and_trains_one_step(name):
+    tm = build_transfer_model(name, 32, 3, 3, weights="none")
+    tm.model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    before = [w.copy() for w in tm.head.get_weights()]
+    tm.model.fit(x, np.array([0, 1, 2, 0]), epochs=1, verbose=0)
+    assert tm.model.output_shape == (None, 3)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, tm.head.get_weights()))
+
+
+@pytest.mark.parametrize("kind,reference", [
+    ("tf", keras.applications.mobilenet_v2.preprocess_input),
+    ("caffe", keras.applications.resnet50.preprocess_input),
+    ("raw", keras.applications.efficientnet.preprocess_input),
+])
+def test_preprocessing_parity(kind, reference):
+    raw = np.random.default_rng(1).integers(0, 256, (2, 5, 5, 3), dtype=np.uint8)
+    ours = _apply(preprocessing_layers(kind, 3), raw)
+    np.testing.assert_allclose(ours, reference(raw.astype("float32").copy()), atol=1e-4)
+
+
+def test_grayscale_is_repeated_to_rgb():
+    gray = np.random.default_rng(2).integers(0, 256, (2, 4, 4, 1), dtype=np.uint8)
+    out = _apply(preprocessing_layers("raw", 1), gray)
+    assert out.shape == (2, 4, 4, 3) and np.allclose(out, np.repeat(gray, 3, -1))
+
+
+def test_model_applies_documented_preprocessing_before_backbone():
+    tm = build_transfer_model("resnet50", 32, 3, 2, weights="none")
+    raw = np.random.default_rng(3).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    via_model = tm.features(raw)
+    via_doc = keras.layers.GlobalAveragePooling2D()(
+        tm.backbone(keras.applications.resnet50.preprocess_input(raw.astype("float32").copy()), training=False))
+    np.testing.assert_allclose(np.asarray(via_model), np.asarray(via_doc), rtol=1e-4, atol=1e-4)
+
+
+def test_batchnorm_stays_frozen_while_fine_tuning():
+    tm = build_transfer_model("mobilenet_v3_small", 32, 3, 2, weights="none")
+    opened = unfreeze_top(tm.backbone, 1000)
+    assert opened > 0
+    bns = [l for l in tm.backbone.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and all(not l.trainable for l in bns)
+    stats = [np.array(w) for l in bns for w in l.non_trainable_weights]
+    convs = [l for l in tm.backbone.layers if l.trainable and l.weights]
+    kernel = np.array(convs[-1].weights[0])
+    tm.model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(4).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    tm.model.fit(x, np.arange(8) % 2, epochs=2, batch_size=4, verbose=0)
+    assert all(np.array_equal(a, np.array(w)) for a, w in zip(stats, [w for l in bns for w in l.non_trainable_weights]))
+    assert not np.array_equal(kernel, np.array(convs[-1].weights[0]))  # the unfrozen top did train
+
+
+def test_cached_frozen_phase_equals_plain_frozen_fit(tmp_path):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 255, (24, 32, 32, 3), dtype=np.uint8)
+    labels = (np.arange(24) % 3).astype("int32")
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+    weights = []
+    for cached in (False, True):
+        keras.utils.set_random_seed(7)
+        tm = build_transfer_model("mobilenet_v2", 32, 3, 3, weights="none", dropout=0.0)
+        if cached:
+            x, y = extract_features(tm.features, dataset)
+            tm.head.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+            tm.head.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+        else:
+            tm.model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+            tm.model.fit(dataset, epochs=3, shuffle=False, verbose=0)
+        weights.append(tm.head.get_weights())
+    for plain, cached in zip(*weights):
+        np.testing.assert_allclose(plain, cached, rtol=1e-4, atol=1e-5)
+
+
+def test_cli_transfer_two_phase_end_to_end(tmp_path):
+    data = make_class_folders(tmp_path / "c", n_per_class=6)
+    result = CliRunner().invoke(cli, ["run", str(data), "--model", "mobilenet_v3_small", "--weights", "none",
+                                      "--image-size", "32", "--epochs", "2", "--fine-tune-epochs", "1",
+                                      "--feature-views", "2", "--augment", "light", "--batch-size", "8",
+                                      "--runs-dir", str(tmp_path / "runs"), "--name", "t"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Frozen phase: features of 14 images × 2 view(s)" in result.output
+    assert "Fine-tuning the top 30 layers" in result.output
+    import json
+
+    metrics = json.loads((tmp_path / "runs" / "t" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 3 and "frozen_val_accuracy" in metrics
+    assert (tmp_path / "runs" / "t" / "submission.csv").is_file()
+
+
+def test_cli_backbone_file(tmp_path):
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(x)
+    keras.Model(inputs, x).save(tmp_path / "mine.keras")
+    data = make_class_folders(tmp_path / "c", n_per_class=6, mode="L")
+    result = CliRunner().invoke(cli, ["train", str(data), "--backbone-file", str(tmp_path / "mine.keras"),
+                                      "--image-size", "16", "--epochs", "2", "--fine-tune-epochs", "1",
+                                      "--runs-dir", str(tmp_path / "runs"), "--name", "b"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Training backbone_file on 14 images" in result.output
+
+
+def test_offline_imagenet_weights_error_names_the_file(tmp_path, monkeypatch):
+    def offline(fname, origin=None, **kwargs):
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr("keras.src.applications.mobilenet_v2.file_utils.get_file", offline)
+    data = make_class_folders(tmp_path / "c", n_per_class=6)
+    result = CliRunner().invoke(cli, ["train", str(data), "--model", "mobilenet_v2", "--image-size", "96",
+                                      "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("Error: ImageNet weights for mobilenet_v2: ")
+    assert "/models/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5 is not there and the " \
+           "download failed" in line and line.endswith("or use --weights none")
