@@ -30,8 +30,13 @@ def _fast_float16(gpus) -> bool:
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """auto: MirroredStrategy when there is more than one GPU, else the default (one device)."""
-    gpus = tf.config.list_logical_devices("GPU")
+    """auto: MirroredStrategy when there is more than one GPU, else the default (one device).
+
+    Call before anything else touches TensorFlow: collective ops (multiworker) must be set up at start-up.
+    """
+    if name == "multiworker":  # reads TF_CONFIG: {"cluster": {"worker": [...]}, "task": {...}}
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_physical_devices("GPU")
     if name == "none" or (name == "auto" and len(gpus) < 2):
         return tf.distribute.get_strategy()
     if name in ("auto", "mirrored"):
@@ -39,8 +44,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             return tf.distribute.MirroredStrategy()
         cpus = tf.config.list_logical_devices("CPU")  # e.g. CPU split into logical devices for testing
         return tf.distribute.MirroredStrategy([d.name for d in cpus])
-    if name == "multiworker":  # reads TF_CONFIG: {"cluster": {"worker": [...]}, "task": {...}}
-        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver()

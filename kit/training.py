@@ -134,7 +134,7 @@ def _callbacks(run_dir: Path, config: Config, state: dict, target):
                 writer.writeheader()
                 writer.writerows(self.rows)
             score = logs.get("val_accuracy", -np.inf)
-            if score > self.best and is_chief():
+            if score > self.best:  # every worker saves (collective ops need all); only the chief's is the run's
                 self.best = score
                 save_model(target, run_dir / "model.keras")
 
@@ -185,8 +185,8 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
     from .accelerate import configure_devices, make_strategy
     from .pipeline import make_dataset
 
-    configure_devices(config)
     strategy = make_strategy(config.strategy)
+    configure_devices(config)
     replicas = strategy.num_replicas_in_sync
     batch_size = config.batch_size * replicas  # --batch-size is per replica
     keras.utils.set_random_seed(config.seed)
@@ -206,7 +206,7 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
     verbose = 1 if sys.stdout.isatty() else 2
     steps_per_epoch = -(-len(train_df) // batch_size)
     extra: dict = {}
-    with stop_on_first_interrupt(state):
+    with stop_on_first_interrupt(state), _explain_multiworker_failure(strategy):
         if is_transfer(config.model):
             from .transfer import build_transfer_model
 
@@ -257,9 +257,34 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
     return TrainResult(run_dir=run_dir, config=config, metrics=metrics, interrupted=bool(state.get("interrupted")))
 
 
+@contextmanager
+def _explain_multiworker_failure(strategy):
+    """Keras 3 cannot yet fit() under MultiWorkerMirroredStrategy; say so in one line instead of a traceback."""
+    try:
+        yield
+    except ValueError as e:
+        import tensorflow as tf
+
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and "PerReplica" in str(e):
+            import keras
+
+            from .errors import ConfigError
+
+            raise ConfigError(f"--strategy multiworker: this Keras ({keras.__version__}) cannot fit() under "
+                              "MultiWorkerMirroredStrategy (keras-team/keras#20585); use --strategy mirrored on one "
+                              "machine with several GPUs") from None
+        raise
+
+
 def _worker_dir() -> Path:
+    """Non-chief workers write their copy somewhere harmless (KIT_WORKER_DIR, else a temporary folder)."""
+    import os
     import tempfile
 
+    if os.environ.get("KIT_WORKER_DIR"):
+        path = Path(os.environ["KIT_WORKER_DIR"])
+        path.mkdir(parents=True, exist_ok=True)
+        return path
     return Path(tempfile.mkdtemp(prefix="kit-worker-"))
 
 
