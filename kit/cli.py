@@ -357,6 +357,25 @@ def datasets_export(name, out_dir, layout, limit, answers, force):
 
 
 @cli.command()
+@click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--template", "-t", default="baseline", show_default=True, help="baseline, transfer or kfold.")
+@click.option("--force", is_flag=True, help="Write into an existing non-empty folder.")
+def new(out_dir, template, force):
+    """Start a competition project from a template (settings, README, smoke test, tiny data).
+
+    \b
+    Example:
+      kit new comp --template baseline && cd comp && kit run --config kit.toml
+    """
+    from .project import render_template
+
+    files = render_template(template, out_dir, force=force)
+    click.echo(f"Created {out_dir} from template {template}: {', '.join(str(f.relative_to(out_dir)) for f in files)}, "
+               "data/ (tiny digits competition)")
+    click.echo(f"Next: cd {out_dir} && kit run --config kit.toml")
+
+
+@cli.command()
 @click.argument("submission", type=click.Path(dir_okay=False, exists=True))
 @click.argument("answers", type=click.Path(dir_okay=False, exists=True))
 @click.option("--metric", type=click.Choice(["accuracy", "f1_macro", "log_loss"]), default="accuracy",

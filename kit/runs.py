@@ -16,6 +16,8 @@ from .config import Config
 from .errors import RunError
 
 MODEL_FILE = "model.keras"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 MANIFEST_FILE = "manifest.json"
 
 
@@ -24,6 +26,7 @@ def atomic_write(path, mode: str = "w", **kwargs):
     """Write to a temporary file beside `path`, flush it to disk, then os.replace: never a half file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give ours the permissions open() would
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
