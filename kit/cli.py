@@ -57,6 +57,7 @@ def _training_options(f):
         click.option("--augment", type=click.Choice(["none", "light", "strong", "shift-vflip"]),
                      help="Default light."),
         click.option("--early-stopping", type=int, help="Stop after N epochs without improvement. Default off."),
+        click.option("--tensorboard/--no-tensorboard", default=None, help="Write TensorBoard logs to RUN/tensorboard."),
         click.option("--on-bad-image", type=click.Choice(["error", "skip"]),
                      help="skip: train without missing/unreadable training images (listed in RUN/skipped.csv)."),
         click.option("--weights", help="Backbones: imagenet (default), none, or a weights file."),

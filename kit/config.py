@@ -27,6 +27,7 @@ class Config:
     seed: int = 42
     augment: str = "light"
     early_stopping: int = 0  # patience in epochs; 0 = off
+    tensorboard: bool = False  # TensorBoard logs in RUN/tensorboard
     on_bad_image: str = "error"  # or "skip": train without missing/unreadable training images
     # transfer learning (models from `kit models` marked "backbone", or --backbone-file)
     weights: str = "imagenet"  # imagenet | none | path to a weights file

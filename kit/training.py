@@ -146,6 +146,14 @@ def _callbacks(run_dir: Path, config: Config, state: dict, target):
     callbacks = [BestModel(), StopOnInterrupt()]
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.early_stopping))
+    if config.tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            from .errors import ConfigError
+
+            raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard")
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
     return callbacks
 
 

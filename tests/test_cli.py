@@ -178,3 +178,11 @@ def test_too_small_validation_split_is_one_line(tmp_path):
     assert result.exit_code == 2
     assert result.output.strip() == ("Error: train.csv: a validation split of 2 of 9 images cannot hold all 3 classes "
                                      "on both sides; change --validation-split or add images")
+
+
+def test_tensorboard_logs(tmp_path):
+    data = make_av_folder(tmp_path / "c")
+    result = invoke("train", data, "--tensorboard", "--runs-dir", tmp_path / "runs", "--name", "tb", *FAST)
+    assert result.exit_code == 0, result.output
+    events = list((tmp_path / "runs" / "tb" / "tensorboard").rglob("events.out.tfevents.*"))
+    assert {p.parent.name for p in events} == {"train", "validation"}
