@@ -54,6 +54,8 @@ def _training_options(f):
         click.option("--optimizer", type=click.Choice(["adamw", "adam", "sgd"]), help="Default: the model's own."),
         click.option("--validation-split", type=float, help="Fraction held out, stratified. Default 0.2."),
         click.option("--seed", type=int, help="Default 42."),
+        click.option("--folds", type=int, help="K-fold: K models, out-of-fold predictions and score. Default off."),
+        click.option("--group-col", help="K-fold: rows sharing this training-table column stay in one fold."),
         click.option("--augment", type=click.Choice(["none", "light", "strong", "shift-vflip"]),
                      help="Default light."),
         click.option("--early-stopping", type=int, help="Stop after N epochs without improvement. Default off."),
@@ -227,22 +229,35 @@ def run(data, config_file, force, output, **flags):
 
 
 @cli.command("make-submission")
-@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, exists=True))
-@click.argument("data", required=False, type=click.Path(file_okay=False))
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Default RUN/submission.csv.")
+@click.argument("run_dirs", metavar="RUN... [DATA]", nargs=-1, required=True, type=click.Path(file_okay=False,
+                                                                                             exists=True))
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Default FIRST_RUN/submission.csv.")
+@click.option("--weights", help="Ensemble weights, one per run, comma-separated (default equal).")
+@click.option("--tta", type=int, default=0, help="Average N test-time views (original, mirror if trained with "
+                                                 "flips, then small shifts).")
 @click.option("--force", is_flag=True, help="Replace an existing submission file.")
-def make_submission(run_dir, data, output, force):
-    """Predict DATA's test images with a run and write a checked submission.csv.
+def make_submission(run_dirs, output, weights, tta, force):
+    """Predict the test images with one run, all folds of a k-fold run, or an ensemble of runs.
 
-    DATA defaults to the folder the run was trained on.
+    The last argument may be the DATA folder (default: the folder the first run was trained on).
 
     \b
     Example:
       kit make-submission runs/first sample_data -o submission.csv
+      kit make-submission runs/a runs/b --weights 2,1 --tta 4
     """
-    from .submission import make_submission as write
+    from .submission import ensemble_validation_accuracy, make_submission as write
 
-    sub = write(run_dir, data, output, force=force)
+    runs = [r for r in run_dirs if (Path(r) / "config.json").is_file()]
+    data = [r for r in run_dirs if r not in runs]
+    if len(data) > 1 or (data and run_dirs[-1] != data[0]):
+        raise click.UsageError(f"not run folders: {', '.join(data)} (only the last argument may be the DATA folder)")
+    parsed = [float(w) for w in weights.split(",")] if weights else None
+    if len(runs) > 1:
+        score = ensemble_validation_accuracy(runs, parsed)
+        click.echo(f"Ensemble validation accuracy: {score:.4f}" if score is not None else
+                   "Ensemble validation accuracy: not available (the runs were validated on different images)")
+    sub = write(runs, data[0] if data else None, output, force=force, weights=parsed, tta=tta, log=click.echo)
     click.echo(f"Wrote {sub.path}: {sub.rows} rows, columns {', '.join(sub.columns)} ({sub.kind})")
 
 

@@ -24,6 +24,8 @@ class Config:
     learning_rate: float = 0.0  # 0 = the model's default
     optimizer: str = ""  # "" = the model's default
     validation_split: float = 0.2
+    folds: int = 0  # k-fold: K models, out-of-fold predictions (oof.csv) and score; 0 = one split
+    group_col: str = ""  # keep rows sharing this training-table column in the same fold
     seed: int = 42
     augment: str = "light"
     early_stopping: int = 0  # patience in epochs; 0 = off
@@ -58,6 +60,8 @@ class Config:
             raise ConfigError(f"--image-size {self.image_size}: expected 8..1024")
         if self.on_bad_image not in ("error", "skip"):
             raise ConfigError(f"--on-bad-image {self.on_bad_image}: expected error or skip")
+        if self.folds == 1 or self.folds < 0:
+            raise ConfigError(f"--folds {self.folds}: expected 0 (one split) or at least 2")
         if self.strategy not in ("auto", "mirrored", "multiworker", "tpu", "none"):
             raise ConfigError(f"--strategy {self.strategy}: expected auto, mirrored, multiworker, tpu or none")
         if self.mixed_precision not in ("auto", "on", "off"):

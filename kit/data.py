@@ -285,7 +285,7 @@ def _pick_columns(train: pd.DataFrame, sample: pd.DataFrame | None, test: pd.Dat
 
 
 def _read_csv_layout(root: Path, tables: dict[str, Path | None], label_col: str | None,
-                     train_images: str | None, test_images: str | None) -> Competition:
+                     train_images: str | None, test_images: str | None, group_col: str | None) -> Competition:
     problems: list[Problem] = []
     train_path = tables["train"]
     train_name = _rel(train_path, root)
@@ -293,6 +293,8 @@ def _read_csv_layout(root: Path, tables: dict[str, Path | None], label_col: str 
     sample = read_table(tables["sample"], root) if tables["sample"] else None
     test = read_table(tables["test"], root) if tables["test"] else None
     id_col, label_col = _pick_columns(train, sample, test, train_name, label_col)
+    if group_col and group_col not in train.columns:
+        raise DataError(f"{train_name}: no column '{group_col}' (--group-col); columns are: {', '.join(train.columns)}")
 
     train, repeated = _drop_repeated_rows(train, [id_col, label_col])
     for row in repeated:
@@ -301,6 +303,8 @@ def _read_csv_layout(root: Path, tables: dict[str, Path | None], label_col: str 
                                              (train_images,) if train_images else TRAIN_IMAGE_DIRS, problems)
     labels = train[label_col].str.strip()
     train_df = pd.DataFrame({"id": train[id_col], "path": train_paths, "label": labels, "row": train["_row"]})
+    if group_col:
+        train_df["group"] = train[group_col].to_numpy()
     folders = [train_folder]
 
     test_df, test_name = None, None
@@ -394,7 +398,7 @@ def _read_folder_layout(root: Path, tables: dict[str, Path | None]) -> Competiti
 
 
 def load_competition(data_dir, label_col: str | None = None, train_images: str | None = None,
-                     test_images: str | None = None) -> Competition:
+                     test_images: str | None = None, group_col: str | None = None) -> Competition:
     """Read a competition folder: train/test tables and sample submission, or class folders."""
     root = Path(data_dir)
     if not root.is_dir():
@@ -404,7 +408,9 @@ def load_competition(data_dir, label_col: str | None = None, train_images: str |
             raise DataError(f"{option} {value}: not a folder inside {root}")
     tables = _find_tables(root)
     if tables["train"] is not None:
-        return _read_csv_layout(root, tables, label_col, train_images, test_images)
+        return _read_csv_layout(root, tables, label_col, train_images, test_images, group_col)
+    if group_col:
+        raise DataError(f"--group-col {group_col}: needs a training table (train.csv); {root} has class folders")
     return _read_folder_layout(root, tables)
 
 

@@ -12,15 +12,40 @@ from .runs import Run, atomic_write
 PREDICT_BATCH = 256  # inference needs no gradients, so large batches are cheap and fast
 
 
-def predict_proba(model, paths, image_size: int, channels: int) -> np.ndarray:
-    """Class probabilities for each image file, in the order given."""
+def predict_proba(model, paths, image_size: int, channels: int, tta: int = 0, flips: bool = False) -> np.ndarray:
+    """Class probabilities for each image file, in the order given; averaged over `tta` views when tta > 1."""
     from .pipeline import make_dataset
 
     paths = list(paths)
     if not paths:
         return np.zeros((0, model.output_shape[-1]), np.float32)
-    ds = make_dataset(paths, image_size=image_size, channels=channels, batch_size=PREDICT_BATCH, cache=False)
-    return np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
+    ds = make_dataset(paths, image_size=image_size, channels=channels, batch_size=PREDICT_BATCH,
+                      cache=tta > 1)  # decode once, reuse for every view
+    views = tta_views(tta, flips, image_size)
+    probs = [np.asarray(model.predict(ds.map(view) if view else ds, verbose=0), dtype=np.float64) for view in views]
+    return np.mean(probs, axis=0)
+
+
+def tta_views(n: int, flips: bool, image_size: int) -> list:
+    """Test-time views: the image itself, then (when the run trained with flips) its mirror image, then shifts
+    of about 8% of the side in the four directions (edges reflected), in that order, n views in all."""
+    import tensorflow as tf
+
+    if n <= 1:
+        return [None]
+    d = max(1, round(0.08 * image_size))
+
+    def shift(dy, dx):
+        def view(images):
+            padded = tf.pad(images, [[0, 0], [d, d], [d, d], [0, 0]], mode="SYMMETRIC")
+            return padded[:, d + dy: d + dy + image_size, d + dx: d + dx + image_size, :]
+        return view
+
+    views = [None] + ([lambda images: tf.reverse(images, axis=[2])] if flips else [])
+    views += [shift(dy, dx) for dy, dx in ((0, d), (0, -d), (d, 0), (-d, 0))]
+    if n > len(views):
+        views += [shift(dy, dx) for dy, dx in ((d, d), (-d, -d), (d, -d), (-d, d))]
+    return views[:n]
 
 
 def probability_table(ids, probs: np.ndarray, class_names: list[str]) -> pd.DataFrame:

@@ -27,7 +27,10 @@ def _save_figure(fig, path: Path) -> None:
 
 
 def read_val_predictions(run_dir) -> pd.DataFrame:
+    """The run's validation predictions; for a k-fold run, its out-of-fold predictions."""
     path = Path(run_dir) / "val_predictions.csv"
+    if not path.exists() and (Path(run_dir) / "oof.csv").exists():
+        path = Path(run_dir) / "oof.csv"
     if not path.exists():
         raise RunError(f"{path}: missing; the run has no validation predictions (did training finish?)")
     return pd.read_csv(path, dtype={"id": str, "label": str, "predicted": str}, keep_default_na=False)

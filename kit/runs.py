@@ -108,6 +108,16 @@ class Run:
         return cls(path=path, config=config, class_names=classes, image_size=config.image_size,
                    channels=config.channels)
 
+    def members(self) -> list["Run"]:
+        """The runs whose models predict for this one: its K fold runs for a k-fold run, else itself."""
+        if self.config.folds >= 2:
+            folds = [self.path / f"fold{k}" for k in range(self.config.folds)]
+            done = [Run.open(f) for f in folds if (f / MODEL_FILE).is_file()]
+            if not done:
+                raise RunError(f"{self.path}: k-fold run without any finished fold model")
+            return done
+        return [self]
+
     def load_model(self):
         """Load model.keras in Keras safe mode, only if its hash matches the one this run recorded."""
         import keras

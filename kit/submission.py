@@ -83,15 +83,22 @@ def write_submission(sub: pd.DataFrame, path, kind: str, force: bool = False) ->
     return SubmissionResult(path=path, rows=len(sub), columns=list(sub.columns), kind=kind)
 
 
-def make_submission(run_dir, data=None, output=None, force: bool = False) -> SubmissionResult:
-    """Predict the test images of DATA with a run's model and write a checked submission.csv."""
+def make_submission(run_dirs, data=None, output=None, force: bool = False, weights=None, tta: int = 0,
+                    log=None) -> SubmissionResult:
+    """Predict DATA's test images with one run, all folds of a k-fold run, or a weighted ensemble of runs,
+    and write a checked submission.csv."""
     from .data import load_competition, validate
     from .predict import predict_proba, probability_table
     from .runs import Run
 
-    run = Run.open(run_dir)
-    cfg = run.config
-    output = Path(output) if output else run.path / "submission.csv"
+    runs = [Run.open(r) for r in (run_dirs if isinstance(run_dirs, (list, tuple)) else [run_dirs])]
+    weights = _ensemble_weights(runs, weights)
+    class_names = runs[0].class_names
+    for run in runs[1:]:
+        if run.class_names != class_names:
+            raise SubmissionError(f"{run.path}: its classes differ from {runs[0].path}'s; cannot average them")
+    cfg = runs[0].config
+    output = Path(output) if output else runs[0].path / "submission.csv"
     if output.exists() and not force:
         raise SubmissionError(f"{output}: already exists; pass --force to replace it or --output another file")
     comp = load_competition(data or cfg.data, label_col=cfg.label_col or None, train_images=cfg.train_images or None,
@@ -101,12 +108,47 @@ def make_submission(run_dir, data=None, output=None, force: bool = False) -> Sub
     report = validate(comp, check_train=False)
     if report.errors:
         raise DataError(f"{report.errors[0]}" + (f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""))
-    model = run.load_model()
-    probs = probability_table(comp.test["id"], predict_proba(model, comp.test["path"], run.image_size, run.channels),
-                              run.class_names)
-    sub = build_submission(probs, run.class_names, comp.sample, comp.id_col, comp.label_col)
-    kind = check_submission(sub, run.class_names, comp.sample)
+    total = np.zeros((len(comp.test), len(class_names)))
+    for run, weight in zip(runs, weights):
+        members = run.members()
+        for member in members:
+            if log:
+                log(f"Predicting {len(comp.test)} test images with {member.path}"
+                    + (f" ({tta} TTA views)" if tta > 1 else ""))
+            total += (weight / len(members)) * predict_proba(member.load_model(), comp.test["path"],
+                                                             member.image_size, member.channels, tta=tta,
+                                                             flips=member.config.augment == "strong")
+    probs = probability_table(comp.test["id"], total, class_names)
+    sub = build_submission(probs, class_names, comp.sample, comp.id_col, comp.label_col)
+    kind = check_submission(sub, class_names, comp.sample)
     return write_submission(sub, output, kind, force=force)
+
+
+def _ensemble_weights(runs, weights) -> list[float]:
+    if not weights:
+        return [1.0 / len(runs)] * len(runs)
+    if len(weights) != len(runs) or any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise SubmissionError(f"--weights: give {len(runs)} non-negative numbers (one per run), not {list(weights)}")
+    return [w / sum(weights) for w in weights]
+
+
+def ensemble_validation_accuracy(run_dirs, weights=None) -> float | None:
+    """Accuracy of the weighted average of the runs' validation (or out-of-fold) probabilities, when the runs were
+    validated on the same ids; None otherwise."""
+    from .reports import read_val_predictions
+    from .runs import Run
+
+    runs = [Run.open(r) for r in run_dirs]
+    weights = _ensemble_weights(runs, weights)
+    tables = [read_val_predictions(r.path).set_index("id") for r in runs]
+    ids = sorted(tables[0].index)
+    if any(sorted(t.index) != ids for t in tables[1:]):
+        return None
+    columns = [f"p:{c}" for c in runs[0].class_names]
+    mean = sum(w * t.loc[ids, columns].to_numpy(dtype=float) for w, t in zip(weights, tables))
+    truth = tables[0].loc[ids, "label"].to_numpy()
+    predicted = np.asarray(runs[0].class_names)[mean.argmax(1)]
+    return float((predicted == truth).mean())
 
 
 METRICS = ("accuracy", "f1_macro", "log_loss")

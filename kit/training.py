@@ -43,7 +43,8 @@ SKIPPABLE = {"missing_image", "unreadable_image"}
 def load_and_validate(config: Config) -> tuple[Competition, ValidationReport, list]:
     """Read and check the folder; with on_bad_image="skip", drop bad training images instead of failing."""
     comp = load_competition(config.data, label_col=config.label_col or None,
-                            train_images=config.train_images or None, test_images=config.test_images or None)
+                            train_images=config.train_images or None, test_images=config.test_images or None,
+                            group_col=config.group_col or None)
     report = validate(comp)
     skipped = []
     if config.on_bad_image == "skip":
@@ -177,7 +178,8 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
         get_model_spec(config.model)  # an unknown model fails before any work
     comp, report, skipped = load_and_validate(config)
     config = resolve_config(config, report)
-    train_df, val_df = split_train_validation(comp, config)
+    if config.folds < 2:
+        train_df, val_df = split_train_validation(comp, config)  # fails before a run folder exists
     run_dir = create_run_dir(config.runs_dir, config.name, force) if is_chief() else _worker_dir()
     write_json(run_dir / "config.json", config.__dict__)
     write_json(run_dir / "class_names.json", comp.class_names)
@@ -187,8 +189,20 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
             writer.writerow(["file", "row", "reason"])
             writer.writerows([p.file, p.row, p.message] for p in skipped)
         log(f"Skipping {len(skipped)} bad training image(s); listed in {run_dir / 'skipped.csv'}")
+    if config.folds >= 2:
+        from .folds import train_folds
 
+        return train_folds(config, comp, run_dir, log)
+    metrics = fit_run(config, comp.class_names, train_df, val_df, run_dir, log)
+    return TrainResult(run_dir=run_dir, config=config, metrics=metrics, interrupted=metrics.get("interrupted", False))
+
+
+def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_df: pd.DataFrame, run_dir: Path,
+            log=print) -> dict:
+    """Train on train_df, keep the best model on val_df, and write model, history, metrics and reports."""
     import keras
+
+    from .transfer import is_transfer
 
     from .accelerate import configure_devices, make_strategy
     from .pipeline import make_dataset
@@ -198,14 +212,14 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
     replicas = strategy.num_replicas_in_sync
     batch_size = config.batch_size * replicas  # --batch-size is per replica
     keras.utils.set_random_seed(config.seed)
-    index = {name: i for i, name in enumerate(comp.class_names)}
+    index = {name: i for i, name in enumerate(class_names)}
     common = dict(image_size=config.image_size, channels=config.channels, batch_size=batch_size)
     train_labels, val_labels = train_df["label"].map(index), val_df["label"].map(index)
     train_ds = make_dataset(train_df["path"], train_labels, training=True, seed=config.seed, augment=config.augment,
                             **common)
     val_ds = make_dataset(val_df["path"], val_labels, **common)
     log(f"Training {config.model} on {len(train_df)} images ({len(val_df)} for validation), "
-        f"{config.image_size}x{config.image_size}x{config.channels}, {len(comp.class_names)} classes"
+        f"{config.image_size}x{config.image_size}x{config.channels}, {len(class_names)} classes"
         + (f", {replicas} replicas ({type(strategy).__name__})" if replicas > 1 else "") + f" → {run_dir}")
 
     started = time.time()
@@ -219,7 +233,7 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
             from .transfer import build_transfer_model
 
             with strategy.scope():
-                tm = build_transfer_model(config.model, config.image_size, config.channels, len(comp.class_names),
+                tm = build_transfer_model(config.model, config.image_size, config.channels, len(class_names),
                                           weights=config.weights, backbone_file=config.backbone_file)
             callbacks = _callbacks(run_dir, config, state, tm.model)
             extra = _fit_transfer(tm, config, strategy, train_df, train_labels, train_ds, val_ds, common,
@@ -228,7 +242,7 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
             from .models import build_model, make_optimizer
 
             with strategy.scope():
-                model = build_model(config.model, config.image_size, config.channels, len(comp.class_names))
+                model = build_model(config.model, config.image_size, config.channels, len(class_names))
                 model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate,
                                                        config.epochs * steps_per_epoch),
                               loss="sparse_categorical_crossentropy", metrics=["accuracy"],
@@ -241,13 +255,13 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
     if not (run_dir / "model.keras").exists():
         raise DataError(f"{run_dir}: training stopped before the first epoch ended; nothing to keep")
     if not is_chief():
-        return TrainResult(run_dir=run_dir, config=config, metrics={}, interrupted=bool(state.get("interrupted")))
+        return {"interrupted": bool(state.get("interrupted"))}
     write_manifest(run_dir)
 
     from .predict import predict_validation
     from .reports import write_reports
 
-    val_pred = predict_validation(run_dir, val_df, comp.class_names, config)
+    val_pred = predict_validation(run_dir, val_df, class_names, config)
     metrics = {
         "val_accuracy": float((val_pred["label"] == val_pred["predicted"]).mean()),
         "val_loss": float(-np.mean(np.log(np.clip(val_pred["p_true"], 1e-7, 1.0)))),
@@ -262,7 +276,7 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
     }
     write_json(run_dir / "metrics.json", metrics)
     write_reports(run_dir)
-    return TrainResult(run_dir=run_dir, config=config, metrics=metrics, interrupted=bool(state.get("interrupted")))
+    return metrics
 
 
 @contextmanager

@@ -1,0 +1,125 @@
+"""Competition power: k-fold with out-of-fold predictions, ensembles, test-time augmentation."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from conftest import make_av_folder, write_csv
+from kit.cli import cli
+from kit.folds import fold_assignments
+
+FAST = ["--epochs", "2", "--batch-size", "8", "--image-size", "16", "--augment", "none"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_fold_assignment_is_stratified_reproducible_and_grouped():
+    labels = np.array(["a"] * 30 + ["b"] * 15)
+    folds = fold_assignments(labels, 5, seed=1)
+    for k in range(5):
+        assert (labels[folds == k] == "a").sum() == 6 and (labels[folds == k] == "b").sum() == 3
+    assert np.array_equal(folds, fold_assignments(labels, 5, seed=1))
+    assert not np.array_equal(folds, fold_assignments(labels, 5, seed=2))
+    groups = np.repeat(np.arange(15), 3)  # 15 groups of 3 rows
+    grouped = fold_assignments(labels, 3, seed=1, groups=groups)
+    for g in range(15):
+        assert len(set(grouped[groups == g])) == 1
+    with pytest.raises(Exception, match="the smallest class has 2 image"):
+        fold_assignments(np.array(["a"] * 10 + ["b"] * 2), 3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def kfold_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("kf")
+    data = make_av_folder(tmp / "c", n_per_class=10)
+    # one probability column per class, in an order that is not alphabetical
+    ids = pd.read_csv(data / "test.csv", dtype=str)["id"]
+    write_csv(data / "sample_submission.csv", ["id", "emu", "cat", "dog"], [(i, 0, 0, 0) for i in ids])
+    result = invoke("train", data, "--folds", "3", "--runs-dir", tmp / "runs", "--name", "kf", *FAST)
+    assert result.exit_code == 0, result.output
+    return tmp, data, result
+
+
+def test_kfold_run_holds_fold_models_and_oof_keyed_by_id(kfold_run):
+    tmp, data, result = kfold_run
+    run = tmp / "runs" / "kf"
+    for k in range(3):
+        assert (run / f"fold{k}" / "model.keras").is_file()
+    oof = pd.read_csv(run / "oof.csv", dtype=str)
+    train_ids = pd.read_csv(data / "train.csv", dtype=str)["id"]
+    assert sorted(oof["id"]) == sorted(train_ids)  # every training image predicted exactly once, by id
+    folds = pd.read_csv(run / "folds.csv", dtype=str).set_index("id")["fold"]
+    assert (oof.set_index("id")["fold"] == folds.loc[oof["id"]]).all()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["oof_accuracy"] == pytest.approx((oof["label"] == oof["predicted"]).mean())
+    assert len(metrics["fold_accuracies"]) == 3
+    assert "Out-of-fold accuracy" in result.output
+
+
+def test_kfold_submission_averages_folds_in_sample_column_order(kfold_run):
+    tmp, data, _ = kfold_run
+    run = tmp / "runs" / "kf"
+    out = tmp / "kf.csv"
+    assert invoke("make-submission", run, data, "-o", out).exit_code == 0
+    sub = pd.read_csv(out, dtype={"id": str})
+    assert list(sub.columns) == ["id", "emu", "cat", "dog"]
+    assert np.allclose(sub[["emu", "cat", "dog"]].sum(1), 1.0, atol=1e-5)
+    singles = []
+    for k in range(3):
+        path = tmp / f"fold{k}.csv"
+        invoke("make-submission", run / f"fold{k}", data, "-o", path)
+        singles.append(pd.read_csv(path, dtype={"id": str})[["emu", "cat", "dog"]].to_numpy())
+    np.testing.assert_allclose(sub[["emu", "cat", "dog"]].to_numpy(), np.mean(singles, axis=0), atol=2e-5)
+
+
+def test_weighted_ensemble_of_runs_and_its_validation_score(kfold_run):
+    tmp, data, _ = kfold_run
+    runs = tmp / "runs"
+    for name, model in (("e1", "baseline"), ("e2", "lenet")):
+        assert invoke("train", data, "--model", model, "--runs-dir", runs, "--name", name, *FAST).exit_code == 0
+    out = tmp / "ens.csv"
+    result = invoke("make-submission", runs / "e1", runs / "e2", data, "--weights", "3,1", "-o", out)
+    assert result.exit_code == 0, result.output
+    line = [l for l in result.output.splitlines() if l.startswith("Ensemble validation accuracy: ")][0]
+    v1 = pd.read_csv(runs / "e1" / "val_predictions.csv", dtype={"id": str}).set_index("id").sort_index()
+    v2 = pd.read_csv(runs / "e2" / "val_predictions.csv", dtype={"id": str}).set_index("id").sort_index()
+    cols = ["p:cat", "p:dog", "p:emu"]
+    mean = 0.75 * v1[cols].to_numpy() + 0.25 * v2[cols].to_numpy()
+    expected = (np.array(["cat", "dog", "emu"])[mean.argmax(1)] == v1["label"].to_numpy()).mean()
+    assert line == f"Ensemble validation accuracy: {expected:.4f}"
+    singles = []
+    for name in ("e1", "e2"):
+        invoke("make-submission", runs / name, data, "-o", tmp / f"{name}.csv")
+        singles.append(pd.read_csv(tmp / f"{name}.csv", dtype={"id": str})[["emu", "cat", "dog"]].to_numpy())
+    got = pd.read_csv(out, dtype={"id": str})[["emu", "cat", "dog"]].to_numpy()
+    np.testing.assert_allclose(got, 0.75 * singles[0] + 0.25 * singles[1], atol=2e-5)
+
+
+def test_tta_changes_the_probabilities(kfold_run):
+    tmp, data, _ = kfold_run
+    run = tmp / "runs" / "kf" / "fold0"
+    invoke("make-submission", run, data, "-o", tmp / "plain.csv")
+    result = invoke("make-submission", run, data, "-o", tmp / "tta.csv", "--tta", "5")
+    assert result.exit_code == 0 and "(5 TTA views)" in result.output
+    plain = pd.read_csv(tmp / "plain.csv")[["emu", "cat", "dog"]].to_numpy()
+    tta = pd.read_csv(tmp / "tta.csv")[["emu", "cat", "dog"]].to_numpy()
+    assert not np.allclose(plain, tta, atol=1e-4)
+
+
+def test_tta_views():
+    import tensorflow as tf
+
+    from kit.predict import tta_views
+
+    images = tf.constant(np.arange(2 * 25 * 25 * 1, dtype=np.uint8).reshape(2, 25, 25, 1))
+    views = tta_views(4, flips=True, image_size=25)
+    assert views[0] is None and len(views) == 4
+    assert np.array_equal(views[1](images).numpy(), images.numpy()[:, :, ::-1])
+    shifted = views[2](images).numpy()
+    assert shifted.shape == (2, 25, 25, 1) and np.array_equal(shifted[:, :, :-2], images.numpy()[:, :, 2:])
+    assert len(tta_views(3, flips=False, image_size=25)) == 3 and tta_views(1, True, 25) == [None]
