@@ -29,6 +29,9 @@ class Config:
     seed: int = 42
     augment: str = "light"
     early_stopping: int = 0  # patience in epochs; 0 = off
+    metric: str = "accuracy"  # picks the best epoch: accuracy | f1_macro | log_loss
+    class_weight: str = "none"  # none | balanced (loss weighted by inverse class frequency)
+    sampling: str = "none"  # none | balanced (every class drawn equally often)
     tensorboard: bool = False  # TensorBoard logs in RUN/tensorboard
     on_bad_image: str = "error"  # or "skip": train without missing/unreadable training images
     # transfer learning (models from `kit models` marked "backbone", or --backbone-file)
@@ -62,6 +65,10 @@ class Config:
             raise ConfigError(f"--on-bad-image {self.on_bad_image}: expected error or skip")
         if self.folds == 1 or self.folds < 0:
             raise ConfigError(f"--folds {self.folds}: expected 0 (one split) or at least 2")
+        for name, allowed in (("metric", ("accuracy", "f1_macro", "log_loss")), ("class_weight", ("none", "balanced")),
+                              ("sampling", ("none", "balanced"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected {' or '.join(allowed)}")
         if self.strategy not in ("auto", "mirrored", "multiworker", "tpu", "none"):
             raise ConfigError(f"--strategy {self.strategy}: expected auto, mirrored, multiworker, tpu or none")
         if self.mixed_precision not in ("auto", "on", "off"):

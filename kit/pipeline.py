@@ -61,6 +61,25 @@ def make_dataset(paths, labels=None, *, image_size: int, channels: int, batch_si
     return ds.prefetch(AUTOTUNE)
 
 
+def make_balanced_dataset(paths, labels, *, image_size: int, channels: int, batch_size: int, seed: int = 0,
+                          augment: str = "none") -> tf.data.Dataset:
+    """An endless training stream drawing every class equally often (re-sampled per class), augmented per batch.
+
+    Used with steps_per_epoch, so an "epoch" still means as many images as the training split holds.
+    """
+    labels = np.asarray(labels, dtype=np.int32)
+    paths = np.asarray([str(p) for p in paths])
+    load = _loader(image_size, channels)
+    streams = []
+    for k, c in enumerate(np.unique(labels)):
+        chosen = paths[labels == c]
+        ds = tf.data.Dataset.from_tensor_slices((chosen, np.full(len(chosen), c, np.int32)))
+        ds = ds.map(lambda p, y: (load(p), y), num_parallel_calls=AUTOTUNE).cache()
+        streams.append(ds.shuffle(len(chosen), seed=seed + k, reshuffle_each_iteration=True).repeat())
+    ds = tf.data.Dataset.sample_from_datasets(streams, weights=[1.0 / len(streams)] * len(streams), seed=seed)
+    return augment_batches(ds.batch(batch_size), augment, seed).prefetch(AUTOTUNE)
+
+
 def augment_batches(ds: tf.data.Dataset, level: str, seed: int) -> tf.data.Dataset:
     """Apply the augmentation of `level` to whole uint8 batches of (images, labels); uint8 stays uint8."""
     augmenter = make_augmenter(level, seed)

@@ -112,9 +112,25 @@ def stop_on_first_interrupt(state: dict):
         signal.signal(signal.SIGINT, previous)
 
 
-def _callbacks(run_dir: Path, config: Config, state: dict, target):
-    """Keras callbacks shared by every phase; `target` is the full model to save (the head may be what is fit)."""
+def _callbacks(run_dir: Path, config: Config, state: dict, target, val_ds=None, val_labels=None):
+    """Keras callbacks shared by every phase; `target` is the full model to save (the head may be what is fit).
+
+    The best epoch is chosen by config.metric: accuracy, log_loss (the validation loss) or f1_macro (computed
+    from the full model's validation predictions).
+    """
     import keras
+
+    def epoch_score(logs) -> float:
+        if config.metric == "log_loss":
+            return -logs.get("val_loss", np.inf)
+        if config.metric == "f1_macro":
+            from sklearn.metrics import f1_score
+
+            predicted = np.asarray(target.predict(val_ds, verbose=0)).argmax(1)
+            score = f1_score(val_labels, predicted, average="macro")
+            logs["val_f1_macro"] = score
+            return score
+        return logs.get("val_accuracy", -np.inf)
 
     class BestModel(keras.callbacks.Callback):
         """Keep the best-on-validation model, saved atomically, plus history.csv after every epoch."""
@@ -126,6 +142,7 @@ def _callbacks(run_dir: Path, config: Config, state: dict, target):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
+            score = epoch_score(logs)
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"}}
             lr = self.model.optimizer.learning_rate
             row["learning_rate"] = float(lr.numpy() if hasattr(lr, "numpy") else lr)
@@ -134,7 +151,6 @@ def _callbacks(run_dir: Path, config: Config, state: dict, target):
                 writer = csv.DictWriter(f, fieldnames=list(self.rows[0]), extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(self.rows)
-            score = logs.get("val_accuracy", -np.inf)
             if score > self.best:  # every worker saves (collective ops need all); only the chief's is the run's
                 self.best = score
                 save_model(target, run_dir / "model.keras")
@@ -215,8 +231,19 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     index = {name: i for i, name in enumerate(class_names)}
     common = dict(image_size=config.image_size, channels=config.channels, batch_size=batch_size)
     train_labels, val_labels = train_df["label"].map(index), val_df["label"].map(index)
-    train_ds = make_dataset(train_df["path"], train_labels, training=True, seed=config.seed, augment=config.augment,
-                            **common)
+    if config.sampling == "balanced":
+        from .pipeline import make_balanced_dataset
+
+        train_ds = make_balanced_dataset(train_df["path"], train_labels, seed=config.seed, augment=config.augment,
+                                         **common)
+    else:
+        train_ds = make_dataset(train_df["path"], train_labels, training=True, seed=config.seed,
+                                augment=config.augment, **common)
+    counts = train_labels.value_counts().sort_index()
+    log("Class counts (train): " + ", ".join(f"{class_names[i]}: {n}" for i, n in counts.items()))
+    class_weight = None
+    if config.class_weight == "balanced":  # n / (classes × count): each class weighs the same in the loss
+        class_weight = {int(i): len(train_labels) / (len(class_names) * n) for i, n in counts.items()}
     val_ds = make_dataset(val_df["path"], val_labels, **common)
     log(f"Training {config.model} on {len(train_df)} images ({len(val_df)} for validation), "
         f"{config.image_size}x{config.image_size}x{config.channels}, {len(class_names)} classes"
@@ -227,6 +254,7 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     state: dict = {}
     verbose = 1 if sys.stdout.isatty() else 2
     steps_per_epoch = -(-len(train_df) // batch_size)
+    endless_steps = steps_per_epoch if config.sampling == "balanced" else None  # only the endless stream needs it
     extra: dict = {}
     with stop_on_first_interrupt(state), _explain_multiworker_failure(strategy):
         if is_transfer(config.model):
@@ -235,9 +263,9 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
             with strategy.scope():
                 tm = build_transfer_model(config.model, config.image_size, config.channels, len(class_names),
                                           weights=config.weights, backbone_file=config.backbone_file)
-            callbacks = _callbacks(run_dir, config, state, tm.model)
+            callbacks = _callbacks(run_dir, config, state, tm.model, val_ds, val_labels.to_numpy())
             extra = _fit_transfer(tm, config, strategy, train_df, train_labels, train_ds, val_ds, common,
-                                  steps_per_epoch, callbacks, state, verbose, log)
+                                  steps_per_epoch, callbacks, state, verbose, log, class_weight)
         else:
             from .models import build_model, make_optimizer
 
@@ -247,9 +275,9 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
                                                        config.epochs * steps_per_epoch),
                               loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                               jit_compile=config.jit_compile)
-            callbacks = _callbacks(run_dir, config, state, model)
+            callbacks = _callbacks(run_dir, config, state, model, val_ds, val_labels.to_numpy())
             model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
-                      verbose=verbose)
+                      verbose=verbose, class_weight=class_weight, steps_per_epoch=endless_steps)
     epochs_run = len(callbacks[0].rows)
     seconds = time.time() - started
     if not (run_dir / "model.keras").exists():
@@ -311,7 +339,8 @@ def _worker_dir() -> Path:
 
 
 def _fit_transfer(tm, config: Config, strategy, train_df, train_labels, train_ds, val_ds, common: dict,
-                  steps_per_epoch: int, callbacks, state: dict, verbose: int, log) -> dict:
+                  steps_per_epoch: int, callbacks, state: dict, verbose: int, log, class_weight=None) -> dict:
+    endless_steps = steps_per_epoch if config.sampling == "balanced" else None
     """Phase 1: the head on a frozen backbone (on cached features by default); phase 2: fine-tune the top."""
     from .models import make_optimizer
     from .pipeline import augment_batches, make_dataset
@@ -332,12 +361,13 @@ def _fit_transfer(tm, config: Config, strategy, train_df, train_labels, train_ds
         with strategy.scope():
             tm.head.compile(optimizer=optimizer, loss=loss, metrics=metrics)
         tm.head.fit(np.concatenate(xs), np.concatenate(ys), batch_size=common["batch_size"], epochs=config.epochs,
-                    validation_data=(val_x, val_y), callbacks=callbacks, shuffle=True, verbose=verbose)
+                    validation_data=(val_x, val_y), callbacks=callbacks, shuffle=True, verbose=verbose,
+                    class_weight=class_weight)
     elif config.epochs:
         with strategy.scope():
             tm.model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=config.jit_compile)
         tm.model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
-                     verbose=verbose)
+                     verbose=verbose, class_weight=class_weight, steps_per_epoch=endless_steps)
     frozen_best = float(callbacks[0].best)
     if config.fine_tune_epochs and not state.get("interrupted"):
         opened = unfreeze_top(tm.backbone, config.fine_tune_layers)
@@ -349,6 +379,6 @@ def _fit_transfer(tm, config: Config, strategy, train_df, train_labels, train_ds
                              loss=loss, metrics=metrics, jit_compile=config.jit_compile)
         tm.model.fit(train_ds, validation_data=val_ds, initial_epoch=config.epochs,
                      epochs=config.epochs + config.fine_tune_epochs, callbacks=callbacks, shuffle=False,
-                     verbose=verbose)
+                     verbose=verbose, class_weight=class_weight, steps_per_epoch=endless_steps)
     return {"frozen_val_accuracy": round(frozen_best, 6)}
 

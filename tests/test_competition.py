@@ -123,3 +123,46 @@ def test_tta_views():
     shifted = views[2](images).numpy()
     assert shifted.shape == (2, 25, 25, 1) and np.array_equal(shifted[:, :, :-2], images.numpy()[:, :, 2:])
     assert len(tta_views(3, flips=False, image_size=25)) == 3 and tta_views(1, True, 25) == [None]
+
+
+def _imbalanced(tmp_path):
+    from conftest import make_image
+
+    root = tmp_path / "imb"
+    (root / "train").mkdir(parents=True)
+    rows = []
+    for k in range(40):
+        label = "cat" if k < 34 else "dog"
+        make_image(label, k).save(root / "train" / f"{k}.png")
+        rows.append((k, label))
+    write_csv(root / "train.csv", ["id", "label"], rows)
+    return root
+
+
+def test_class_weight_sampling_and_metric_choices_run_and_report_counts(tmp_path):
+    data = _imbalanced(tmp_path)
+    for name, flags in (("cw", ["--class-weight", "balanced"]), ("bs", ["--sampling", "balanced"]),
+                        ("f1", ["--metric", "f1_macro"]), ("ll", ["--metric", "log_loss"])):
+        result = invoke("train", data, *flags, "--runs-dir", tmp_path / "runs", "--name", name, *FAST)
+        assert result.exit_code == 0, result.output
+        assert "Class counts (train): cat: 27, dog: 5" in result.output
+        history = pd.read_csv(tmp_path / "runs" / name / "history.csv")
+        assert len(history) == 2
+        if name == "f1":
+            assert "val_f1_macro" in history
+
+
+def test_balanced_stream_draws_classes_equally(tmp_path):
+    from kit.pipeline import make_balanced_dataset
+
+    data = _imbalanced(tmp_path)
+    paths = [data / "train" / f"{k}.png" for k in range(40)]
+    labels = [0] * 34 + [1] * 6
+    ds = make_balanced_dataset(paths, labels, image_size=8, channels=1, batch_size=50, seed=0)
+    drawn = np.concatenate([y.numpy() for _, y in ds.take(20)])
+    assert abs(drawn.mean() - 0.5) < 0.05  # the 15% class makes up half of what is drawn
+
+
+def test_class_weight_rejects_unknown_value(tmp_path):
+    result = CliRunner().invoke(cli, ["train", str(make_av_folder(tmp_path / "c")), "--class-weight", "heavy"])
+    assert result.exit_code == 2 and "'heavy' is not one of 'none', 'balanced'" in result.output
