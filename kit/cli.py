@@ -379,6 +379,26 @@ def datasets_export(name, out_dir, layout, limit, answers, force):
 
 
 @cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, exists=True))
+@click.option("--format", "fmt", type=click.Choice(["savedmodel", "tflite", "onnx"]), default="savedmodel",
+              show_default=True)
+@click.option("--output", "-o", type=click.Path(), help="Default RUN/export/<savedmodel|model.tflite|model.onnx>.")
+@click.option("--force", is_flag=True, help="Replace an existing export.")
+def export(run_dir, fmt, output, force):
+    """Export a run's model and check it predicts what kit predicts on the validation images.
+
+    \b
+    Example:
+      kit export runs/first --format tflite
+    """
+    from .export import export_run
+
+    result = export_run(run_dir, fmt, output, force=force)
+    click.echo(f"Wrote {result.path} ({result.format}); on {result.checked} validation images it agrees with kit on "
+               f"{result.agreement:.2%} (largest probability difference {result.max_abs_diff:.2g})")
+
+
+@cli.command()
 @click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
 @click.option("--template", "-t", default="baseline", show_default=True, help="baseline, transfer or kfold.")
 @click.option("--force", is_flag=True, help="Write into an existing non-empty folder.")

@@ -166,3 +166,21 @@ def test_balanced_stream_draws_classes_equally(tmp_path):
 def test_class_weight_rejects_unknown_value(tmp_path):
     result = CliRunner().invoke(cli, ["train", str(make_av_folder(tmp_path / "c")), "--class-weight", "heavy"])
     assert result.exit_code == 2 and "'heavy' is not one of 'none', 'balanced'" in result.output
+
+
+@pytest.mark.parametrize("fmt", ["savedmodel", "tflite"])
+def test_export_matches_kit_predictions(kfold_run, fmt):
+    tmp, data, _ = kfold_run
+    run = tmp / "runs" / "kf" / "fold1"
+    result = invoke("export", run, "--format", fmt)
+    assert result.exit_code == 0, result.output
+    line = result.output.strip()
+    assert "on 10 validation images it agrees with kit on 100.00%" in line
+    assert (run / "export" / ("savedmodel" if fmt == "savedmodel" else "model.tflite")).exists()
+    assert invoke("export", run, "--format", fmt).exit_code == 2  # never overwritten without --force
+
+
+def test_export_of_kfold_run_points_to_a_fold(kfold_run):
+    tmp, _, _ = kfold_run
+    result = invoke("export", tmp / "runs" / "kf")
+    assert result.exit_code == 2 and "export " in result.output and "fold0" in result.output

@@ -1,0 +1,101 @@
+"""Export a run's model (SavedModel, TFLite, ONNX) and check the export predicts what kit predicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, RunError
+from .runs import Run
+
+FORMATS = ("savedmodel", "tflite", "onnx")
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    checked: int  # validation images compared
+    agreement: float  # share of them with the same predicted class
+    max_abs_diff: float  # largest probability difference
+
+
+def export_run(run_dir, fmt: str, output=None, force: bool = False, check_images: int = 500) -> ExportResult:
+    import tensorflow as tf
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    run = Run.open(run_dir)
+    if run.config.folds >= 2:
+        raise RunError(f"{run.path}: a k-fold run has one model per fold; export {run.path / 'fold0'} (etc.)")
+    model = run.load_model()
+    suffix = {"savedmodel": "savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}[fmt]
+    out = Path(output) if output else run.path / "export" / suffix
+    if out.exists() and not force:
+        raise RunError(f"{out}: already exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    import shutil
+    import tempfile
+
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=".export."))
+    try:
+        saved = staging / "savedmodel"
+        model.export(str(saved), format="tf_saved_model", verbose=False)
+        if fmt == "savedmodel":
+            produced = saved
+        elif fmt == "tflite":
+            produced = staging / "model.tflite"
+            produced.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
+        else:
+            try:
+                import tf2onnx
+            except ImportError:
+                raise ConfigError("--format onnx needs tf2onnx: pip install 'kit[onnx]' (or pip install tf2onnx)") \
+                    from None
+            produced = staging / "model.onnx"
+            spec = (tf.TensorSpec((None, run.image_size, run.image_size, run.channels), tf.uint8, name="image"),)
+            tf2onnx.convert.from_keras(model, input_signature=spec, output_path=str(produced))
+        images = _validation_images(run, check_images)
+        expected = np.asarray(model.predict(images, verbose=0), dtype=np.float64)
+        got = _run_export(fmt, produced, images)
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        produced.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    agreement = float((expected.argmax(1) == got.argmax(1)).mean()) if len(images) else 1.0
+    return ExportResult(out, fmt, len(images), agreement, float(np.abs(expected - got).max()) if len(images) else 0.0)
+
+
+def _validation_images(run: Run, limit: int) -> np.ndarray:
+    from .pipeline import load_images
+    from .reports import read_val_predictions
+
+    paths = [p for p in read_val_predictions(run.path)["path"] if Path(p).is_file()][:limit]
+    return load_images(paths, run.image_size, run.channels)
+
+
+def _run_export(fmt: str, path: Path, images: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    if fmt == "savedmodel":
+        serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+        outputs = [list(serve(tf.constant(images[i: i + 256])).values())[0].numpy() for i in range(0, len(images), 256)]
+        return np.concatenate(outputs) if outputs else np.zeros((0, 0))
+    if fmt == "tflite":
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        results = []
+        for image in images:  # one at a time: the converted model has a fixed batch of 1
+            interpreter.resize_tensor_input(inp["index"], (1, *image.shape))
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(inp["index"], image[None].astype(inp["dtype"]))
+            interpreter.invoke()
+            results.append(interpreter.get_tensor(out["index"])[0])
+        return np.asarray(results, dtype=np.float64)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path))
+    return np.asarray(session.run(None, {session.get_inputs()[0].name: images})[0], dtype=np.float64)
