@@ -136,14 +136,24 @@ def build_transfer_model(name: str, image_size: int, channels: int, num_classes:
     return TransferModel(model=model, backbone=backbone, features=features, head=head)
 
 
+def leaf_layers(model) -> list:
+    """Every non-container layer of a model, in order, looking inside nested models (your own .keras files often
+    wrap the whole network in one inner model)."""
+    leaves = []
+    for layer in model.layers:
+        inner = getattr(layer, "layers", None)
+        leaves += leaf_layers(layer) if inner else [layer]
+    return leaves
+
+
 def unfreeze_top(backbone: keras.Model, count: int) -> int:
     """Make the top `count` weighted layers trainable; BatchNorm layers stay frozen. Returns how many."""
-    backbone.trainable = True
-    weighted = [l for l in backbone.layers if l.weights]
-    for layer in backbone.layers:
+    backbone.trainable = True  # containers on; each leaf below decides for itself
+    leaves = leaf_layers(backbone)
+    for layer in leaves:
         layer.trainable = False
     opened = 0
-    for layer in weighted[::-1]:
+    for layer in reversed([l for l in leaves if l.weights]):
         if opened >= count:
             break
         if not isinstance(layer, layers.BatchNormalization):

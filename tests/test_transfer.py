@@ -136,3 +136,21 @@ def test_offline_imagenet_weights_error_names_the_file(tmp_path, monkeypatch):
     assert line.startswith("Error: ImageNet weights for mobilenet_v2: ")
     assert "/models/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5 is not there and the " \
            "download failed" in line and line.endswith("or use --weights none")
+
+
+def test_unfreeze_looks_inside_nested_backbones_and_keeps_their_batchnorm_frozen():
+    from kit.transfer import leaf_layers
+
+    inner_in = keras.Input((8, 8, 3))
+    x = inner_in
+    for i in range(3):
+        x = keras.layers.Conv2D(4, 3, padding="same", name=f"c{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+    inner = keras.Model(inner_in, x, name="inner")
+    outer_in = keras.Input((8, 8, 3))
+    outer = keras.Model(outer_in, inner(keras.layers.Rescaling(1.0)(outer_in)), name="outer")
+    assert unfreeze_top(outer, 2) == 2
+    trainable = {l.name for l in leaf_layers(outer) if l.trainable and l.weights}
+    assert trainable == {"c1", "c2"}
+    names = {v.path.split("/")[-2] for v in outer.trainable_weights}
+    assert names == {"c1", "c2"}  # BatchNorm (and the bottom conv) contribute no trainable weights
