@@ -54,22 +54,27 @@ DUMP_WEIGHTS = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="Keras 3 cannot fit() under MultiWorkerMirroredStrategy: PerReplica inputs are "
-                   "not converted (keras-team/keras#20585, tensorflow/tensorflow#72388); kit then exits with a one-line "
-                   "error. strict: when an upgrade fixes it, this test passes and must become a plain test.")
-def test_multiworker_two_processes_agree(tmp_path):
-    data = make_av_folder(tmp_path / "c", n_per_class=10)
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+def _launch_workers(tmp_path, data, *flags):
+    """Two `kit train --strategy multiworker` processes on 127.0.0.1; worker 1 writes into tmp_path/worker1."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = []
     for index in range(2):
         env = _env()
         env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         env["KIT_WORKER_DIR"] = str(tmp_path / f"worker{index}")
         procs.append(subprocess.Popen([sys.executable, "-m", "kit.cli", "train", str(data), "--strategy",
-                                       "multiworker", "--epochs", "2", "--batch-size", "4", "--image-size", "16",
-                                       "--augment", "none", "--runs-dir", str(tmp_path / "runs"), "--name", "w"],
+                                       "multiworker", "--batch-size", "4", "--image-size", "16", "--runs-dir",
+                                       str(tmp_path / "runs"), "--name", "w", *flags],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    return procs
+
+
+@pytest.mark.xfail(strict=True, reason="Keras 3 cannot fit() under MultiWorkerMirroredStrategy: PerReplica inputs are "
+                   "not converted (keras-team/keras#20585, tensorflow/tensorflow#72388); kit then exits with a one-line "
+                   "error. strict: when an upgrade fixes it, this test passes and must become a plain test.")
+def test_multiworker_two_processes_agree(tmp_path):
+    data = make_av_folder(tmp_path / "c", n_per_class=10)
+    procs = _launch_workers(tmp_path, data, "--epochs", "2", "--augment", "none")
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, out + err[-3000:]
@@ -91,17 +96,7 @@ def test_multiworker_two_processes_agree(tmp_path):
 def test_multiworker_failure_is_one_clear_line(tmp_path):
     """Until the upstream bug is fixed, a multiworker run must fail with one line saying why, not a traceback."""
     data = make_av_folder(tmp_path / "c", n_per_class=10)
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs = []
-    for index in range(2):
-        env = _env()
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        env["KIT_WORKER_DIR"] = str(tmp_path / f"worker{index}")
-        procs.append(subprocess.Popen([sys.executable, "-m", "kit.cli", "train", str(data), "--strategy",
-                                       "multiworker", "--epochs", "1", "--batch-size", "4", "--image-size", "16",
-                                       "--runs-dir", str(tmp_path / "runs"), "--name", "w"],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    procs = _launch_workers(tmp_path, data, "--epochs", "1")
     for p in procs:
         out, err = p.communicate(timeout=600)
         if p.returncode == 0:

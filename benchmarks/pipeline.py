@@ -1,0 +1,107 @@
+"""Images per second into ready uint8 batches: the tutorials' loop, Keras' image_dataset_from_directory, kit's
+pipeline (first epoch and cached epochs), and the decode limit (tf.io decode + resize on all cores, nothing else).
+
+Usage: python benchmarks/pipeline.py DATA [--image-size 224] [--limit 4000] [--batch-size 64]
+DATA is any folder kit reads (competition layout or class folders). Prints one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+
+def timed(fn):
+    start = time.perf_counter()
+    n = fn()
+    return n / (time.perf_counter() - start)
+
+
+def tutorial_loop(paths, size, channels):
+    import keras
+
+    def run():
+        arrays = [keras.utils.img_to_array(keras.utils.load_img(p, target_size=(size, size),
+                                                                color_mode="grayscale" if channels == 1 else "rgb"))
+                  for p in paths]
+        np.stack(arrays).astype("float32")
+        return len(paths)
+    return timed(run)
+
+
+def keras_from_directory(root, size, channels, batch):
+    import keras
+
+    train = root / "train" if (root / "train").is_dir() else root
+    if not any(d.is_dir() for d in train.iterdir()):
+        return None
+    ds = keras.utils.image_dataset_from_directory(train, image_size=(size, size), batch_size=batch, shuffle=False,
+                                                  color_mode="grayscale" if channels == 1 else "rgb", verbose=False)
+    return timed(lambda: sum(int(x.shape[0]) for x, _ in ds))
+
+
+def kit_epochs(paths, size, channels, batch):
+    from kit.pipeline import make_dataset
+
+    ds = make_dataset(paths, np.zeros(len(paths), np.int32), image_size=size, channels=channels, batch_size=batch,
+                      training=True, seed=0, augment="none")
+    first = timed(lambda: sum(int(x.shape[0]) for x, _ in ds))
+    later = timed(lambda: sum(int(x.shape[0]) for x, _ in ds))
+    return first, later
+
+
+def decode_limit(paths, size, channels, batch):
+    import tensorflow as tf
+
+    def load(path):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+        return tf.cast(tf.image.resize(image, (size, size)), tf.uint8)
+
+    ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths]).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+    return timed(lambda: sum(int(x.shape[0]) for x in ds))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data")
+    parser.add_argument("--image-size", type=int, default=0, help="default: what kit would choose")
+    parser.add_argument("--limit", type=int, default=4000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+
+    from pathlib import Path
+
+    from kit.data import load_competition, validate
+
+    comp = load_competition(args.data)
+    paths = comp.train["path"].tolist()[: args.limit]
+    report = validate(comp, check_images=True)
+    size = args.image_size or int(min(224, max(28, report.median_size)))
+    channels = report.channels
+    # The OS file cache is warmed by validate(), so every loader below reads from memory alike.
+    rows = [("tutorial loop (load_img + img_to_array)", tutorial_loop(paths, size, channels))]
+    kfd = keras_from_directory(Path(args.data), size, channels, args.batch_size) if comp.layout == "folders" else None
+    if kfd:
+        rows.append(("keras image_dataset_from_directory", kfd))
+    first, later = kit_epochs(paths, size, channels, args.batch_size)
+    rows += [("kit pipeline, first epoch", first), ("kit pipeline, later epochs (cached)", later),
+             ("decode limit (tf.io.decode_image + resize)", decode_limit(paths, size, channels, args.batch_size))]
+    base = rows[0][1]
+    limit = rows[-1][1]
+    print(f"\n{args.data}: {len(paths)} images → {size}x{size}x{channels}, batch {args.batch_size}; "
+          f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {sys.version.split()[0]}")
+    print(f"{'loader':45s} {'images/s':>10s} {'× loop':>8s} {'% limit':>8s}")
+    for name, rate in rows:
+        print(f"{name:45s} {rate:10.0f} {rate / base:8.2f} {100 * rate / limit:7.0f}%")
+
+
+if __name__ == "__main__":
+    main()
