@@ -54,6 +54,8 @@ def _training_options(f):
         click.option("--optimizer", type=click.Choice(["adamw", "adam", "sgd"]), help="Default: the model's own."),
         click.option("--validation-split", type=float, help="Fraction held out, stratified. Default 0.2."),
         click.option("--seed", type=int, help="Default 42."),
+        click.option("--deterministic/--no-deterministic", default=None,
+                     help="Seeded, deterministic TensorFlow ops (reruns give identical weights on CPU)."),
         click.option("--folds", type=int, help="K-fold: K models, out-of-fold predictions and score. Default off."),
         click.option("--group-col", help="K-fold: rows sharing this training-table column stay in one fold."),
         click.option("--augment", type=click.Choice(["none", "light", "strong", "shift-vflip"]),
@@ -232,6 +234,34 @@ def run(data, config_file, force, output, **flags):
 
         click.echo(f"Held-out test accuracy: {score_submission(sub.path, answers):.4f} (against {answers})")
     click.echo(f"Report: {result.run_dir / 'classification_report.txt'}, confusion_matrix.png, curves.png")
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, exists=True))
+@click.option("--name", help="Name of the new run. Default: RUN's name + '-reproduced'.")
+@click.option("--force", is_flag=True, help="Replace an existing run of that name.")
+def reproduce(run_dir, name, force):
+    """Train again with a run's resolved settings on its data, and compare.
+
+    \b
+    Example:
+      kit reproduce runs/first
+    """
+    from .config import Config
+    from .runs import read_json
+    from .training import train as train_run
+
+    config = Config(**read_json(Path(run_dir) / "config.json"))
+    old = read_json(Path(run_dir) / "run.json") if (Path(run_dir) / "run.json").is_file() else {}
+    config.name = name or f"{Path(run_dir).name}-reproduced"
+    config.runs_dir = str(Path(run_dir).parent)
+    result = train_run(config.validate(), force=force, log=click.echo)
+    _print_train_result(result)
+    new = read_json(result.run_dir / "run.json")
+    if old.get("data_fingerprint") and old["data_fingerprint"] != new["data_fingerprint"]:
+        click.echo("Note: the data changed since the original run (different fingerprint).")
+    before = read_json(Path(run_dir) / "metrics.json").get("val_accuracy")
+    click.echo(f"Validation accuracy: original {before:.4f}, reproduced {result.metrics['val_accuracy']:.4f}")
 
 
 @cli.command("make-submission")

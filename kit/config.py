@@ -27,6 +27,7 @@ class Config:
     folds: int = 0  # k-fold: K models, out-of-fold predictions (oof.csv) and score; 0 = one split
     group_col: str = ""  # keep rows sharing this training-table column in the same fold
     seed: int = 42
+    deterministic: bool = False  # TensorFlow op determinism: bit-identical reruns on CPU, slower
     augment: str = "light"
     early_stopping: int = 0  # patience in epochs; 0 = off
     metric: str = "accuracy"  # picks the best epoch: accuracy | f1_macro | log_loss

@@ -428,6 +428,7 @@ class ValidationReport:
     modes: Counter
     fallbacks: Counter = field(default_factory=Counter)
     bad_paths: set[str] = field(default_factory=set)
+    fingerprint: str = ""  # hash of every table and every image's name and content: "the same data"
 
     @property
     def errors(self) -> list[Problem]:
@@ -527,6 +528,7 @@ def _check_images(table: pd.DataFrame, file_name: str, root: Path, problems: lis
                 problems.append(Problem("warning", "extension_mismatch", file_name,
                                         f"image '{rel}' holds {info.format} data; decoded by its content", _row(row)))
             hashes.setdefault(digest, []).append((file_name, _row(row), image_id, label, rel))
+            stats.setdefault("digests", []).append(f"{rel}\t{digest}\t{image_id}\t{label}")
     return hashes
 
 
@@ -619,7 +621,20 @@ def validate(comp: Competition, check_images: bool = True, check_train: bool = T
                                     "(ignored)"))
     return ValidationReport(problems=problems, class_counts=dict(counts),
                             num_test=0 if comp.test is None else len(comp.test), sizes=stats["sizes"],
-                            modes=stats["modes"], fallbacks=stats["fallbacks"], bad_paths=stats["bad"])
+                            modes=stats["modes"], fallbacks=stats["fallbacks"], bad_paths=stats["bad"],
+                            fingerprint=_fingerprint(comp, stats.get("digests", []) + test_stats.get("digests", []))
+                            if check_images else "")
+
+
+def _fingerprint(comp: Competition, image_lines: list[str]) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for name in (comp.train_file, comp.test_file, comp.sample_file):
+        path = comp.root / name if name else None
+        if path is not None and path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    for line in sorted(image_lines):
+        digest.update(line.encode() + b"\n")
+    return digest.hexdigest()
 
 
 def _row(value):

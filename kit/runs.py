@@ -75,17 +75,69 @@ def new_run_name(model: str) -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"-{model}"
 
 
+LOCK_FILE = ".lock"
+
+
+def _lock_holder(run_dir: Path) -> int | None:
+    """The pid of a live process training into run_dir, if any (a stale lock from a dead process is ignored)."""
+    try:
+        pid = int((run_dir / LOCK_FILE).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    if pid <= 0 or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
 def create_run_dir(runs_dir, name: str, force: bool) -> Path:
-    """Make runs/NAME; an existing run is replaced only with force."""
+    """Make runs/NAME and lock it for this process; an existing run is replaced only with force, and never while
+    another process is training into it."""
     run_dir = Path(runs_dir) / name
     if run_dir.exists():
+        holder = _lock_holder(run_dir)
+        if holder:
+            raise RunError(f"{run_dir}: process {holder} is training into this run; wait for it or stop it first")
         if not force:
             raise RunError(f"{run_dir}: run already exists; pick another --name or pass --force to replace it")
         if not (run_dir / "config.json").exists() and any(run_dir.iterdir()):
             raise RunError(f"{run_dir}: exists and is not a kit run folder; refusing to replace it even with --force")
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
+    (run_dir / LOCK_FILE).write_text(str(os.getpid()))
     return run_dir
+
+
+def release_run_dir(run_dir) -> None:
+    lock = Path(run_dir) / LOCK_FILE
+    if lock.exists() and _lock_holder(Path(run_dir)) is None:
+        lock.unlink()
+
+
+def environment_info() -> dict:
+    """Versions and hardware, for run.json."""
+    import platform
+    from importlib import metadata
+
+    from . import __version__
+
+    packages = {}
+    for name in ("tensorflow", "keras", "numpy", "pandas", "pillow", "scikit-learn", "click"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    import tensorflow as tf
+
+    return {"kit": __version__, "python": platform.python_version(), "packages": packages,
+            "hardware": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]},
+            "platform": platform.platform()}
 
 
 @dataclass

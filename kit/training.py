@@ -16,7 +16,7 @@ import pandas as pd
 from .config import Config
 from .data import Competition, ValidationReport, load_competition, validate
 from .errors import DataError
-from .runs import atomic_write, create_run_dir, new_run_name, save_model, write_json, write_manifest
+from .runs import atomic_write, create_run_dir, new_run_name, release_run_dir, save_model, write_json, write_manifest
 
 
 @dataclass
@@ -197,6 +197,18 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
     if config.folds < 2:
         train_df, val_df = split_train_validation(comp, config)  # fails before a run folder exists
     run_dir = create_run_dir(config.runs_dir, config.name, force) if is_chief() else _worker_dir()
+    try:
+        return _train_in(run_dir, config, comp, report, skipped, train_df if config.folds < 2 else None,
+                         val_df if config.folds < 2 else None, log)
+    finally:
+        release_run_dir(run_dir)
+
+
+def _train_in(run_dir: Path, config: Config, comp, report, skipped, train_df, val_df, log) -> TrainResult:
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
+    run_info = {"config": config.__dict__, "data_fingerprint": report.fingerprint, "seed": config.seed,
+                "started": started_at}
+    write_json(run_dir / "run.json", run_info)
     write_json(run_dir / "config.json", config.__dict__)
     write_json(run_dir / "class_names.json", comp.class_names)
     if skipped:
@@ -208,9 +220,15 @@ def train(config: Config, force: bool = False, log=print) -> TrainResult:
     if config.folds >= 2:
         from .folds import train_folds
 
-        return train_folds(config, comp, run_dir, log)
-    metrics = fit_run(config, comp.class_names, train_df, val_df, run_dir, log)
-    return TrainResult(run_dir=run_dir, config=config, metrics=metrics, interrupted=metrics.get("interrupted", False))
+        result = train_folds(config, comp, run_dir, log)
+    else:
+        metrics = fit_run(config, comp.class_names, train_df, val_df, run_dir, log)
+        result = TrainResult(run_dir=run_dir, config=config, metrics=metrics,
+                             interrupted=metrics.get("interrupted", False))
+    from .runs import environment_info
+
+    write_json(run_dir / "run.json", {**run_info, **environment_info(), "ended": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return result
 
 
 def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_df: pd.DataFrame, run_dir: Path,
@@ -228,6 +246,10 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     replicas = strategy.num_replicas_in_sync
     batch_size = config.batch_size * replicas  # --batch-size is per replica
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     index = {name: i for i, name in enumerate(class_names)}
     common = dict(image_size=config.image_size, channels=config.channels, batch_size=batch_size)
     train_labels, val_labels = train_df["label"].map(index), val_df["label"].map(index)

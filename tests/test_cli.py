@@ -186,3 +186,48 @@ def test_tensorboard_logs(tmp_path):
     assert result.exit_code == 0, result.output
     events = list((tmp_path / "runs" / "tb" / "tensorboard").rglob("events.out.tfevents.*"))
     assert {p.parent.name for p in events} == {"train", "validation"}
+
+
+def test_run_json_lock_and_reproduce(tmp_path):
+    data = make_av_folder(tmp_path / "c", n_per_class=10)
+    runs = tmp_path / "runs"
+    result = invoke("train", data, "--deterministic", "--runs-dir", runs, "--name", "d", *FAST)
+    assert result.exit_code == 0, result.output
+    info = json.loads((runs / "d" / "run.json").read_text())
+    assert info["kit"] and info["packages"]["tensorflow"] and info["config"]["deterministic"] is True
+    assert len(info["data_fingerprint"]) == 32 and info["ended"] >= info["started"]
+    assert not (runs / "d" / ".lock").exists()  # released when training ends
+    result = invoke("reproduce", runs / "d")
+    assert result.exit_code == 0, result.output
+    assert json.loads((runs / "d-reproduced" / "run.json").read_text())["data_fingerprint"] == info["data_fingerprint"]
+    import numpy as np
+    import keras
+
+    a = keras.models.load_model(runs / "d" / "model.keras").get_weights()
+    b = keras.models.load_model(runs / "d-reproduced" / "model.keras").get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))  # deterministic on CPU: bit for bit
+    line = result.output.strip().splitlines()[-1]
+    m = json.loads((runs / "d" / "metrics.json").read_text())["val_accuracy"]
+    assert line == f"Validation accuracy: original {m:.4f}, reproduced {m:.4f}"
+
+
+def test_a_run_being_trained_is_never_replaced(tmp_path):
+    import subprocess
+    import sys
+
+    data = make_av_folder(tmp_path / "c")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "runs" / "busy").mkdir(parents=True)
+        (tmp_path / "runs" / "busy" / "config.json").write_text("{}")
+        (tmp_path / "runs" / "busy" / ".lock").write_text(str(holder.pid))
+        result = invoke("train", data, "--runs-dir", tmp_path / "runs", "--name", "busy", "--force", *FAST)
+        assert result.exit_code == 2
+        assert result.output.strip() == (f"Error: {tmp_path / 'runs' / 'busy'}: process {holder.pid} is training into "
+                                         "this run; wait for it or stop it first")
+        assert (tmp_path / "runs" / "busy" / "config.json").read_text() == "{}"
+    finally:
+        holder.kill()
+        holder.wait()
+    result = invoke("train", data, "--runs-dir", tmp_path / "runs", "--name", "busy", "--force", *FAST)
+    assert result.exit_code == 0  # a stale lock (dead process) does not block
