@@ -39,8 +39,11 @@ def main():
     for _ in ds:  # decode once so both ways read the same cached uint8 images
         pass
 
+    from kit.runs import sha256_file
+
+    trusted = (sha256_file(args.backbone_file),) if args.backbone_file else ()  # named on this command line
     tm = build_transfer_model(args.model, args.image_size, 3, len(comp.class_names), weights=args.weights,
-                              backbone_file=args.backbone_file)
+                              backbone_file=args.backbone_file, trusted=trusted)
     tm.model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     tm.model.fit(ds.take(1), epochs=1, verbose=0)  # trace/compile outside the timing
     start = time.perf_counter()

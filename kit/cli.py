@@ -22,6 +22,9 @@ class KitGroup(click.Group):
                 raise
             click.echo(f"Error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except KeyboardInterrupt:  # the second Ctrl-C of a training run, or any Ctrl-C elsewhere
+            click.echo("\nAborted (files kit writes are replaced atomically, so none is left half-written).", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=KitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,11 +71,17 @@ def _training_options(f):
         click.option("--sampling", type=click.Choice(["none", "balanced"]),
                      help="balanced: draw every class equally often."),
         click.option("--tensorboard/--no-tensorboard", default=None, help="Write TensorBoard logs to RUN/tensorboard."),
+        click.option("--resume", "resume_run", type=click.Path(file_okay=False, exists=True),
+                     help="Continue an interrupted run folder from its last checkpoint (same data and settings)."),
+        click.option("--checkpoint-every", type=int,
+                     help="Also checkpoint every N batches (always at each epoch's end). Default off."),
         click.option("--on-bad-image", type=click.Choice(["error", "skip"]),
                      help="skip: train without missing/unreadable training images (listed in RUN/skipped.csv)."),
         click.option("--weights", help="Backbones: imagenet (default), none, or a weights file."),
         click.option("--backbone-file", type=click.Path(dir_okay=False, exists=True),
                      help="Your own .keras feature extractor (raw RGB 0-255 in); kit adds the head."),
+        click.option("--trust-model", metavar="SHA256",
+                     help="Load --backbone-file only if its sha256 is this (a model file can run code)."),
         click.option("--fine-tune-epochs", type=int, help="Backbones: epochs with the top layers unfrozen. Default 3."),
         click.option("--fine-tune-layers", type=int, help="Backbones: how many top layers to unfreeze. Default 30."),
         click.option("--feature-views", type=int, help="Backbones: augmented views per image in the cached phase."),
@@ -95,9 +104,17 @@ def _training_options(f):
     return f
 
 
-def _make_config(data, config_file, dataset=None, recipe=None, **flags):
+def _make_config(data, config_file, dataset=None, recipe=None, resume_run=None, **flags):
     from .config import load_config_file, make_config
 
+    if flags.get("channels") is not None:
+        flags["channels"] = int(flags["channels"])
+    if resume_run:
+        from .training import resume_config
+
+        if config_file or dataset or recipe:
+            raise click.UsageError("--resume takes the run's own settings; drop --config, --dataset and --recipe")
+        return resume_config(resume_run, {"data": data, **flags}), None
     file_values = load_config_file(config_file) if config_file else {}
     if recipe:  # a recipe's settings sit under the config file's and the flags'
         from .recipes import get_recipe
@@ -111,8 +128,6 @@ def _make_config(data, config_file, dataset=None, recipe=None, **flags):
 
         folder, answers = dataset_folder(dataset)
         data = str(folder)
-    if flags.get("channels") is not None:
-        flags["channels"] = int(flags["channels"])
     config = make_config(file_values, data=data, **flags)
     if not config.data:
         raise click.UsageError("give a DATA folder, --dataset NAME, or `data` in the --config file")
@@ -150,11 +165,17 @@ def runs_table(runs_dir, as_csv):
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
-def _print_train_result(result):
+def _print_train_result(result, command: str = "train"):
+    """Print the outcome; an interrupted run says how to resume it and exits 130, as Ctrl-C should."""
     m = result.metrics
     click.echo(f"Validation accuracy {m['val_accuracy']:.4f} (loss {m['val_loss']:.4f}) after {m['epochs_run']} "
                f"epoch(s) in {m['train_seconds']:.0f} s")
     click.echo(f"Run folder: {result.run_dir}")
+    if result.interrupted:
+        import shlex
+
+        click.echo(f"Interrupted. Resume with: kit {command} --resume {shlex.quote(str(result.run_dir))}", err=True)
+        sys.exit(130)
 
 
 @cli.command()
@@ -203,10 +224,8 @@ def train(data, config_file, force, **flags):
     from .training import train as train_run
 
     config, _ = _make_config(data, config_file, **flags)
-    result = train_run(config, force=force, log=click.echo)
-    _print_train_result(result)
-    if result.interrupted:
-        sys.exit(130)
+    result = train_run(config, force=force, log=click.echo, resume=bool(flags["resume_run"]))
+    _print_train_result(result, "train")
 
 
 @cli.command()
@@ -223,10 +242,8 @@ def run(data, config_file, force, output, **flags):
     from .training import train as train_run
 
     config, answers = _make_config(data, config_file, **flags)
-    result = train_run(config, force=force, log=click.echo)
-    _print_train_result(result)
-    if result.interrupted:
-        sys.exit(130)
+    result = train_run(config, force=force, log=click.echo, resume=bool(flags["resume_run"]))
+    _print_train_result(result, "run")
     sub = write(result.run_dir, config.data, output, force=force)
     click.echo(f"Submission: {sub.path} ({sub.rows} rows, {', '.join(sub.columns)})")
     if answers:  # a built-in dataset: its held-out answers are known
@@ -272,7 +289,9 @@ def reproduce(run_dir, name, force):
 @click.option("--tta", type=int, default=0, help="Average N test-time views (original, mirror if trained with "
                                                  "flips, then small shifts).")
 @click.option("--force", is_flag=True, help="Replace an existing submission file.")
-def make_submission(run_dirs, output, weights, tta, force):
+@click.option("--trust-model", "trusted", multiple=True, metavar="SHA256",
+              help="Also load a model file with this sha256 that the run's manifest does not vouch for.")
+def make_submission(run_dirs, output, weights, tta, force, trusted):
     """Predict the test images with one run, all folds of a k-fold run, or an ensemble of runs.
 
     The last argument may be the DATA folder (default: the folder the first run was trained on).
@@ -293,7 +312,8 @@ def make_submission(run_dirs, output, weights, tta, force):
         score = ensemble_validation_accuracy(runs, parsed)
         click.echo(f"Ensemble validation accuracy: {score:.4f}" if score is not None else
                    "Ensemble validation accuracy: not available (the runs were validated on different images)")
-    sub = write(runs, data[0] if data else None, output, force=force, weights=parsed, tta=tta, log=click.echo)
+    sub = write(runs, data[0] if data else None, output, force=force, weights=parsed, tta=tta, log=click.echo,
+                trusted=trusted)
     click.echo(f"Wrote {sub.path}: {sub.rows} rows, columns {', '.join(sub.columns)} ({sub.kind})")
 
 
@@ -301,7 +321,9 @@ def make_submission(run_dirs, output, weights, tta, force):
 @click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, exists=True))
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
 @click.option("--top", default=3, show_default=True, help="How many classes to show per image.")
-def predict(run_dir, images, top):
+@click.option("--trust-model", "trusted", multiple=True, metavar="SHA256",
+              help="Also load a model file with this sha256 that the run's manifest does not vouch for.")
+def predict(run_dir, images, top, trusted):
     """Print the top classes of single images.
 
     \b
@@ -311,7 +333,7 @@ def predict(run_dir, images, top):
     from .predict import predict_images
     from .runs import Run
 
-    for path, ranked in predict_images(Run.open(run_dir), list(images), top=top):
+    for path, ranked in predict_images(Run.open(run_dir, trusted), list(images), top=top):
         click.echo(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
 
 
@@ -414,7 +436,9 @@ def datasets_export(name, out_dir, layout, limit, answers, force):
               show_default=True)
 @click.option("--output", "-o", type=click.Path(), help="Default RUN/export/<savedmodel|model.tflite|model.onnx>.")
 @click.option("--force", is_flag=True, help="Replace an existing export.")
-def export(run_dir, fmt, output, force):
+@click.option("--trust-model", "trusted", multiple=True, metavar="SHA256",
+              help="Also load a model file with this sha256 that the run's manifest does not vouch for.")
+def export(run_dir, fmt, output, force, trusted):
     """Export a run's model and check it predicts what kit predicts on the validation images.
 
     \b
@@ -423,7 +447,7 @@ def export(run_dir, fmt, output, force):
     """
     from .export import export_run
 
-    result = export_run(run_dir, fmt, output, force=force)
+    result = export_run(run_dir, fmt, output, force=force, trusted=trusted)
     click.echo(f"Wrote {result.path} ({result.format}); on {result.checked} validation images it agrees with kit on "
                f"{result.agreement:.2%} (largest probability difference {result.max_abs_diff:.2g})")
 

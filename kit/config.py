@@ -34,10 +34,12 @@ class Config:
     class_weight: str = "none"  # none | balanced (loss weighted by inverse class frequency)
     sampling: str = "none"  # none | balanced (every class drawn equally often)
     tensorboard: bool = False  # TensorBoard logs in RUN/tensorboard
+    checkpoint_every: int = 0  # also checkpoint every N batches (0 = at the end of every epoch only)
     on_bad_image: str = "error"  # or "skip": train without missing/unreadable training images
     # transfer learning (models from `kit models` marked "backbone", or --backbone-file)
     weights: str = "imagenet"  # imagenet | none | path to a weights file
     backbone_file: str = ""  # your own .keras feature extractor (raw RGB 0..255 in)
+    trust_model: str = ""  # the backbone file's sha256: kit loads model files it did not write only when given
     fine_tune_epochs: int = 3  # second phase: top layers unfrozen (BatchNorm stays frozen)
     fine_tune_layers: int = 30
     feature_views: int = 1  # frozen phase: augmented views per image whose features are cached
@@ -76,6 +78,8 @@ class Config:
             raise ConfigError(f"--mixed-precision {self.mixed_precision}: expected auto, on or off")
         if self.fine_tune_epochs < 0 or self.fine_tune_layers < 0 or self.feature_views < 1:
             raise ConfigError("--fine-tune-epochs/--fine-tune-layers must be >= 0 and --feature-views >= 1")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"--checkpoint-every {self.checkpoint_every}: expected 0 (off) or a number of batches")
         if self.channels not in (0, 1, 3):
             raise ConfigError(f"--channels {self.channels}: expected 1 or 3")
         return self

@@ -25,3 +25,9 @@ class SubmissionError(KitError):
 
 class ConfigError(KitError):
     """An option or config-file value is invalid."""
+
+
+class Interrupted(RunError):
+    """Ctrl-C stopped training before anything worth keeping was finished; a checkpoint may allow resuming."""
+
+    exit_code = 130

@@ -22,12 +22,13 @@ class ExportResult:
     max_abs_diff: float  # largest probability difference
 
 
-def export_run(run_dir, fmt: str, output=None, force: bool = False, check_images: int = 500) -> ExportResult:
+def export_run(run_dir, fmt: str, output=None, force: bool = False, check_images: int = 500,
+               trusted=()) -> ExportResult:
     import tensorflow as tf
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
-    run = Run.open(run_dir)
+    run = Run.open(run_dir, trusted)
     if run.config.folds >= 2:
         raise RunError(f"{run.path}: a k-fold run has one model per fold; export {run.path / 'fold0'} (etc.)")
     model = run.load_model()

@@ -41,31 +41,47 @@ def _loader(image_size: int, channels: int):
     return tf_load
 
 
-def make_dataset(paths, labels=None, *, image_size: int, channels: int, batch_size: int, training: bool = False,
-                 seed: int = 0, augment: str = "none", cache: bool = True) -> tf.data.Dataset:
-    """Batches of (uint8 images, int labels) — or images alone when labels is None — in a stable order.
+def make_dataset(paths, labels=None, *, image_size: int, channels: int, batch_size: int, cache: bool = True
+                 ) -> tf.data.Dataset:
+    """Batches of (uint8 images, int labels) — or images alone when labels is None — in the files' order."""
+    return _decoded(paths, labels, image_size, channels, cache).batch(batch_size).prefetch(AUTOTUNE)
 
-    Training data is decoded once (cached), reshuffled every epoch from the seed, and augmented per batch.
-    """
+
+def _decoded(paths, labels, image_size: int, channels: int, cache: bool) -> tf.data.Dataset:
     paths = tf.constant([str(p) for p in paths])
     ds = tf.data.Dataset.from_tensor_slices(paths).map(_loader(image_size, channels), num_parallel_calls=AUTOTUNE)
     if labels is not None:
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(np.asarray(labels, dtype=np.int32))))
-    if cache:
-        ds = ds.cache()
-    if training:
-        ds = ds.shuffle(min(len(paths), 20_000), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if training:
-        ds = augment_batches(ds, augment, seed)
-    return ds.prefetch(AUTOTUNE)
+    return ds.cache() if cache else ds
+
+
+def make_training_stream(paths, labels, *, image_size: int, channels: int, batch_size: int, seed: int,
+                         augment: str, epochs: int, first_epoch: int = 0, skip_batches: int = 0) -> tf.data.Dataset:
+    """The training batches of epochs first_epoch..epochs-1 as one finite stream (fit it with steps_per_epoch).
+
+    Images are decoded once (cached in memory). Each epoch's order is a shuffle seeded by (seed, epoch) and each
+    batch's augmentation is seeded by its index in the whole run, so a run resumed at any epoch and batch
+    (skip_batches into first_epoch) sees exactly the batches an uninterrupted run would.
+    """
+    base = _decoded(paths, labels, image_size, channels, cache=True)
+    buffer = min(len(paths), 20_000)
+
+    def epoch(e: int) -> tf.data.Dataset:  # a Python seed per epoch: shuffle() rejects tensor seeds under a global seed
+        return base.shuffle(buffer, seed=seed * 100_003 + e, reshuffle_each_iteration=False).batch(batch_size)
+
+    steps = -(-len(paths) // batch_size)
+    ds = epoch(first_epoch).skip(skip_batches)
+    for e in range(first_epoch + 1, epochs):  # every epoch reads the same in-memory cache
+        ds = ds.concatenate(epoch(e))
+    return augment_batches(ds, augment, seed, first_batch=first_epoch * steps + skip_batches).prefetch(AUTOTUNE)
 
 
 def make_balanced_dataset(paths, labels, *, image_size: int, channels: int, batch_size: int, seed: int = 0,
-                          augment: str = "none") -> tf.data.Dataset:
+                          augment: str = "none", skip_batches: int = 0) -> tf.data.Dataset:
     """An endless training stream drawing every class equally often (re-sampled per class), augmented per batch.
 
-    Used with steps_per_epoch, so an "epoch" still means as many images as the training split holds.
+    Used with steps_per_epoch, so an "epoch" still means as many images as the training split holds. The stream
+    is the same on every run with the same seed; a resumed run skips the batches already trained on.
     """
     labels = np.asarray(labels, dtype=np.int32)
     paths = np.asarray([str(p) for p in paths])
@@ -77,20 +93,44 @@ def make_balanced_dataset(paths, labels, *, image_size: int, channels: int, batc
         ds = ds.map(lambda p, y: (load(p), y), num_parallel_calls=AUTOTUNE).cache()
         streams.append(ds.shuffle(len(chosen), seed=seed + k, reshuffle_each_iteration=True).repeat())
     ds = tf.data.Dataset.sample_from_datasets(streams, weights=[1.0 / len(streams)] * len(streams), seed=seed)
-    return augment_batches(ds.batch(batch_size), augment, seed).prefetch(AUTOTUNE)
+    ds = ds.batch(batch_size).skip(skip_batches)
+    return augment_batches(ds, augment, seed, first_batch=skip_batches).prefetch(AUTOTUNE)
 
 
-def augment_batches(ds: tf.data.Dataset, level: str, seed: int) -> tf.data.Dataset:
-    """Apply the augmentation of `level` to whole uint8 batches of (images, labels); uint8 stays uint8."""
+class _BatchSeeds(keras.random.SeedGenerator):
+    """Stateless seeds for one batch: (key, 1), (key, 2), … for the random draws of the augmentation layers.
+
+    Keras' own SeedGenerator keeps a state variable that advances as tf.data runs ahead; keyed seeds make a
+    batch's augmentation depend only on its index, which is what lets a resumed run repeat it exactly.
+    """
+
+    def __init__(self, key):  # no super().__init__(): no state variable at all
+        self.key = tf.cast(key, tf.int64)
+        self.count = 0
+
+    def next(self, ordered=True):
+        self.count += 1
+        return tf.stack([self.key, tf.constant(self.count, tf.int64)])
+
+
+def augment_batches(ds: tf.data.Dataset, level: str, seed: int, first_batch: int = 0) -> tf.data.Dataset:
+    """Apply the augmentation of `level` to whole uint8 batches of (images, labels); uint8 stays uint8.
+
+    Batch number i (counting from first_batch) is augmented with seeds derived from (seed, i) alone.
+    """
     augmenter = make_augmenter(level, seed)
     if augmenter is None:
         return ds
 
-    def apply(images, labels):
-        out = augmenter(tf.cast(images, tf.float32), training=True)
+    def apply(i, batch):
+        images, labels = batch
+        seeds = _BatchSeeds(seed * 1_000_003 + i)
+        out = tf.cast(images, tf.float32)
+        for layer in augmenter.layers:
+            out = layer.transform_images(out, layer.get_random_transformation(out, training=True, seed=seeds))
         return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8), labels
 
-    return ds.map(apply, num_parallel_calls=AUTOTUNE)
+    return ds.enumerate(start=first_batch).map(apply, num_parallel_calls=AUTOTUNE)
 
 
 def load_images(paths, image_size: int, channels: int, batch_size: int = 256) -> np.ndarray:

@@ -60,6 +60,8 @@ def save_model(model, path) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.partial.keras")
     model.save(tmp)
+    with open(tmp, "rb+") as f:  # on disk before it takes the real name
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -109,8 +111,25 @@ def create_run_dir(runs_dir, name: str, force: bool) -> Path:
             raise RunError(f"{run_dir}: exists and is not a kit run folder; refusing to replace it even with --force")
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    (run_dir / LOCK_FILE).write_text(str(os.getpid()))
+    lock_run_dir(run_dir)
     return run_dir
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """Mark run_dir as being trained by this process; refused while another live process holds it."""
+    holder = _lock_holder(run_dir)
+    if holder:
+        raise RunError(f"{run_dir}: process {holder} is training into this run; wait for it or stop it first")
+    (run_dir / LOCK_FILE).write_text(str(os.getpid()))
+
+
+def remove_partial_files(run_dir: Path) -> list[Path]:
+    """Delete the temporary files a killed process leaves behind (the complete files are never touched)."""
+    partial = [p for folder in (run_dir, run_dir / "checkpoints") if folder.is_dir() for pattern in
+               (".*.tmp", ".*.partial.keras") for p in folder.glob(pattern)]
+    for path in partial:
+        path.unlink()
+    return partial
 
 
 def release_run_dir(run_dir) -> None:
@@ -149,40 +168,61 @@ class Run:
     class_names: list[str]
     image_size: int
     channels: int
+    trusted: tuple[str, ...] = ()  # sha256s of model files to load even if this run's manifest disagrees
 
     @classmethod
-    def open(cls, path) -> "Run":
+    def open(cls, path, trusted=()) -> "Run":
         path = Path(path)
         if not path.is_dir():
             raise RunError(f"{path}: no such run folder")
         config = Config(**read_json(path / "config.json"))
         classes = read_json(path / "class_names.json")
         return cls(path=path, config=config, class_names=classes, image_size=config.image_size,
-                   channels=config.channels)
+                   channels=config.channels, trusted=tuple(trusted))
 
     def members(self) -> list["Run"]:
         """The runs whose models predict for this one: its K fold runs for a k-fold run, else itself."""
         if self.config.folds >= 2:
             folds = [self.path / f"fold{k}" for k in range(self.config.folds)]
-            done = [Run.open(f) for f in folds if (f / MODEL_FILE).is_file()]
+            done = [Run.open(f, self.trusted) for f in folds if (f / MODEL_FILE).is_file()]
             if not done:
                 raise RunError(f"{self.path}: k-fold run without any finished fold model")
             return done
         return [self]
 
     def load_model(self):
-        """Load model.keras in Keras safe mode, only if its hash matches the one this run recorded."""
-        import keras
-
+        """Load model.keras in Keras safe mode, only if its sha256 is the one this run recorded (or is trusted)."""
         model_path = self.path / MODEL_FILE
         if not model_path.exists():
             raise RunError(f"{model_path}: missing; the run did not finish its first epoch")
-        expected = read_json(self.path / MANIFEST_FILE).get(MODEL_FILE)
+        manifest = self.path / MANIFEST_FILE
+        expected = read_json(manifest).get(MODEL_FILE) if manifest.is_file() else None
         actual = sha256_file(model_path)
-        if expected != actual:
-            raise RunError(f"{model_path}: sha256 {actual[:12]}… does not match the run's manifest "
-                           f"({str(expected)[:12]}…); the file was changed after kit wrote it")
-        return keras.models.load_model(model_path, safe_mode=True, compile=False)
+        if actual != expected and actual not in self.trusted:
+            why = (f"does not match the run's manifest ({str(expected)[:12]}…); the file was changed after kit "
+                   "wrote it" if expected else "has no manifest; kit did not write it")
+            raise RunError(f"{model_path}: sha256 {actual[:12]}… {why}. A model file can run code: if you trust "
+                           f"it, pass --trust-model {actual}")
+        return load_keras_file(model_path)
+
+
+def load_keras_file(path, what: str = ""):
+    """keras.models.load_model with safe mode on; a refused layer (Lambda, arbitrary code) is a one-line error."""
+    import keras
+
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:
+        raise RunError(f"{what}{path}: cannot load in Keras safe mode ({str(e).strip().splitlines()[0][:200]})") \
+            from None
+
+
+def check_trusted(path, trusted, what: str) -> None:
+    """A model file kit did not write loads only when its sha256 was given with --trust-model."""
+    actual = sha256_file(path)
+    if actual not in tuple(trusted):
+        raise RunError(f"{what} {path}: not written by kit (sha256 {actual}). A model file can run code: check "
+                       f"where it came from, then pass --trust-model {actual}")
 
 
 def write_manifest(run_dir) -> None:

@@ -84,14 +84,14 @@ def write_submission(sub: pd.DataFrame, path, kind: str, force: bool = False) ->
 
 
 def make_submission(run_dirs, data=None, output=None, force: bool = False, weights=None, tta: int = 0,
-                    log=None) -> SubmissionResult:
+                    log=None, trusted=()) -> SubmissionResult:
     """Predict DATA's test images with one run, all folds of a k-fold run, or a weighted ensemble of runs,
-    and write a checked submission.csv."""
+    and write a checked submission.csv. `trusted`: sha256s of model files to load despite their manifests."""
     from .data import load_competition, validate
     from .predict import predict_proba, probability_table
     from .runs import Run
 
-    runs = [Run.open(r) for r in (run_dirs if isinstance(run_dirs, (list, tuple)) else [run_dirs])]
+    runs = [Run.open(r, trusted) for r in (run_dirs if isinstance(run_dirs, (list, tuple)) else [run_dirs])]
     weights = _ensemble_weights(runs, weights)
     class_names = runs[0].class_names
     for run in runs[1:]:

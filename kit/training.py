@@ -112,13 +112,39 @@ def stop_on_first_interrupt(state: dict):
         signal.signal(signal.SIGINT, previous)
 
 
-def _callbacks(run_dir: Path, config: Config, state: dict, target, val_ds=None, val_labels=None):
+class Progress:
+    """Where a run stands: the next epoch and batch, the best score so far and the history rows.
+
+    It is what a checkpoint stores besides the variables, so a resumed run picks up all of it.
+    """
+
+    def __init__(self, record: dict | None = None):
+        record = record or {}
+        self.epoch = record.get("epoch", 0)  # the epoch being trained (0-based)
+        self.step = record.get("step", 0)  # batches of that epoch already trained
+        self.best = record.get("best", -np.inf)
+        self.best_epoch = record.get("best_epoch", 0)
+        self.rows = record.get("history", [])
+        self.stopped = False  # early stopping or an interrupt: no further fit() calls
+
+    def record(self) -> dict:
+        return {"epoch": self.epoch, "step": self.step, "best": self.best, "best_epoch": self.best_epoch,
+                "history": self.rows}
+
+
+def _callbacks(run_dir: Path, config: Config, state: dict, target, val_ds=None, val_labels=None,
+               progress: Progress | None = None, checkpoints: bool = False):
     """Keras callbacks shared by every phase; `target` is the full model to save (the head may be what is fit).
 
     The best epoch is chosen by config.metric: accuracy, log_loss (the validation loss) or f1_macro (computed
-    from the full model's validation predictions).
+    from the full model's validation predictions). With `checkpoints`, the fitted model's full state is saved
+    after every epoch, every config.checkpoint_every batches, and when Ctrl-C stops the run.
     """
     import keras
+
+    from .checkpoints import save_checkpoint
+
+    progress = progress or Progress()
 
     def epoch_score(logs) -> float:
         if config.metric == "log_loss":
@@ -132,37 +158,62 @@ def _callbacks(run_dir: Path, config: Config, state: dict, target, val_ds=None, 
             return score
         return logs.get("val_accuracy", -np.inf)
 
-    class BestModel(keras.callbacks.Callback):
-        """Keep the best-on-validation model, saved atomically, plus history.csv after every epoch."""
+    class RunProgress(keras.callbacks.Callback):
+        """Best model (saved atomically), history.csv, checkpoints, early stopping and Ctrl-C, epoch by epoch."""
 
         def __init__(self):
             super().__init__()
-            self.best = -np.inf
-            self.rows = []
+            self.progress = progress
+            self.first_step = progress.step  # a resumed epoch starts part-way through
+            self.mid_epoch = False
+
+        @property
+        def best(self):
+            return self.progress.best
+
+        @property
+        def rows(self):
+            return self.progress.rows
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch != self.progress.epoch:
+                self.progress.epoch, self.progress.step, self.first_step = epoch, 0, 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.progress.step = self.first_step + batch + 1
+            every = config.checkpoint_every
+            last = batch + 1 == self.params.get("steps")
+            if state.get("interrupted") and not last:  # on the last batch, let the epoch finish and count
+                self.model.stop_training = self.progress.stopped = self.mid_epoch = True
+                if checkpoints:
+                    save_checkpoint(run_dir, self.model, self.progress.record())
+            elif checkpoints and every and self.progress.step % every == 0 and not last:  # epoch end saves it
+                save_checkpoint(run_dir, self.model, self.progress.record())
 
         def on_epoch_end(self, epoch, logs=None):
+            if self.mid_epoch:  # a partial epoch: its checkpoint is saved, nothing else counts
+                return
+            p = self.progress
             logs = dict(logs or {})
             score = epoch_score(logs)
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"}}
             lr = self.model.optimizer.learning_rate
             row["learning_rate"] = float(lr.numpy() if hasattr(lr, "numpy") else lr)
-            self.rows.append(row)
+            p.rows.append(row)
             with atomic_write(run_dir / "history.csv", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(self.rows[0]), extrasaction="ignore")
+                writer = csv.DictWriter(f, fieldnames=list(p.rows[0]), extrasaction="ignore")
                 writer.writeheader()
-                writer.writerows(self.rows)
-            if score > self.best:  # every worker saves (collective ops need all); only the chief's is the run's
-                self.best = score
+                writer.writerows(p.rows)
+            if score > p.best:  # every worker saves (collective ops need all); only the chief's is the run's
+                p.best, p.best_epoch = float(score), epoch + 1
                 save_model(target, run_dir / "model.keras")
+            p.epoch, p.step, self.first_step = epoch + 1, 0, 0
+            if state.get("interrupted") or (config.early_stopping and p.epoch - p.best_epoch >= config.early_stopping):
+                self.model.stop_training = p.stopped = True
+            if checkpoints:
+                save_checkpoint(run_dir, self.model, p.record())
 
-    class StopOnInterrupt(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if state.get("interrupted"):
-                self.model.stop_training = True
-
-    callbacks = [BestModel(), StopOnInterrupt()]
-    if config.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.early_stopping))
+    callbacks = [RunProgress()]
     if config.tensorboard:
         import importlib.util
 
@@ -185,29 +236,93 @@ def is_chief() -> bool:
                                                       and "chief" not in cluster.get("cluster", {}))
 
 
-def train(config: Config, force: bool = False, log=print) -> TrainResult:
-    """Validate the data, train the configured model, and write everything to runs/NAME/."""
+def train(config: Config, force: bool = False, log=print, resume: bool = False) -> TrainResult:
+    """Validate the data, train the configured model, and write everything to runs/NAME/.
+
+    With resume, config must be the run's own (see resume_config) and training continues from its checkpoint.
+    """
     from .models import get_model_spec
     from .transfer import is_transfer
 
-    if not is_transfer(config.model):
+    if config.backbone_file:  # a model file kit did not write fails before any work, unless trusted
+        from .transfer import check_backbone_file
+
+        check_backbone_file(config.backbone_file, (config.trust_model,))
+    elif not is_transfer(config.model):
         get_model_spec(config.model)  # an unknown model fails before any work
     comp, report, skipped = load_and_validate(config)
     config = resolve_config(config, report)
     if config.folds < 2:
         train_df, val_df = split_train_validation(comp, config)  # fails before a run folder exists
-    run_dir = create_run_dir(config.runs_dir, config.name, force) if is_chief() else _worker_dir()
+    if resume:
+        run_dir = _reopen_for_resume(config, report)
+    else:
+        run_dir = create_run_dir(config.runs_dir, config.name, force) if is_chief() else _worker_dir()
     try:
         return _train_in(run_dir, config, comp, report, skipped, train_df if config.folds < 2 else None,
-                         val_df if config.folds < 2 else None, log)
+                         val_df if config.folds < 2 else None, log, resume)
     finally:
         release_run_dir(run_dir)
 
 
-def _train_in(run_dir: Path, config: Config, comp, report, skipped, train_df, val_df, log) -> TrainResult:
+RESUME_IGNORES = {"name", "runs_dir", "data"}  # where things are, not what is trained
+
+
+def resume_config(run_dir, given: dict) -> Config:
+    """The run's stored config; any setting given again must equal it (the data is checked by fingerprint)."""
+    from .errors import ConfigError
+    from .runs import read_json
+
+    run_dir = Path(run_dir)
+    stored = read_json(run_dir / "config.json")
+    changed = [f"--{k.replace('_', '-')} {v} (the run has {stored.get(k)})" for k, v in given.items()
+               if v is not None and k not in RESUME_IGNORES and k in stored and stored[k] != v]
+    if changed:
+        raise ConfigError(f"{run_dir}: cannot resume with a changed config: {'; '.join(changed)}; "
+                          "start a new run instead")
+    if given.get("data"):
+        stored["data"] = given["data"]
+    stored.update(name=run_dir.name, runs_dir=str(run_dir.parent))
+    return Config(**stored).validate()
+
+
+def _reopen_for_resume(config: Config, report: ValidationReport) -> Path:
+    """Lock an interrupted run folder again after checking it was trained on this very data."""
+    from .checkpoints import read_progress
+    from .errors import RunError
+    from .runs import lock_run_dir, read_json, remove_partial_files
+    from .transfer import is_transfer
+
+    run_dir = Path(config.runs_dir) / config.name
+    if is_transfer(config.model) or config.folds >= 2:
+        raise RunError(f"{run_dir}: --resume works for kit's own CNNs trained on one split; transfer and k-fold "
+                       "runs restart (their frozen phase is cached and quick): train again with --force")
+    info = read_json(run_dir / "run.json")
+    original = info.get("data_fingerprint")
+    if original and original != report.fingerprint:
+        raise RunError(f"{run_dir}: cannot resume: the data in {config.data} changed since the run started "
+                       f"(fingerprint {report.fingerprint[:12]}…, the run has {original[:12]}…)")
+    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    if info.get("ended") and not metrics.get("interrupted"):
+        raise RunError(f"{run_dir}: the run already finished; nothing to resume")
+    if read_progress(run_dir) is None:
+        raise RunError(f"{run_dir}: stopped before its first checkpoint; nothing to resume (train again with --force)")
+    lock_run_dir(run_dir)
+    remove_partial_files(run_dir)
+    return run_dir
+
+
+def _train_in(run_dir: Path, config: Config, comp, report, skipped, train_df, val_df, log,
+              resume: bool = False) -> TrainResult:
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     run_info = {"config": config.__dict__, "data_fingerprint": report.fingerprint, "seed": config.seed,
                 "started": started_at}
+    if resume:
+        from .runs import read_json
+
+        earlier = read_json(run_dir / "run.json")
+        run_info = {**run_info, "started": earlier.get("started", started_at),
+                    "resumed": earlier.get("resumed", []) + [started_at]}
     write_json(run_dir / "run.json", run_info)
     write_json(run_dir / "config.json", config.__dict__)
     write_json(run_dir / "class_names.json", comp.class_names)
@@ -222,7 +337,7 @@ def _train_in(run_dir: Path, config: Config, comp, report, skipped, train_df, va
 
         result = train_folds(config, comp, run_dir, log)
     else:
-        metrics = fit_run(config, comp.class_names, train_df, val_df, run_dir, log)
+        metrics = fit_run(config, comp.class_names, train_df, val_df, run_dir, log, resume=resume)
         result = TrainResult(run_dir=run_dir, config=config, metrics=metrics,
                              interrupted=metrics.get("interrupted", False))
     from .runs import environment_info
@@ -232,8 +347,11 @@ def _train_in(run_dir: Path, config: Config, comp, report, skipped, train_df, va
 
 
 def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_df: pd.DataFrame, run_dir: Path,
-            log=print) -> dict:
-    """Train on train_df, keep the best model on val_df, and write model, history, metrics and reports."""
+            log=print, resume: bool = False) -> dict:
+    """Train on train_df, keep the best model on val_df, and write model, history, metrics and reports.
+
+    With resume, training continues from the run folder's last checkpoint (see kit/checkpoints.py).
+    """
     import keras
 
     from .transfer import is_transfer
@@ -253,14 +371,20 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     index = {name: i for i, name in enumerate(class_names)}
     common = dict(image_size=config.image_size, channels=config.channels, batch_size=batch_size)
     train_labels, val_labels = train_df["label"].map(index), val_df["label"].map(index)
-    if config.sampling == "balanced":
-        from .pipeline import make_balanced_dataset
+    steps_per_epoch = -(-len(train_df) // batch_size)
 
-        train_ds = make_balanced_dataset(train_df["path"], train_labels, seed=config.seed, augment=config.augment,
-                                         **common)
-    else:
-        train_ds = make_dataset(train_df["path"], train_labels, training=True, seed=config.seed,
-                                augment=config.augment, **common)
+    def train_stream(first_epoch: int, last_epoch: int, skip: int = 0):
+        """Training batches for epochs first_epoch..last_epoch-1, skipping `skip` batches already trained."""
+        if config.sampling == "balanced":
+            from .pipeline import make_balanced_dataset
+
+            return make_balanced_dataset(train_df["path"], train_labels, seed=config.seed, augment=config.augment,
+                                         skip_batches=first_epoch * steps_per_epoch + skip, **common)
+        from .pipeline import make_training_stream
+
+        return make_training_stream(train_df["path"], train_labels, seed=config.seed, augment=config.augment,
+                                    epochs=last_epoch, first_epoch=first_epoch, skip_batches=skip, **common)
+
     counts = train_labels.value_counts().sort_index()
     log("Class counts (train): " + ", ".join(f"{class_names[i]}: {n}" for i, n in counts.items()))
     class_weight = None
@@ -275,8 +399,8 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     started_at = time.strftime("%Y-%m-%d %H:%M:%S")
     state: dict = {}
     verbose = 1 if sys.stdout.isatty() else 2
-    steps_per_epoch = -(-len(train_df) // batch_size)
-    endless_steps = steps_per_epoch if config.sampling == "balanced" else None  # only the endless stream needs it
+    fit = dict(validation_data=val_ds, verbose=verbose, class_weight=class_weight, steps_per_epoch=steps_per_epoch,
+               shuffle=False)  # the stream is already shuffled, per epoch, from the seed
     extra: dict = {}
     with stop_on_first_interrupt(state), _explain_multiworker_failure(strategy):
         if is_transfer(config.model):
@@ -284,11 +408,13 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
 
             with strategy.scope():
                 tm = build_transfer_model(config.model, config.image_size, config.channels, len(class_names),
-                                          weights=config.weights, backbone_file=config.backbone_file)
+                                          weights=config.weights, backbone_file=config.backbone_file,
+                                          trusted=(config.trust_model,))
             callbacks = _callbacks(run_dir, config, state, tm.model, val_ds, val_labels.to_numpy())
-            extra = _fit_transfer(tm, config, strategy, train_df, train_labels, train_ds, val_ds, common,
-                                  steps_per_epoch, callbacks, state, verbose, log, class_weight)
+            extra = _fit_transfer(tm, config, strategy, train_df, train_labels, train_stream, val_ds, common,
+                                  steps_per_epoch, callbacks, state, fit, log)
         else:
+            from .checkpoints import restore_checkpoint
             from .models import build_model, make_optimizer
 
             with strategy.scope():
@@ -297,12 +423,21 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
                                                        config.epochs * steps_per_epoch),
                               loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                               jit_compile=config.jit_compile)
-            callbacks = _callbacks(run_dir, config, state, model, val_ds, val_labels.to_numpy())
-            model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
-                      verbose=verbose, class_weight=class_weight, steps_per_epoch=endless_steps)
+                progress = Progress(restore_checkpoint(run_dir, model) if resume else None)
+            if resume:
+                log(f"Resuming at epoch {progress.epoch + 1}, batch {progress.step + 1} of {steps_per_epoch}")
+            callbacks = _callbacks(run_dir, config, state, model, val_ds, val_labels.to_numpy(), progress,
+                                   checkpoints=is_chief())
+            _fit_from(model, progress, config.epochs, steps_per_epoch, train_stream, callbacks, fit)
     epochs_run = len(callbacks[0].rows)
     seconds = time.time() - started
     if not (run_dir / "model.keras").exists():
+        if state.get("interrupted"):
+            from .errors import Interrupted
+
+            resumable = (run_dir / "checkpoints" / "checkpoint.json").is_file()
+            raise Interrupted(f"{run_dir}: interrupted before the first epoch ended; " +
+                              (f"resume with: kit train --resume {run_dir}" if resumable else "nothing to keep"))
         raise DataError(f"{run_dir}: training stopped before the first epoch ended; nothing to keep")
     if not is_chief():
         return {"interrupted": bool(state.get("interrupted"))}
@@ -360,15 +495,26 @@ def _worker_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="kit-worker-"))
 
 
-def _fit_transfer(tm, config: Config, strategy, train_df, train_labels, train_ds, val_ds, common: dict,
-                  steps_per_epoch: int, callbacks, state: dict, verbose: int, log, class_weight=None) -> dict:
-    endless_steps = steps_per_epoch if config.sampling == "balanced" else None
+def _fit_from(model, progress: Progress, epochs: int, steps: int, train_stream, callbacks, fit: dict) -> None:
+    """fit() from where `progress` stands up to `epochs`; a part-trained epoch is finished by its own fit() call."""
+    if progress.step and progress.epoch < epochs:
+        epoch = progress.epoch
+        model.fit(train_stream(epoch, epoch + 1, progress.step), initial_epoch=epoch, epochs=epoch + 1,
+                  callbacks=callbacks, **{**fit, "steps_per_epoch": steps - progress.step})
+    if progress.epoch < epochs and not progress.stopped:
+        model.fit(train_stream(progress.epoch, epochs), initial_epoch=progress.epoch, epochs=epochs,
+                  callbacks=callbacks, **fit)
+
+
+def _fit_transfer(tm, config: Config, strategy, train_df, train_labels, train_stream, val_ds, common: dict,
+                  steps_per_epoch: int, callbacks, state: dict, fit: dict, log) -> dict:
     """Phase 1: the head on a frozen backbone (on cached features by default); phase 2: fine-tune the top."""
     from .models import make_optimizer
     from .pipeline import augment_batches, make_dataset
     from .transfer import extract_features, unfreeze_top
 
     loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+    progress = callbacks[0].progress
     with strategy.scope():
         optimizer = make_optimizer(config.optimizer, config.learning_rate, config.epochs * steps_per_epoch)
     if config.feature_cache and config.epochs:
@@ -383,24 +529,23 @@ def _fit_transfer(tm, config: Config, strategy, train_df, train_labels, train_ds
         with strategy.scope():
             tm.head.compile(optimizer=optimizer, loss=loss, metrics=metrics)
         tm.head.fit(np.concatenate(xs), np.concatenate(ys), batch_size=common["batch_size"], epochs=config.epochs,
-                    validation_data=(val_x, val_y), callbacks=callbacks, shuffle=True, verbose=verbose,
-                    class_weight=class_weight)
+                    validation_data=(val_x, val_y), callbacks=callbacks, shuffle=True, verbose=fit["verbose"],
+                    class_weight=fit["class_weight"])
     elif config.epochs:
         with strategy.scope():
             tm.model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=config.jit_compile)
-        tm.model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
-                     verbose=verbose, class_weight=class_weight, steps_per_epoch=endless_steps)
-    frozen_best = float(callbacks[0].best)
+        _fit_from(tm.model, progress, config.epochs, steps_per_epoch, train_stream, callbacks, fit)
+    frozen_best = float(progress.best)
     if config.fine_tune_epochs and not state.get("interrupted"):
+        progress.stopped = False  # early stopping ends the frozen phase, not the fine-tuning
         opened = unfreeze_top(tm.backbone, config.fine_tune_layers)
         log(f"Fine-tuning the top {opened} layers of the backbone (BatchNorm frozen) for {config.fine_tune_epochs} "
             f"epoch(s) at learning rate {config.learning_rate / 10:g}")
         with strategy.scope():  # a changed `trainable` needs a fresh compile to take effect
             tm.model.compile(optimizer=make_optimizer("adamw", config.learning_rate / 10,
-                                                      config.fine_tune_epochs * steps_per_epoch),
+                                                     config.fine_tune_epochs * steps_per_epoch),
                              loss=loss, metrics=metrics, jit_compile=config.jit_compile)
-        tm.model.fit(train_ds, validation_data=val_ds, initial_epoch=config.epochs,
-                     epochs=config.epochs + config.fine_tune_epochs, callbacks=callbacks, shuffle=False,
-                     verbose=verbose, class_weight=class_weight, steps_per_epoch=endless_steps)
+        progress.epoch, progress.step = config.epochs, 0
+        _fit_from(tm.model, progress, config.epochs + config.fine_tune_epochs, steps_per_epoch, train_stream,
+                  callbacks, fit)
     return {"frozen_val_accuracy": round(frozen_best, 6)}
-

@@ -87,16 +87,26 @@ def load_backbone(name: str, image_size: int, weights: str) -> tuple[keras.Model
     return backbone, spec.preprocessing
 
 
-def load_backbone_file(path) -> keras.Model:
-    """Your own feature extractor (.keras): raw RGB 0–255 in, a feature map or vector out. Safe mode stays on."""
+def check_backbone_file(path, trusted=()) -> Path:
+    """The file exists and its sha256 is among the trusted ones (checked before any run folder is made)."""
+    from .runs import check_trusted
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--backbone-file {path}: no such file")
-    try:
-        model = keras.models.load_model(path, safe_mode=True, compile=False)
-    except Exception as e:
-        raise ConfigError(f"--backbone-file {path}: cannot load in Keras safe mode ({str(e).splitlines()[0][:160]})") \
-            from None
+    check_trusted(path, trusted, "--backbone-file")
+    return path
+
+
+def load_backbone_file(path, trusted=()) -> keras.Model:
+    """Your own feature extractor (.keras): raw RGB 0–255 in, a feature map or vector out.
+
+    Loaded only when its sha256 was given with --trust-model, and always in Keras safe mode.
+    """
+    from .runs import load_keras_file
+
+    path = check_backbone_file(path, trusted)
+    model = load_keras_file(path, "--backbone-file ")
     if len(model.output_shape) not in (2, 4):
         raise ConfigError(f"--backbone-file {path}: output shape {model.output_shape} is neither a feature map "
                           "(N, H, W, C) nor a vector (N, C)")
@@ -112,10 +122,10 @@ class TransferModel:
 
 
 def build_transfer_model(name: str, image_size: int, channels: int, num_classes: int, weights: str = "imagenet",
-                         backbone_file: str = "", dropout: float = 0.2) -> TransferModel:
+                         backbone_file: str = "", dropout: float = 0.2, trusted=()) -> TransferModel:
     """Preprocessing → backbone (always called with training=False) → global pooling → dropout + dense."""
     if name == BACKBONE_FILE:
-        backbone, kind = load_backbone_file(backbone_file), "raw"
+        backbone, kind = load_backbone_file(backbone_file, trusted), "raw"
     else:
         backbone, kind = load_backbone(name, image_size, weights)
     backbone.trainable = False

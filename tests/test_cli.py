@@ -109,6 +109,35 @@ def test_tampered_model_is_refused(trained, tmp_path):
         f.write(b"x")
     result = invoke("make-submission", copy, data, "-o", tmp_path / "s.csv")
     assert result.exit_code == 2 and "does not match the run's manifest" in result.output
+    import hashlib
+
+    digest = hashlib.sha256((copy / "model.keras").read_bytes()).hexdigest()
+    assert f"--trust-model {digest}" in result.output
+    trusted = invoke("make-submission", copy, data, "-o", tmp_path / "s.csv", "--trust-model", digest)
+    assert trusted.exit_code == 0, trusted.output  # the user vouched for exactly this file
+    assert (tmp_path / "s.csv").is_file()
+
+
+def test_a_run_model_with_a_lambda_layer_is_refused(trained, tmp_path):
+    import json
+    import shutil
+
+    import keras
+
+    tmp, data, _, _ = trained
+    copy = tmp_path / "r1"
+    shutil.copytree(tmp / "runs" / "r1", copy)
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.Lambda(lambda t: t / 255.0)(inputs)
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x))).save(
+        copy / "model.keras")
+    from kit.runs import write_manifest
+
+    write_manifest(copy)  # even a manifest that vouches for it does not let a Lambda layer load
+    assert json.loads((copy / "manifest.json").read_text())["model.keras"]
+    result = invoke("predict", copy, str(next((data / "test").iterdir())))
+    assert result.exit_code == 2
+    assert "cannot load in Keras safe mode" in result.output and "Lambda" in result.output
 
 
 def test_train_refuses_bad_data_before_training(tmp_path):

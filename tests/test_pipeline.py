@@ -3,7 +3,7 @@
 import numpy as np
 
 from conftest import make_image
-from kit.pipeline import make_dataset
+from kit.pipeline import make_dataset, make_training_stream
 
 
 def _files(tmp_path, n=10):
@@ -23,27 +23,54 @@ def test_eval_batches_are_uint8_in_order(tmp_path):
     assert np.concatenate([b[1] for b in batches]).tolist() == list(range(10))
 
 
+def _stream(paths, **kwargs):
+    options = dict(image_size=12, channels=1, batch_size=4, seed=1, augment="none", epochs=2)
+    return make_training_stream(paths, list(range(len(paths))), **{**options, **kwargs})
+
+
 def test_training_order_is_seeded_and_reshuffled_each_epoch(tmp_path):
     paths = _files(tmp_path)
-
-    def epochs(seed):
-        ds = make_dataset(paths, list(range(10)), image_size=8, channels=1, batch_size=10, training=True, seed=seed)
-        return [next(iter(ds))[1].numpy().tolist() for _ in range(2)]
-
-    first, again = epochs(1), epochs(1)
+    labels = lambda ds: np.concatenate([y for _, y in ds.as_numpy_iterator()]).tolist()  # noqa: E731
+    first, again, other = labels(_stream(paths)), labels(_stream(paths)), labels(_stream(paths, seed=2))
     assert first == again  # same seed, same order
-    assert first[0] != first[1]  # a new order every epoch
-    assert sorted(first[0]) == list(range(10))
+    assert first != other
+    assert first[:10] != first[10:]  # a new order every epoch
+    assert sorted(first[:10]) == sorted(first[10:]) == list(range(10))
 
 
 def test_augmentation_changes_training_batches_only(tmp_path):
     paths = _files(tmp_path)
     plain = next(iter(make_dataset(paths, [0] * 10, image_size=12, channels=1, batch_size=10)))[0].numpy()
-    aug = make_dataset(paths, list(range(10)), image_size=12, channels=1, batch_size=10, training=True,
-                       augment="strong", seed=3)
-    images, labels = next(iter(aug))
-    images, order = images.numpy(), labels.numpy()
+    images, order = next(iter(_stream(paths, batch_size=10, augment="strong", seed=3)))
+    images, order = images.numpy(), order.numpy()
     assert images.dtype == np.uint8
     assert not np.array_equal(images, plain[order])  # augmented
-    val = make_dataset(paths, [0] * 10, image_size=12, channels=1, batch_size=10, augment="strong")
-    assert np.array_equal(next(iter(val))[0].numpy(), plain)  # augment ignored outside training
+    val = make_dataset(paths, [0] * 10, image_size=12, channels=1, batch_size=10)
+    assert np.array_equal(next(iter(val))[0].numpy(), plain)  # evaluation batches are never augmented
+
+
+def test_a_resumed_stream_repeats_the_uninterrupted_batches_exactly(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(5)  # as training does: a global seed must not change how the stream is built
+    paths = _files(tmp_path)
+    full = list(_stream(paths, augment="strong", epochs=3).as_numpy_iterator())  # 3 batches per epoch
+    for epoch, skip in [(0, 2), (1, 0), (1, 1), (2, 2)]:
+        resumed = list(_stream(paths, augment="strong", epochs=3, first_epoch=epoch, skip_batches=skip)
+                       .as_numpy_iterator())
+        expected = full[epoch * 3 + skip:]
+        assert len(resumed) == len(expected)
+        for (x, y), (x0, y0) in zip(resumed, expected):
+            assert np.array_equal(y, y0) and np.array_equal(x, x0)
+
+
+def test_images_are_decoded_once_across_epochs(tmp_path, monkeypatch):
+    import kit.pipeline
+
+    calls = []
+    real = kit.pipeline.read_image
+    monkeypatch.setattr(kit.pipeline, "read_image", lambda *a: calls.append(a[0]) or real(*a))
+    paths = _files(tmp_path)
+    batches = list(_stream(paths, epochs=4).as_numpy_iterator())
+    assert sum(len(y) for _, y in batches) == 40
+    assert sorted(calls) == sorted(paths)  # each file read once, not once per epoch

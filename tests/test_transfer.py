@@ -1,6 +1,8 @@
 """Transfer learning on CPU with weights=None: every backbone, preprocessing parity, frozen BatchNorm,
 cached frozen phase = plain frozen phase, and the CLI paths."""
 
+import hashlib
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -116,11 +118,30 @@ def test_cli_backbone_file(tmp_path):
     x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(x)
     keras.Model(inputs, x).save(tmp_path / "mine.keras")
     data = make_class_folders(tmp_path / "c", n_per_class=6, mode="L")
-    result = CliRunner().invoke(cli, ["train", str(data), "--backbone-file", str(tmp_path / "mine.keras"),
-                                      "--image-size", "16", "--epochs", "2", "--fine-tune-epochs", "1",
-                                      "--runs-dir", str(tmp_path / "runs"), "--name", "b"], catch_exceptions=False)
+    args = ["train", str(data), "--backbone-file", str(tmp_path / "mine.keras"), "--image-size", "16", "--epochs", "2",
+            "--fine-tune-epochs", "1", "--runs-dir", str(tmp_path / "runs"), "--name", "b"]
+    refused = CliRunner().invoke(cli, args)  # a model file kit did not write needs its hash given
+    digest = hashlib.sha256((tmp_path / "mine.keras").read_bytes()).hexdigest()
+    assert refused.exit_code == 2 and f"not written by kit (sha256 {digest})" in refused.output
+    assert f"--trust-model {digest}" in refused.output
+    wrong = CliRunner().invoke(cli, args + ["--trust-model", "0" * 64])
+    assert wrong.exit_code == 2 and "not written by kit" in wrong.output
+    result = CliRunner().invoke(cli, args + ["--trust-model", digest], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "Training backbone_file on 14 images" in result.output
+
+
+def test_backbone_file_with_a_lambda_layer_is_refused_even_when_trusted(tmp_path):
+    inputs = keras.Input((None, None, 3))
+    keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2)(inputs)).save(tmp_path / "lambda.keras")
+    digest = hashlib.sha256((tmp_path / "lambda.keras").read_bytes()).hexdigest()
+    data = make_class_folders(tmp_path / "c", n_per_class=6, mode="L")
+    result = CliRunner().invoke(cli, ["train", str(data), "--backbone-file", str(tmp_path / "lambda.keras"),
+                                      "--trust-model", digest, "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith(f"Error: --backbone-file {tmp_path / 'lambda.keras'}: cannot load in Keras safe mode")
+    assert "Lambda" in line
 
 
 def test_offline_imagenet_weights_error_names_the_file(tmp_path, monkeypatch):

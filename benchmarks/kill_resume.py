@@ -1,0 +1,114 @@
+"""SIGKILL `kit train` at random moments, resume each time, and check the result against an uninterrupted run.
+
+Usage: python benchmarks/kill_resume.py DATA [--kills 30] [--epochs 3] [--seed 0] [-- extra kit train flags]
+After every kill: every file in the run folder (temporary files aside) must parse or load in full. At the end the
+resumed run's final checkpoint (weights, optimizer state, dropout seeds) must equal the uninterrupted run's bit for
+bit. Prints one line per kill (when, where the last checkpoint stood, whether a temporary file was caught half
+written) and a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FLAGS = ["--batch-size", "16", "--augment", "light", "--deterministic", "--checkpoint-every", "2"]
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+
+
+def kit(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "kit", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def check_complete(run: Path) -> None:
+    from kit.checkpoints import unreadable_files
+
+    for path, reason in unreadable_files(run):
+        raise SystemExit(f"INCOMPLETE FILE {path}: {reason}")
+
+
+def final_arrays(run: Path) -> list:
+    progress = json.loads((run / "checkpoints" / "checkpoint.json").read_text())
+    with np.load(run / "checkpoints" / progress["file"], allow_pickle=False) as arrays:
+        return [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data")
+    parser.add_argument("--kills", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("extra", nargs="*")
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    flags = FLAGS + ["--epochs", str(args.epochs)] + args.extra
+
+    with tempfile.TemporaryDirectory() as runs:
+        runs = Path(runs)
+        start = time.time()
+        proc = kit("train", args.data, "--runs-dir", runs, "--name", "full", *flags)
+        while not (runs / "full" / "checkpoints" / "checkpoint.json").exists() and proc.poll() is None:
+            time.sleep(0.05)
+        first_checkpoint = time.time() - start
+        if proc.wait() != 0:
+            raise SystemExit(proc.stderr.read())
+        full_seconds = time.time() - start
+        print(f"uninterrupted run: {full_seconds:.0f} s, first checkpoint after {first_checkpoint:.0f} s "
+              "(process start-up included)")
+        # Kill anywhere from just before a process's first checkpoint to half-way through what remains.
+        window = (max(0.0, first_checkpoint - 1), first_checkpoint + (full_seconds - first_checkpoint) / 2)
+
+        run, kills, caught_writing = runs / "cut", 0, 0
+        proc = kit("train", args.data, "--runs-dir", runs, "--name", "cut", *flags)
+        while True:
+            if kills < args.kills:
+                delay = rng.uniform(*window)
+                try:
+                    code = proc.wait(timeout=delay)
+                except subprocess.TimeoutExpired:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                    kills += 1
+                    partial = [p.name for p in run.rglob(".*") if p.name != ".lock"]
+                    caught_writing += bool(partial)
+                    check_complete(run)
+                    state = run / "checkpoints" / "checkpoint.json"
+                    where = json.loads(state.read_text()) if state.is_file() else None
+                    print(f"kill {kills:>3} after {delay:5.1f} s: last checkpoint "
+                          + (f"epoch {where['epoch']} batch {where['step']}" if where else "none yet")
+                          + (f"; half-written: {', '.join(partial)}" if partial else ""), flush=True)
+                    info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+                    if info.get("ended"):  # killed on its way out, after everything was written
+                        break
+                    if where is None:  # killed before the first checkpoint: start over
+                        proc = kit("train", args.data, "--runs-dir", runs, "--name", "cut", "--force", *flags)
+                    else:
+                        proc = kit("train", "--resume", run)
+                    continue
+            else:
+                code = proc.wait()
+            if code != 0:
+                raise SystemExit(proc.stderr.read())
+            break
+        check_complete(run)
+        same = all(np.array_equal(a, b) for a, b in zip(final_arrays(runs / "full"), final_arrays(run)))
+        print(f"{kills} kills ({caught_writing} while a file was being written); every file complete after each; "
+              f"final state {'IDENTICAL' if same else 'DIFFERENT'} to the uninterrupted run's")
+        if not same:
+            raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
