@@ -34,6 +34,8 @@ class Config:
     class_weight: str = "none"  # none | balanced (loss weighted by inverse class frequency)
     sampling: str = "none"  # none | balanced (every class drawn equally often)
     tensorboard: bool = False  # TensorBoard logs in RUN/tensorboard
+    cache_dir: str = ""  # decoded images on disk here (reused across runs) instead of in memory
+    cache_memory_gb: float = 2.0  # decoded images larger than this go to disk (--cache-dir, else a temp folder)
     checkpoint_every: int = 0  # also checkpoint every N batches (0 = at the end of every epoch only)
     on_bad_image: str = "error"  # or "skip": train without missing/unreadable training images
     # transfer learning (models from `kit models` marked "backbone", or --backbone-file)

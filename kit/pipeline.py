@@ -41,30 +41,75 @@ def _loader(image_size: int, channels: int):
     return tf_load
 
 
-def make_dataset(paths, labels=None, *, image_size: int, channels: int, batch_size: int, cache: bool = True
+SHUFFLE_BUFFER_BYTES = 256 << 20  # decoded images held for shuffling: all of a small set, ~1,700 at 224 px RGB
+
+
+def make_dataset(paths, labels=None, *, image_size: int, channels: int, batch_size: int, cache: bool | str = True
                  ) -> tf.data.Dataset:
-    """Batches of (uint8 images, int labels) — or images alone when labels is None — in the files' order."""
+    """Batches of (uint8 images, int labels) — or images alone when labels is None — in the files' order.
+
+    cache: True keeps the decoded images in memory, a string is a file prefix for an on-disk cache (see
+    disk_cache), False decodes on every pass.
+    """
     return _decoded(paths, labels, image_size, channels, cache).batch(batch_size).prefetch(AUTOTUNE)
 
 
-def _decoded(paths, labels, image_size: int, channels: int, cache: bool) -> tf.data.Dataset:
+def disk_cache(paths, image_size: int, channels: int, cache_dir: str = "", name: str = "train") -> str:
+    """A file prefix for tf.data's on-disk cache in cache_dir (default: a temporary folder removed at exit).
+
+    The prefix is keyed by the file list, its order and the image shape, so a --cache-dir is reused by every
+    run on the same images. A cache left half-written by a killed process is deleted, never read.
+    """
+    import hashlib
+    from pathlib import Path
+
+    folder = Path(cache_dir or _temporary_cache_dir())
+    folder.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(("\n".join(map(str, paths)) + f"\n{image_size}x{channels}").encode()).hexdigest()[:16]
+    prefix = folder / f"kit-{name}-{image_size}x{channels}-{key}"
+    if not Path(f"{prefix}.index").exists():  # incomplete (no index yet): start it afresh
+        for stale in folder.glob(f"{prefix.name}*"):
+            stale.unlink()
+    return str(prefix)
+
+
+def _temporary_cache_dir() -> str:
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="kit-cache-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def cache_bytes(n_images: int, image_size: int, channels: int) -> int:
+    return n_images * image_size * image_size * channels
+
+
+def _decoded(paths, labels, image_size: int, channels: int, cache: bool | str) -> tf.data.Dataset:
     paths = tf.constant([str(p) for p in paths])
     ds = tf.data.Dataset.from_tensor_slices(paths).map(_loader(image_size, channels), num_parallel_calls=AUTOTUNE)
     if labels is not None:
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(np.asarray(labels, dtype=np.int32))))
-    return ds.cache() if cache else ds
+    if cache is True:
+        return ds.cache()
+    return ds.cache(cache) if cache else ds
 
 
 def make_training_stream(paths, labels, *, image_size: int, channels: int, batch_size: int, seed: int,
-                         augment: str, epochs: int, first_epoch: int = 0, skip_batches: int = 0) -> tf.data.Dataset:
+                         augment: str, epochs: int, first_epoch: int = 0, skip_batches: int = 0,
+                         cache: bool | str = True) -> tf.data.Dataset:
     """The training batches of epochs first_epoch..epochs-1 as one finite stream (fit it with steps_per_epoch).
 
-    Images are decoded once (cached in memory). Each epoch's order is a shuffle seeded by (seed, epoch) and each
-    batch's augmentation is seeded by its index in the whole run, so a run resumed at any epoch and batch
-    (skip_batches into first_epoch) sees exactly the batches an uninterrupted run would.
+    Images are decoded once (cached in memory, or on disk when `cache` is a file prefix). Each epoch's order
+    is a shuffle seeded by (seed, epoch) and each batch's augmentation is seeded by its index in the whole run,
+    so a run resumed at any epoch and batch (skip_batches into first_epoch) sees exactly the batches an
+    uninterrupted run would. The shuffle buffer is bounded in bytes: give the files in a random order (as
+    training does) so that a buffer smaller than the set still mixes classes that are sorted on disk.
     """
-    base = _decoded(paths, labels, image_size, channels, cache=True)
-    buffer = min(len(paths), 20_000)
+    base = _decoded(paths, labels, image_size, channels, cache=cache)
+    buffer = max(1, min(len(paths), SHUFFLE_BUFFER_BYTES // cache_bytes(1, image_size, channels)))
 
     def epoch(e: int) -> tf.data.Dataset:  # a Python seed per epoch: shuffle() rejects tensor seeds under a global seed
         return base.shuffle(buffer, seed=seed * 100_003 + e, reshuffle_each_iteration=False).batch(batch_size)

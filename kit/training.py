@@ -357,7 +357,7 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     from .transfer import is_transfer
 
     from .accelerate import configure_devices, make_strategy
-    from .pipeline import make_dataset
+    from .pipeline import cache_bytes, disk_cache, make_dataset
 
     strategy = make_strategy(config.strategy)
     configure_devices(config)
@@ -370,8 +370,17 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
         tf.config.experimental.enable_op_determinism()
     index = {name: i for i, name in enumerate(class_names)}
     common = dict(image_size=config.image_size, channels=config.channels, batch_size=batch_size)
+    # One fixed random order of the training files, whatever the seed: the shuffle buffer mixes classes even
+    # when it holds less than the whole set, and an on-disk cache of that order serves every run.
+    train_df = train_df.sample(frac=1.0, random_state=0).reset_index(drop=True)
     train_labels, val_labels = train_df["label"].map(index), val_df["label"].map(index)
     steps_per_epoch = -(-len(train_df) // batch_size)
+    decoded_bytes = cache_bytes(len(train_df) + len(val_df), config.image_size, config.channels)
+    train_cache = val_cache = True  # in memory
+    if config.cache_dir or decoded_bytes > config.cache_memory_gb * 2**30:
+        train_cache, val_cache = (disk_cache(df["path"], config.image_size, config.channels, config.cache_dir, name)
+                                  for df, name in ((train_df, "train"), (val_df, "val")))
+        log(f"Caching the decoded images ({decoded_bytes / 2**30:.1f} GB) on disk in {Path(train_cache).parent}")
 
     def train_stream(first_epoch: int, last_epoch: int, skip: int = 0):
         """Training batches for epochs first_epoch..last_epoch-1, skipping `skip` batches already trained."""
@@ -383,14 +392,15 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
         from .pipeline import make_training_stream
 
         return make_training_stream(train_df["path"], train_labels, seed=config.seed, augment=config.augment,
-                                    epochs=last_epoch, first_epoch=first_epoch, skip_batches=skip, **common)
+                                    epochs=last_epoch, first_epoch=first_epoch, skip_batches=skip, cache=train_cache,
+                                    **common)
 
     counts = train_labels.value_counts().sort_index()
     log("Class counts (train): " + ", ".join(f"{class_names[i]}: {n}" for i, n in counts.items()))
     class_weight = None
     if config.class_weight == "balanced":  # n / (classes × count): each class weighs the same in the loss
         class_weight = {int(i): len(train_labels) / (len(class_names) * n) for i, n in counts.items()}
-    val_ds = make_dataset(val_df["path"], val_labels, **common)
+    val_ds = make_dataset(val_df["path"], val_labels, cache=val_cache, **common)
     log(f"Training {config.model} on {len(train_df)} images ({len(val_df)} for validation), "
         f"{config.image_size}x{config.image_size}x{config.channels}, {len(class_names)} classes"
         + (f", {replicas} replicas ({type(strategy).__name__})" if replicas > 1 else "") + f" → {run_dir}")
@@ -412,7 +422,7 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
                                           trusted=(config.trust_model,))
             callbacks = _callbacks(run_dir, config, state, tm.model, val_ds, val_labels.to_numpy())
             extra = _fit_transfer(tm, config, strategy, train_df, train_labels, train_stream, val_ds, common,
-                                  steps_per_epoch, callbacks, state, fit, log)
+                                  steps_per_epoch, callbacks, state, fit, log, train_cache)
         else:
             from .checkpoints import restore_checkpoint
             from .models import build_model, make_optimizer
@@ -507,7 +517,7 @@ def _fit_from(model, progress: Progress, epochs: int, steps: int, train_stream, 
 
 
 def _fit_transfer(tm, config: Config, strategy, train_df, train_labels, train_stream, val_ds, common: dict,
-                  steps_per_epoch: int, callbacks, state: dict, fit: dict, log) -> dict:
+                  steps_per_epoch: int, callbacks, state: dict, fit: dict, log, train_cache=True) -> dict:
     """Phase 1: the head on a frozen backbone (on cached features by default); phase 2: fine-tune the top."""
     from .models import make_optimizer
     from .pipeline import augment_batches, make_dataset
@@ -520,7 +530,7 @@ def _fit_transfer(tm, config: Config, strategy, train_df, train_labels, train_st
     if config.feature_cache and config.epochs:
         t0 = time.time()
         views = config.feature_views if config.augment != "none" else 1
-        plain = make_dataset(train_df["path"], train_labels, **common)  # decoded once, cached, stable order
+        plain = make_dataset(train_df["path"], train_labels, cache=train_cache, **common)  # decoded once
         # view 0 is the plain image; further views are augmented copies (--feature-views N).
         xs, ys = zip(*[extract_features(tm.features, augment_batches(plain, config.augment, config.seed + v)
                                         if v else plain) for v in range(views)])

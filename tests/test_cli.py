@@ -260,3 +260,13 @@ def test_a_run_being_trained_is_never_replaced(tmp_path):
         holder.wait()
     result = invoke("train", data, "--runs-dir", tmp_path / "runs", "--name", "busy", "--force", *FAST)
     assert result.exit_code == 0  # a stale lock (dead process) does not block
+
+
+def test_decoded_images_go_to_disk_beyond_the_memory_budget(tmp_path):
+    data = make_av_folder(tmp_path / "c")
+    cache = tmp_path / "cache"
+    result = invoke("train", data, "--runs-dir", tmp_path / "runs", "--name", "d", *FAST, "--cache-memory-gb", "0",
+                    "--cache-dir", cache)
+    assert result.exit_code == 0, result.output
+    assert f"on disk in {cache}" in result.output
+    assert sorted(p.name.split("-")[1] for p in cache.glob("*.index")) == ["train", "val"]

@@ -1,5 +1,7 @@
 """tf.data pipeline: uint8 batches in a stable order, seeded shuffling, augmentation on training only."""
 
+from pathlib import Path
+
 import numpy as np
 
 from conftest import make_image
@@ -74,3 +76,35 @@ def test_images_are_decoded_once_across_epochs(tmp_path, monkeypatch):
     batches = list(_stream(paths, epochs=4).as_numpy_iterator())
     assert sum(len(y) for _, y in batches) == 40
     assert sorted(calls) == sorted(paths)  # each file read once, not once per epoch
+
+
+def test_disk_cache_gives_the_same_batches_and_is_reused_without_decoding(tmp_path, monkeypatch):
+    import kit.pipeline
+    from kit.pipeline import disk_cache
+
+    paths = _files(tmp_path)
+    in_memory = list(_stream(paths, augment="strong").as_numpy_iterator())
+    prefix = disk_cache(paths, 12, 1, str(tmp_path / "cache"))
+    on_disk = list(_stream(paths, augment="strong", cache=prefix).as_numpy_iterator())
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(in_memory, on_disk))
+    assert [p.name for p in (tmp_path / "cache").glob("*.index")] == [Path(prefix).name + ".index"]
+
+    calls = []
+    monkeypatch.setattr(kit.pipeline, "read_image", lambda *a: calls.append(a) or np.zeros((12, 12, 1), np.uint8))
+    again = disk_cache(paths, 12, 1, str(tmp_path / "cache"))  # a later run on the same files
+    assert again == prefix
+    reread = list(_stream(paths, augment="strong", cache=again).as_numpy_iterator())
+    assert calls == [] and all(np.array_equal(a[0], b[0]) for a, b in zip(in_memory, reread))
+
+
+def test_a_half_written_disk_cache_is_discarded(tmp_path):
+    from kit.pipeline import disk_cache
+
+    paths = _files(tmp_path)
+    prefix = disk_cache(paths, 12, 1, str(tmp_path / "cache"))
+    partial = [Path(prefix + suffix) for suffix in ("_0.lockfile", ".data-00000-of-00001")]
+    for p in partial:
+        p.write_bytes(b"half")
+    assert disk_cache(paths, 12, 1, str(tmp_path / "cache")) == prefix
+    assert not any(p.exists() for p in partial)
+    assert len(list(_stream(paths, cache=prefix).as_numpy_iterator())) == 6
