@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from catalogue import CASES
 from conftest import folder_hash, make_av_folder
 from kit.cli import cli
 from kit.errors import ImageError
@@ -52,6 +53,21 @@ def test_table_errors_are_one_line_without_traceback(tmp_path, break_it, message
     assert result.exit_code == 2
     assert result.output.strip() == message
     assert "Traceback" not in result.output
+    assert folder_hash(data) == before
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_catalogue_case_through_the_cli(tmp_path, name):
+    """Each bad input: the decided exit status, its exact one-line message, no traceback, the folder untouched."""
+    break_it, status, line = CASES[name]
+    data = make_av_folder(tmp_path / "comp")
+    break_it(data)
+    before = folder_hash(data)
+    result = invoke("validate", data)
+    assert result.exit_code == status, result.output
+    assert line.format(d=data) in result.output.splitlines(), result.output
+    assert "Traceback" not in result.output and not (result.exception and not isinstance(result.exception,
+                                                                                           SystemExit))
     assert folder_hash(data) == before
 
 
