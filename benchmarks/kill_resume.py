@@ -70,10 +70,12 @@ def main():
         # Kill anywhere from just before a process's first checkpoint to half-way through what remains.
         window = (max(0.0, first_checkpoint - 1), first_checkpoint + (full_seconds - first_checkpoint) / 2)
 
-        run, kills, caught_writing = runs / "cut", 0, 0
-        proc = kit("train", args.data, "--runs-dir", runs, "--name", "cut", *flags)
-        while True:
-            if kills < args.kills:
+        kills, caught_writing, rounds = 0, 0, 0
+        while kills < args.kills:  # each round: a fresh run, killed again and again until it finishes
+            rounds += 1
+            run = runs / f"cut{rounds}"
+            proc = kit("train", args.data, "--runs-dir", runs, "--name", run.name, *flags)
+            while True:
                 delay = rng.uniform(*window)
                 try:
                     code = proc.wait(timeout=delay)
@@ -86,28 +88,28 @@ def main():
                     check_complete(run)
                     state = run / "checkpoints" / "checkpoint.json"
                     where = json.loads(state.read_text()) if state.is_file() else None
-                    print(f"kill {kills:>3} after {delay:5.1f} s: last checkpoint "
+                    print(f"round {rounds} kill {kills:>3} after {delay:5.1f} s: last checkpoint "
                           + (f"epoch {where['epoch']} batch {where['step']}" if where else "none yet")
                           + (f"; half-written: {', '.join(partial)}" if partial else ""), flush=True)
                     info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
                     if info.get("ended"):  # killed on its way out, after everything was written
                         break
                     if where is None:  # killed before the first checkpoint: start over
-                        proc = kit("train", args.data, "--runs-dir", runs, "--name", "cut", "--force", *flags)
+                        proc = kit("train", args.data, "--runs-dir", runs, "--name", run.name, "--force", *flags)
                     else:
                         proc = kit("train", "--resume", run)
                     continue
-            else:
-                code = proc.wait()
-            if code != 0:
-                raise SystemExit(proc.stderr.read())
-            break
-        check_complete(run)
-        same = all(np.array_equal(a, b) for a, b in zip(final_arrays(runs / "full"), final_arrays(run)))
-        print(f"{kills} kills ({caught_writing} while a file was being written); every file complete after each; "
-              f"final state {'IDENTICAL' if same else 'DIFFERENT'} to the uninterrupted run's")
-        if not same:
-            raise SystemExit(1)
+                if code != 0:
+                    raise SystemExit(proc.stderr.read())
+                break
+            check_complete(run)
+            same = all(np.array_equal(a, b) for a, b in zip(final_arrays(runs / "full"), final_arrays(run)))
+            print(f"round {rounds}: final state {'IDENTICAL' if same else 'DIFFERENT'} to the uninterrupted run's",
+                  flush=True)
+            if not same:
+                raise SystemExit(1)
+        print(f"{kills} kills in {rounds} runs ({caught_writing} while a file was being written); every file "
+              "complete after each kill; every resumed run bit-identical to the uninterrupted one")
 
 
 if __name__ == "__main__":
