@@ -98,7 +98,8 @@ def cache_bytes(n_images: int, image_size: int, channels: int) -> int:
 def _decoded(paths, labels, image_size: int, channels: int, cache: bool | str) -> tf.data.Dataset:
     paths = tf.constant([str(p) for p in paths])
     ds = (tf.data.Dataset.from_tensor_slices(paths).batch(DECODE_CHUNK)
-          .map(_loader(image_size, channels), num_parallel_calls=AUTOTUNE).unbatch())
+          .map(_loader(image_size, channels), num_parallel_calls=AUTOTUNE).unbatch()
+          .apply(tf.data.experimental.assert_cardinality(len(paths))))  # unbatch() forgets it; Keras wants it
     if labels is not None:
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(np.asarray(labels, dtype=np.int32))))
     if cache is True:

@@ -108,3 +108,9 @@ def test_a_half_written_disk_cache_is_discarded(tmp_path):
     assert disk_cache(paths, 12, 1, str(tmp_path / "cache")) == prefix
     assert not any(p.exists() for p in partial)
     assert len(list(_stream(paths, cache=prefix).as_numpy_iterator())) == 6
+
+
+def test_datasets_know_their_length(tmp_path):
+    paths = _files(tmp_path)  # Keras warns "ran out of data" on a validation set of unknown length
+    assert int(make_dataset(paths, list(range(10)), image_size=8, channels=1, batch_size=4).cardinality()) == 3
+    assert int(_stream(paths).cardinality()) == 6
