@@ -57,7 +57,7 @@ def kit_train_epochs(args) -> list[float]:
 
 
 def numpy_fit_epochs(args) -> list[float]:
-    """Seconds per epoch of model.fit on uint8 arrays already in memory (the same model, no input pipeline)."""
+    """Seconds per epoch of model.fit on uint8 arrays already in memory (the same model and validation split)."""
     from kit.data import load_competition, validate
     from kit.models import build_model, make_optimizer
     from kit.pipeline import load_images
@@ -66,16 +66,18 @@ def numpy_fit_epochs(args) -> list[float]:
 
     comp = load_competition(args.data)
     config = resolve_config(Config(data=args.data, model=args.model, batch_size=args.batch_size), validate(comp))
-    train, _ = split_train_validation(comp, config)
+    train, val = split_train_validation(comp, config)
     index = {c: i for i, c in enumerate(comp.class_names)}
     x = load_images(train["path"], config.image_size, config.channels)
     y = train["label"].map(index).to_numpy()
+    validation = (load_images(val["path"], config.image_size, config.channels), val["label"].map(index).to_numpy())
     model = build_model(args.model, config.image_size, config.channels, len(comp.class_names))
     steps = -(-len(x) // args.batch_size)
     model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, args.epochs * steps),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     timer = EpochTimer()
-    model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, callbacks=[timer.callback], verbose=0)
+    model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, callbacks=[timer.callback], verbose=0,
+              validation_data=validation)  # kit validates every epoch too
     return timer.seconds
 
 
