@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RunError
-from .runs import atomic_write, read_json, sha256_file, write_json
+from .runs import atomic_write, load_keras_file, read_json, sha256_file, write_json
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "checkpoint.json"
@@ -71,7 +71,6 @@ def unreadable_files(run_dir) -> list[tuple[Path, str]]:
     """Every file in a run folder (temporary files aside) that does not parse or load in full, with the reason."""
     import json
 
-    import keras
     import pandas as pd
 
     bad = []
@@ -87,7 +86,7 @@ def unreadable_files(run_dir) -> list[tuple[Path, str]]:
                 with np.load(path, allow_pickle=False) as arrays:
                     [arrays[k] for k in arrays.files]
             elif path.suffix == ".keras":
-                keras.models.load_model(path, safe_mode=True, compile=False)
+                load_keras_file(path)
         except Exception as e:
             bad.append((path, str(e).splitlines()[0] if str(e) else type(e).__name__))
     return bad

@@ -125,8 +125,7 @@ def lock_run_dir(run_dir: Path) -> None:
 
 def remove_partial_files(run_dir: Path) -> list[Path]:
     """Delete the temporary files a killed process leaves behind (the complete files are never touched)."""
-    partial = [p for folder in (run_dir, run_dir / "checkpoints") if folder.is_dir() for pattern in
-               (".*.tmp", ".*.partial.keras") for p in folder.glob(pattern)]
+    partial = [p for pattern in (".*.tmp", ".*.partial.keras") for p in Path(run_dir).rglob(pattern)]
     for path in partial:
         path.unlink()
     return partial

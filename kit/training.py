@@ -167,14 +167,6 @@ def _callbacks(run_dir: Path, config: Config, state: dict, target, val_ds=None, 
             self.first_step = progress.step  # a resumed epoch starts part-way through
             self.mid_epoch = False
 
-        @property
-        def best(self):
-            return self.progress.best
-
-        @property
-        def rows(self):
-            return self.progress.rows
-
         def on_epoch_begin(self, epoch, logs=None):
             if epoch != self.progress.epoch:
                 self.progress.epoch, self.progress.step, self.first_step = epoch, 0, 0
@@ -244,6 +236,8 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False) 
     from .models import get_model_spec
     from .transfer import is_transfer
 
+    if resume:
+        _check_resumable(config)
     if config.backbone_file:  # a model file kit did not write fails before any work, unless trusted
         from .transfer import check_backbone_file
 
@@ -286,27 +280,35 @@ def resume_config(run_dir, given: dict) -> Config:
     return Config(**stored).validate()
 
 
-def _reopen_for_resume(config: Config, report: ValidationReport) -> Path:
-    """Lock an interrupted run folder again after checking it was trained on this very data."""
+def _check_resumable(config: Config) -> None:
+    """Refuse what the run folder alone rules out, before the data folder is read and validated."""
     from .checkpoints import read_progress
     from .errors import RunError
-    from .runs import lock_run_dir, read_json, remove_partial_files
+    from .runs import read_json
     from .transfer import is_transfer
 
     run_dir = Path(config.runs_dir) / config.name
-    if is_transfer(config.model) or config.folds >= 2:
+    if is_transfer(config.model) or config.backbone_file or config.folds >= 2:
         raise RunError(f"{run_dir}: --resume works for kit's own CNNs trained on one split; transfer and k-fold "
                        "runs restart (their frozen phase is cached and quick): train again with --force")
-    info = read_json(run_dir / "run.json")
-    original = info.get("data_fingerprint")
-    if original and original != report.fingerprint:
-        raise RunError(f"{run_dir}: cannot resume: the data in {config.data} changed since the run started "
-                       f"(fingerprint {report.fingerprint[:12]}…, the run has {original[:12]}…)")
     metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
-    if info.get("ended") and not metrics.get("interrupted"):
+    if read_json(run_dir / "run.json").get("ended") and not metrics.get("interrupted"):
         raise RunError(f"{run_dir}: the run already finished; nothing to resume")
     if read_progress(run_dir) is None:
         raise RunError(f"{run_dir}: stopped before its first checkpoint; nothing to resume (train again with --force)")
+
+
+def _reopen_for_resume(config: Config, report: ValidationReport) -> Path:
+    """Lock an interrupted run folder again after checking it was trained on this very data (_check_resumable
+    has checked the rest)."""
+    from .errors import RunError
+    from .runs import lock_run_dir, read_json, remove_partial_files
+
+    run_dir = Path(config.runs_dir) / config.name
+    original = read_json(run_dir / "run.json").get("data_fingerprint")
+    if original and original != report.fingerprint:
+        raise RunError(f"{run_dir}: cannot resume: the data in {config.data} changed since the run started "
+                       f"(fingerprint {report.fingerprint[:12]}…, the run has {original[:12]}…)")
     lock_run_dir(run_dir)
     remove_partial_files(run_dir)
     return run_dir
@@ -439,13 +441,15 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
             callbacks = _callbacks(run_dir, config, state, model, val_ds, val_labels.to_numpy(), progress,
                                    checkpoints=is_chief())
             _fit_from(model, progress, config.epochs, steps_per_epoch, train_stream, callbacks, fit)
-    epochs_run = len(callbacks[0].rows)
+    epochs_run = len(callbacks[0].progress.rows)
     seconds = time.time() - started
     if not (run_dir / "model.keras").exists():
         if state.get("interrupted"):
             from .errors import Interrupted
 
-            resumable = (run_dir / "checkpoints" / "checkpoint.json").is_file()
+            from .checkpoints import read_progress
+
+            resumable = read_progress(run_dir) is not None
             raise Interrupted(f"{run_dir}: interrupted before the first epoch ended; " +
                               (f"resume with: kit train --resume {run_dir}" if resumable else "nothing to keep"))
         raise DataError(f"{run_dir}: training stopped before the first epoch ended; nothing to keep")
