@@ -92,6 +92,9 @@ def main() -> None:
     parser.add_argument("--epochs", nargs="*", default=[], help="NAME=N: cut a recipe's schedule to N epochs")
     parser.add_argument("--runs-dir", default="bench-recipes", help="runs and derived data go here")
     parser.add_argument("--reuse", action="store_true", help="use finished runs of this script in --runs-dir")
+    parser.add_argument("--default-args", default="", help="extra `kit run` options for the default side")
+    parser.add_argument("--which", choices=("both", "recipe", "default"), default="both",
+                        help="train only one side now (the table then needs --reuse for the other)")
     args = parser.parse_args()
     cut = {name: n for name, n in (item.split("=") for item in args.epochs)}
 
@@ -103,10 +106,13 @@ def main() -> None:
             continue
         data, answers = found
         extra = ["--epochs", cut[name]] if name in cut else []
-        reproduced = run_kit(f"{name}-recipe", data, answers, ["--recipe", name, *extra], args)
-        if recipe.dataset not in defaults:  # one default run per dataset serves all its recipes
-            defaults[recipe.dataset] = run_kit(f"{recipe.dataset}-default", data, answers, [], args)
-        rows.append((recipe, name, reproduced, defaults[recipe.dataset]))
+        reproduced = None if args.which == "default" else \
+            run_kit(f"{name}-recipe", data, answers, ["--recipe", name, *extra], args)
+        if recipe.dataset not in defaults and args.which != "recipe":  # one default run serves all its recipes
+            suffix = "-" + "".join(c for c in args.default_args if c.isalnum()) if args.default_args else ""
+            defaults[recipe.dataset] = run_kit(f"{recipe.dataset}-default{suffix}", data, answers,
+                                               args.default_args.split(), args)
+        rows.append((recipe, name, reproduced, defaults.get(recipe.dataset)))
 
     machine = f"{os.cpu_count()} cores {platform.machine()}, no GPU" if not _has_gpu() else "GPU"
     print("| dataset | recipe | published | recipe as reproduced | kit default | machine |")
@@ -116,7 +122,9 @@ def main() -> None:
               f"{_cell(default)} | {machine} |")
 
 
-def _cell(result: dict, planned: int | None = None) -> str:
+def _cell(result: dict | None, planned: int | None = None) -> str:
+    if result is None:
+        return "not run"
     epochs = f"{result['epochs']} epochs" + (f" of {planned}" if planned and planned != result["epochs"] else "")
     return f"{100 * result['accuracy']:.2f}% ({epochs}, {result['wall'] / 60:.1f} min)"
 

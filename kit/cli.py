@@ -176,9 +176,9 @@ def _print_train_result(result, command: str = "train"):
                f"epoch(s) in {m['train_seconds']:.0f} s")
     click.echo(f"Run folder: {result.run_dir}")
     if result.interrupted:
-        import shlex
+        from .training import resume_hint
 
-        click.echo(f"Interrupted. Resume with: kit {command} --resume {shlex.quote(str(result.run_dir))}", err=True)
+        click.echo(f"Interrupted. {resume_hint(result.run_dir, command)}", err=True)
         sys.exit(130)
 
 
@@ -246,7 +246,7 @@ def run(data, config_file, force, output, **flags):
     from .training import train as train_run
 
     config, answers = _make_config(data, config_file, **flags)
-    result = train_run(config, force=force, log=click.echo, resume=bool(flags["resume_run"]))
+    result = train_run(config, force=force, log=click.echo, resume=bool(flags["resume_run"]), command="run")
     _print_train_result(result, "run")
     sub = write(result.run_dir, config.data, output, force=force)
     click.echo(f"Submission: {sub.path} ({sub.rows} rows, {', '.join(sub.columns)})")

@@ -33,28 +33,52 @@ def fold_assignments(labels, k: int, seed: int, groups=None) -> np.ndarray:
     return folds
 
 
-def train_folds(config: Config, comp: Competition, run_dir: Path, log=print):
-    """Train one model per fold into run_dir/fold<k>/, then write oof.csv and the OOF metrics."""
+def train_folds(config: Config, comp: Competition, run_dir: Path, log=print, resume: bool = False):
+    """Train one model per fold into run_dir/fold<k>/, then write oof.csv and the OOF metrics.
+
+    With resume, finished folds are kept, the fold that was interrupted continues from its checkpoint, and a
+    fold stopped before its first checkpoint starts again.
+    """
+    import shutil
+
     import keras
 
+    from .checkpoints import read_progress
     from .reports import write_reports
+    from .runs import read_json
     from .training import TrainResult, fit_run
 
     train = comp.train
     groups = train["group"].to_numpy() if "group" in train else None
     folds = fold_assignments(train["label"], config.folds, config.seed, groups)
+    assignment = pd.DataFrame({"id": train["id"].astype(str), "fold": folds})
+    if resume and (run_dir / "folds.csv").is_file():  # same data and seed give the same folds; say so if not
+        stored = pd.read_csv(run_dir / "folds.csv", dtype={"id": str}, keep_default_na=False)
+        if not stored.equals(assignment):
+            from .errors import RunError
+
+            raise RunError(f"{run_dir / 'folds.csv'}: the folds of this data differ from the run's; start a new run")
     with atomic_write(run_dir / "folds.csv", newline="", encoding="utf-8") as f:
-        pd.DataFrame({"id": train["id"], "fold": folds}).to_csv(f, index=False)
+        assignment.to_csv(f, index=False)
     fold_metrics, interrupted = [], False
     for k in range(config.folds):
-        log(f"Fold {k + 1}/{config.folds}")
         fold_dir = run_dir / f"fold{k}"
-        fold_dir.mkdir()
+        done = read_json(fold_dir / "metrics.json") if resume and (fold_dir / "metrics.json").is_file() else {}
+        if done and not done.get("interrupted"):
+            log(f"Fold {k + 1}/{config.folds}: finished before, kept")
+            write_reports(fold_dir)  # again: the kill may have come while they were being written
+            fold_metrics.append(done)
+            continue
+        log(f"Fold {k + 1}/{config.folds}")
+        fold_resume = resume and read_progress(fold_dir) is not None
+        if not fold_resume and fold_dir.exists():  # stopped before its first checkpoint: nothing to keep
+            shutil.rmtree(fold_dir)
+        fold_dir.mkdir(exist_ok=True)
         fold_config = replace(config, name=f"{config.name}/fold{k}", folds=0)
         write_json(fold_dir / "config.json", fold_config.__dict__)
         write_json(fold_dir / "class_names.json", comp.class_names)
         metrics = fit_run(fold_config, comp.class_names, train[folds != k].reset_index(drop=True),
-                          train[folds == k].reset_index(drop=True), fold_dir, log)
+                          train[folds == k].reset_index(drop=True), fold_dir, log, resume=fold_resume)
         fold_metrics.append(metrics)
         keras.backend.clear_session()  # free the fold's graph before building the next model
         if metrics.get("interrupted"):

@@ -120,15 +120,30 @@ def make_training_stream(paths, labels, *, image_size: int, channels: int, batch
     """
     base = _decoded(paths, labels, image_size, channels, cache=cache)
     buffer = max(1, min(len(paths), SHUFFLE_BUFFER_BYTES // cache_bytes(1, image_size, channels)))
+    ds = shuffled_epochs(base, buffer, batch_size=batch_size, seed=seed, epochs=epochs, first_epoch=first_epoch,
+                         skip_batches=skip_batches)
+    steps = -(-len(paths) // batch_size)
+    return augment_batches(ds, augment, seed, first_batch=first_epoch * steps + skip_batches).prefetch(AUTOTUNE)
 
+
+def make_array_stream(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int, epochs: int, first_epoch: int = 0,
+                      skip_batches: int = 0) -> tf.data.Dataset:
+    """make_training_stream for arrays already in memory (cached backbone features): same per-epoch seeding."""
+    base = tf.data.Dataset.from_tensor_slices((x, y))
+    return shuffled_epochs(base, len(x), batch_size=batch_size, seed=seed, epochs=epochs, first_epoch=first_epoch,
+                           skip_batches=skip_batches).prefetch(AUTOTUNE)
+
+
+def shuffled_epochs(base: tf.data.Dataset, buffer: int, *, batch_size: int, seed: int, epochs: int,
+                    first_epoch: int = 0, skip_batches: int = 0) -> tf.data.Dataset:
+    """Batches of epochs first_epoch..epochs-1 of `base`, each epoch shuffled by (seed, epoch) alone."""
     def epoch(e: int) -> tf.data.Dataset:  # a Python seed per epoch: shuffle() rejects tensor seeds under a global seed
         return base.shuffle(buffer, seed=seed * 100_003 + e, reshuffle_each_iteration=False).batch(batch_size)
 
-    steps = -(-len(paths) // batch_size)
     ds = epoch(first_epoch).skip(skip_batches)
-    for e in range(first_epoch + 1, epochs):  # every epoch reads the same in-memory cache
+    for e in range(first_epoch + 1, epochs):  # every epoch reads the same cache
         ds = ds.concatenate(epoch(e))
-    return augment_batches(ds, augment, seed, first_batch=first_epoch * steps + skip_batches).prefetch(AUTOTUNE)
+    return ds
 
 
 def make_balanced_dataset(paths, labels, *, image_size: int, channels: int, batch_size: int, seed: int = 0,

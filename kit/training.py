@@ -125,11 +125,13 @@ class Progress:
         self.best = record.get("best", -np.inf)
         self.best_epoch = record.get("best_epoch", 0)
         self.rows = record.get("history", [])
+        self.phase = record.get("phase", "frozen")  # transfer runs: "frozen" (head only), then "fine_tune"
+        self.frozen_best = record.get("frozen_best")  # transfer runs: the best score of the frozen phase
         self.stopped = False  # early stopping or an interrupt: no further fit() calls
 
     def record(self) -> dict:
         return {"epoch": self.epoch, "step": self.step, "best": self.best, "best_epoch": self.best_epoch,
-                "history": self.rows}
+                "history": self.rows, "phase": self.phase, "frozen_best": self.frozen_best}
 
 
 def _callbacks(run_dir: Path, config: Config, state: dict, target, val_ds=None, val_labels=None,
@@ -228,11 +230,14 @@ def is_chief() -> bool:
                                                       and "chief" not in cluster.get("cluster", {}))
 
 
-def train(config: Config, force: bool = False, log=print, resume: bool = False) -> TrainResult:
+def train(config: Config, force: bool = False, log=print, resume: bool = False, command: str = "train"
+          ) -> TrainResult:
     """Validate the data, train the configured model, and write everything to runs/NAME/.
 
     With resume, config must be the run's own (see resume_config) and training continues from its checkpoint.
+    `command` (train or run) is only for the resume hint when Ctrl-C stops the run before its first epoch.
     """
+    from .errors import Interrupted
     from .models import get_model_spec
     from .transfer import is_transfer
 
@@ -255,6 +260,9 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False) 
     try:
         return _train_in(run_dir, config, comp, report, skipped, train_df if config.folds < 2 else None,
                          val_df if config.folds < 2 else None, log, resume)
+    except Interrupted as e:
+        raise Interrupted(f"{e}; " + (resume_hint(run_dir, command) if has_checkpoint(run_dir) else "nothing to keep")
+                          ) from None
     finally:
         release_run_dir(run_dir)
 
@@ -282,20 +290,31 @@ def resume_config(run_dir, given: dict) -> Config:
 
 def _check_resumable(config: Config) -> None:
     """Refuse what the run folder alone rules out, before the data folder is read and validated."""
-    from .checkpoints import read_progress
     from .errors import RunError
     from .runs import read_json
-    from .transfer import is_transfer
 
     run_dir = Path(config.runs_dir) / config.name
-    if is_transfer(config.model) or config.backbone_file or config.folds >= 2:
-        raise RunError(f"{run_dir}: --resume works for kit's own CNNs trained on one split; transfer and k-fold "
-                       "runs restart (their frozen phase is cached and quick): train again with --force")
     metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
     if read_json(run_dir / "run.json").get("ended") and not metrics.get("interrupted"):
         raise RunError(f"{run_dir}: the run already finished; nothing to resume")
-    if read_progress(run_dir) is None:
+    if not has_checkpoint(run_dir):
         raise RunError(f"{run_dir}: stopped before its first checkpoint; nothing to resume (train again with --force)")
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether a run (or, for k-fold runs, any of its folds) saved something to resume from."""
+    from .checkpoints import read_progress
+
+    return read_progress(run_dir) is not None or any(read_progress(fold) is not None or
+                                                     (fold / "metrics.json").is_file()
+                                                     for fold in run_dir.glob("fold*"))
+
+
+def resume_hint(run_dir: Path, command: str = "train") -> str:
+    """The one spelling of the resume command, for the interrupt message and the Interrupted error."""
+    import shlex
+
+    return f"Resume with: kit {command} --resume {shlex.quote(str(run_dir))}"
 
 
 def _reopen_for_resume(config: Config, report: ValidationReport) -> Path:
@@ -337,7 +356,7 @@ def _train_in(run_dir: Path, config: Config, comp, report, skipped, train_df, va
     if config.folds >= 2:
         from .folds import train_folds
 
-        result = train_folds(config, comp, run_dir, log)
+        result = train_folds(config, comp, run_dir, log, resume)
     else:
         metrics = fit_run(config, comp.class_names, train_df, val_df, run_dir, log, resume=resume)
         result = TrainResult(run_dir=run_dir, config=config, metrics=metrics,
@@ -418,13 +437,21 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
         if is_transfer(config.model):
             from .transfer import build_transfer_model
 
+            from .checkpoints import read_progress
+
             with strategy.scope():
                 tm = build_transfer_model(config.model, config.image_size, config.channels, len(class_names),
                                           weights=config.weights, backbone_file=config.backbone_file,
                                           trusted=(config.trust_model,))
-            callbacks = _callbacks(run_dir, config, state, tm.model, val_ds, val_labels.to_numpy())
+            progress = Progress(read_progress(run_dir) if resume else None)
+            if resume:
+                log(f"Resuming at epoch {progress.epoch + 1} ({progress.phase.replace('_', '-')} phase), "
+                    f"batch {progress.step + 1}")
+            callbacks = _callbacks(run_dir, config, state, tm.model, val_ds, val_labels.to_numpy(), progress,
+                                   checkpoints=is_chief())
             extra = _fit_transfer(tm, config, strategy, train_df, train_labels, train_stream, val_ds, common,
-                                  steps_per_epoch, callbacks, state, fit, log, train_cache)
+                                  steps_per_epoch, callbacks, state, fit, log, train_cache,
+                                  run_dir if resume else None)
         else:
             from .checkpoints import restore_checkpoint
             from .models import build_model, make_optimizer
@@ -447,11 +474,7 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
         if state.get("interrupted"):
             from .errors import Interrupted
 
-            from .checkpoints import read_progress
-
-            resumable = read_progress(run_dir) is not None
-            raise Interrupted(f"{run_dir}: interrupted before the first epoch ended; " +
-                              (f"resume with: kit train --resume {run_dir}" if resumable else "nothing to keep"))
+            raise Interrupted(f"{run_dir}: interrupted before the first epoch ended")  # train() says how to resume
         raise DataError(f"{run_dir}: training stopped before the first epoch ended; nothing to keep")
     if not is_chief():
         return {"interrupted": bool(state.get("interrupted"))}
@@ -521,35 +544,51 @@ def _fit_from(model, progress: Progress, epochs: int, steps: int, train_stream, 
 
 
 def _fit_transfer(tm, config: Config, strategy, train_df, train_labels, train_stream, val_ds, common: dict,
-                  steps_per_epoch: int, callbacks, state: dict, fit: dict, log, train_cache=True) -> dict:
-    """Phase 1: the head on a frozen backbone (on cached features by default); phase 2: fine-tune the top."""
+                  steps_per_epoch: int, callbacks, state: dict, fit: dict, log, train_cache=True,
+                  resume_from: Path | None = None) -> dict:
+    """Phase 1: the head on a frozen backbone (on cached features by default); phase 2: fine-tune the top.
+
+    Both phases checkpoint like kit's own CNNs. progress.phase says which model a checkpoint holds (the head, or
+    the whole model with its top unfrozen), so a run resumed from `resume_from` restores it and goes on.
+    """
+    from .checkpoints import restore_checkpoint
     from .models import make_optimizer
-    from .pipeline import augment_batches, make_dataset
+    from .pipeline import augment_batches, make_array_stream, make_dataset
     from .transfer import extract_features, unfreeze_top
 
     loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
     progress = callbacks[0].progress
-    with strategy.scope():
-        optimizer = make_optimizer(config.optimizer, config.learning_rate, config.epochs * steps_per_epoch)
-    if config.feature_cache and config.epochs:
-        t0 = time.time()
-        views = config.feature_views if config.augment != "none" else 1
-        plain = make_dataset(train_df["path"], train_labels, cache=train_cache, **common)  # decoded once
-        # view 0 is the plain image; further views are augmented copies (--feature-views N).
-        xs, ys = zip(*[extract_features(tm.features, augment_batches(plain, config.augment, config.seed + v)
-                                        if v else plain) for v in range(views)])
-        val_x, val_y = extract_features(tm.features, val_ds)
-        log(f"Frozen phase: features of {len(train_df)} images × {views} view(s) computed in {time.time() - t0:.0f} s")
+    if config.epochs and progress.phase == "frozen":
+        frozen = tm.head if config.feature_cache else tm.model
         with strategy.scope():
-            tm.head.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-        tm.head.fit(np.concatenate(xs), np.concatenate(ys), batch_size=common["batch_size"], epochs=config.epochs,
-                    validation_data=(val_x, val_y), callbacks=callbacks, shuffle=True, verbose=fit["verbose"],
-                    class_weight=fit["class_weight"])
-    elif config.epochs:
-        with strategy.scope():
-            tm.model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=config.jit_compile)
-        _fit_from(tm.model, progress, config.epochs, steps_per_epoch, train_stream, callbacks, fit)
-    frozen_best = float(progress.best)
+            frozen.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate,
+                                                    config.epochs * steps_per_epoch),
+                           loss=loss, metrics=metrics, jit_compile=config.jit_compile and frozen is tm.model)
+        if resume_from:
+            restore_checkpoint(resume_from, frozen)
+        if progress.epoch < config.epochs and config.feature_cache:
+            t0 = time.time()
+            views = config.feature_views if config.augment != "none" else 1
+            plain = make_dataset(train_df["path"], train_labels, cache=train_cache, **common)  # decoded once
+            # view 0 is the plain image; further views are augmented copies (--feature-views N).
+            xs, ys = zip(*[extract_features(tm.features, augment_batches(plain, config.augment, config.seed + v)
+                                            if v else plain) for v in range(views)])
+            x, y = np.concatenate(xs), np.concatenate(ys)
+            val_x, val_y = extract_features(tm.features, val_ds)
+            log(f"Frozen phase: features of {len(train_df)} images × {views} view(s) computed in "
+                f"{time.time() - t0:.0f} s")
+            batch_size = common["batch_size"]
+
+            def feature_stream(first_epoch: int, last_epoch: int, skip: int = 0):
+                return make_array_stream(x, y, batch_size=batch_size, seed=config.seed, epochs=last_epoch,
+                                         first_epoch=first_epoch, skip_batches=skip)
+
+            val_features = make_array_stream(val_x, val_y, batch_size=batch_size, seed=config.seed, epochs=1)
+            _fit_from(tm.head, progress, config.epochs, -(-len(x) // batch_size), feature_stream, callbacks,
+                      {**fit, "validation_data": val_features, "steps_per_epoch": -(-len(x) // batch_size)})
+        elif progress.epoch < config.epochs:
+            _fit_from(tm.model, progress, config.epochs, steps_per_epoch, train_stream, callbacks, fit)
+        progress.frozen_best = float(progress.best)
     if config.fine_tune_epochs and not state.get("interrupted"):
         progress.stopped = False  # early stopping ends the frozen phase, not the fine-tuning
         opened = unfreeze_top(tm.backbone, config.fine_tune_layers)
@@ -559,7 +598,11 @@ def _fit_transfer(tm, config: Config, strategy, train_df, train_labels, train_st
             tm.model.compile(optimizer=make_optimizer("adamw", config.learning_rate / 10,
                                                      config.fine_tune_epochs * steps_per_epoch),
                              loss=loss, metrics=metrics, jit_compile=config.jit_compile)
-        progress.epoch, progress.step = config.epochs, 0
+        if progress.phase == "fine_tune":  # resumed inside the fine-tuning
+            restore_checkpoint(resume_from, tm.model)
+        else:
+            progress.phase, progress.epoch, progress.step = "fine_tune", config.epochs, 0
         _fit_from(tm.model, progress, config.epochs + config.fine_tune_epochs, steps_per_epoch, train_stream,
                   callbacks, fit)
-    return {"frozen_val_accuracy": round(frozen_best, 6)}
+    best = progress.frozen_best if progress.frozen_best is not None else progress.best
+    return {"frozen_val_accuracy": round(float(best), 6)}

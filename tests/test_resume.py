@@ -149,3 +149,100 @@ def test_second_ctrl_c_exits_at_once_leaving_only_complete_files(tmp_path):
     assert proc.returncode == 130, output
     assert "Aborted" in output or "Interrupted" in output
     assert_every_file_complete(run)
+
+
+def wait_for_progress(run_dir, proc, condition, timeout=180):
+    """Wait until the run's checkpoint.json satisfies `condition`; returns it."""
+    path, deadline = run_dir / "checkpoints" / "checkpoint.json", time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if path.exists() and condition(progress := json.loads(path.read_text())):
+            return progress
+        time.sleep(0.02)
+    raise AssertionError(proc.communicate()[0] if proc.poll() is not None else f"{path}: condition never met")
+
+
+def kill(proc):
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory):
+    """A conv-BatchNorm-conv backbone file: builds in milliseconds, has a BatchNorm for the fine-tuning to keep."""
+    import hashlib
+
+    import keras
+
+    path = tmp_path_factory.mktemp("backbone") / "tiny.keras"
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
+    keras.Model(inputs, x).save(path)
+    return ["--backbone-file", str(path), "--trust-model", hashlib.sha256(path.read_bytes()).hexdigest()]
+
+
+def test_a_transfer_run_killed_in_each_phase_resumes_bit_for_bit(uninterrupted, tiny_backbone):
+    tmp, data = uninterrupted
+    # A long frozen phase (15 epochs on cached features) so the first kill lands in it, then 3 fine-tuning epochs.
+    args = [*tiny_backbone, "--epochs", "15", "--fine-tune-epochs", "3", "--feature-views", "2"]
+    full = start_training(data, tmp / "runs", "t-full", *args)
+    assert full.wait(timeout=600) == 0, full.communicate()[0]
+
+    run = tmp / "runs" / "t-cut"
+    proc = start_training(data, tmp / "runs", "t-cut", *args)
+    first = wait_for_progress(run, proc, lambda p: True)
+    kill(proc)
+    assert first["phase"] == "frozen"
+    assert_every_file_complete(run)
+    resumed = subprocess.Popen([sys.executable, "-m", "kit", "train", "--resume", str(run)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=ENV)
+    wait_for_progress(run, resumed, lambda p: p["phase"] == "fine_tune")
+    time.sleep(random.uniform(0.0, 0.3))
+    kill(resumed)
+    assert_every_file_complete(run)
+    second = json.loads((run / "checkpoints" / "checkpoint.json").read_text())
+    assert second["phase"] == "fine_tune" or second["epoch"] == 15  # killed after the frozen phase ended
+
+    result = CliRunner().invoke(cli, ["train", "--resume", str(run)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert f"Resuming at epoch {second['epoch'] + 1} ({second['phase'].replace('_', '-')} phase)" in result.output
+    assert_every_file_complete(run)
+    (p_full, a_full), (p_cut, a_cut) = final_state(tmp / "runs" / "t-full"), final_state(run)
+    assert p_full["epoch"] == p_cut["epoch"] == 18 and p_cut["phase"] == "fine_tune" and len(a_full) == len(a_cut)
+    differing = [i for i, (a, b) in enumerate(zip(a_full, a_cut)) if not np.array_equal(a, b)]
+    assert differing == [], f"killed at {first} then {second['epoch']}/{second['step']}: arrays {differing} differ"
+    metrics = [json.loads((r / "metrics.json").read_text()) for r in (tmp / "runs" / "t-full", run)]
+    assert metrics[0]["frozen_val_accuracy"] == metrics[1]["frozen_val_accuracy"]
+    assert pd.read_csv(run / "history.csv")["epoch"].tolist() == list(range(1, 19))
+
+
+def test_a_k_fold_run_killed_in_its_second_fold_keeps_the_first_and_resumes_the_second(uninterrupted):
+    import hashlib
+
+    tmp, data = uninterrupted
+    args = ["--folds", "2", "--epochs", "2"]
+    full = start_training(data, tmp / "runs", "k-full", *args)
+    assert full.wait(timeout=600) == 0, full.communicate()[0]
+
+    run = tmp / "runs" / "k-cut"
+    proc = start_training(data, tmp / "runs", "k-cut", *args)
+    wait_for(run / "fold1" / "checkpoints" / "checkpoint.json", proc)
+    time.sleep(random.uniform(0.0, 0.5))
+    kill(proc)
+    assert_every_file_complete(run)
+    fold0_model = hashlib.sha256((run / "fold0" / "model.keras").read_bytes()).hexdigest()
+
+    result = CliRunner().invoke(cli, ["train", "--resume", str(run)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Fold 1/2: finished before, kept" in result.output
+    assert hashlib.sha256((run / "fold0" / "model.keras").read_bytes()).hexdigest() == fold0_model
+    assert_every_file_complete(run)
+    for fold in ("fold0", "fold1"):
+        (_, a_full), (_, a_cut) = final_state(tmp / "runs" / "k-full" / fold), final_state(run / fold)
+        assert all(np.array_equal(a, b) for a, b in zip(a_full, a_cut)), fold
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert not metrics["interrupted"] and len(metrics["fold_accuracies"]) == 2
+    assert pd.read_csv(run / "oof.csv").equals(pd.read_csv(tmp / "runs" / "k-full" / "oof.csv"))
