@@ -1,6 +1,7 @@
 """SIGKILL `kit train` at random moments, resume each time, and check the result against an uninterrupted run.
 
 Usage: python benchmarks/kill_resume.py DATA [--kills 30] [--epochs 3] [--seed 0] [-- extra kit train flags]
+  e.g. `-- --folds 2` (k-fold), `-- --backbone-file F.keras --trust-model SHA256 --fine-tune-epochs 2` (transfer)
 After every kill: every file in the run folder (temporary files aside) must parse or load in full. At the end the
 resumed run's final checkpoint (weights, optimizer state, dropout seeds) must equal the uninterrupted run's bit for
 bit. Prints one line per kill (when, where the last checkpoint stood, whether a temporary file was caught half
@@ -38,10 +39,28 @@ def check_complete(run: Path) -> None:
         raise SystemExit(f"INCOMPLETE FILE {path}: {reason}")
 
 
-def final_arrays(run: Path) -> list:
-    progress = json.loads((run / "checkpoints" / "checkpoint.json").read_text())
-    with np.load(run / "checkpoints" / progress["file"], allow_pickle=False) as arrays:
-        return [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+def final_arrays(run: Path) -> dict:
+    """The arrays of every final checkpoint in the run (one per fold for k-fold runs), by folder."""
+    states = {}
+    for state in sorted(run.rglob("checkpoint.json")):
+        progress = json.loads(state.read_text())
+        with np.load(state.parent / progress["file"], allow_pickle=False) as arrays:
+            states[str(state.parent.relative_to(run))] = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+    return states
+
+
+def last_checkpoint(run: Path) -> str | None:
+    """Where the newest checkpoint stands ("fold1 fine_tune epoch 3 batch 4"), or None."""
+    states = sorted(run.rglob("checkpoint.json"), key=lambda p: p.stat().st_mtime_ns)
+    if not states:
+        return None
+    p = json.loads(states[-1].read_text())
+    folder = str(states[-1].parent.parent.relative_to(run))
+    config = json.loads((run / "config.json").read_text())
+    transfer = config.get("backbone_file") or config.get("model") not in ("baseline", "mlp", "simple_cnn", "lenet",
+                                                                          "cifar_cnn")
+    return (f"{folder} " if folder != "." else "") + (f"{p['phase']} phase, " if transfer else "") + \
+        f"epoch {p['epoch']} batch {p['step']}"
 
 
 def main():
@@ -50,8 +69,12 @@ def main():
     parser.add_argument("--kills", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("extra", nargs="*")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)  # what follows -- goes to kit train as it is
+    args = parser.parse_args(argv[:cut])
+    args.extra = argv[cut + 1:]
+    from kit.training import has_checkpoint
+
     rng = random.Random(args.seed)
     flags = FLAGS + ["--epochs", str(args.epochs)] + args.extra
 
@@ -59,7 +82,7 @@ def main():
         runs = Path(runs)
         start = time.time()
         proc = kit("train", args.data, "--runs-dir", runs, "--name", "full", *flags)
-        while not (runs / "full" / "checkpoints" / "checkpoint.json").exists() and proc.poll() is None:
+        while not has_checkpoint(runs / "full") and proc.poll() is None:
             time.sleep(0.05)
         first_checkpoint = time.time() - start
         if proc.wait() != 0:
@@ -86,15 +109,14 @@ def main():
                     partial = [p.name for p in run.rglob(".*") if p.name != ".lock"]
                     caught_writing += bool(partial)
                     check_complete(run)
-                    state = run / "checkpoints" / "checkpoint.json"
-                    where = json.loads(state.read_text()) if state.is_file() else None
+                    where = last_checkpoint(run)
                     print(f"round {rounds} kill {kills:>3} after {delay:5.1f} s: last checkpoint "
-                          + (f"epoch {where['epoch']} batch {where['step']}" if where else "none yet")
+                          + (where or "none yet")
                           + (f"; half-written: {', '.join(partial)}" if partial else ""), flush=True)
                     info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
                     if info.get("ended"):  # killed on its way out, after everything was written
                         break
-                    if where is None:  # killed before the first checkpoint: start over
+                    if not has_checkpoint(run):  # killed before the first checkpoint: start over
                         proc = kit("train", args.data, "--runs-dir", runs, "--name", run.name, "--force", *flags)
                     else:
                         proc = kit("train", "--resume", run)
@@ -103,7 +125,10 @@ def main():
                     raise SystemExit(proc.stderr.read())
                 break
             check_complete(run)
-            same = all(np.array_equal(a, b) for a, b in zip(final_arrays(runs / "full"), final_arrays(run)))
+            full, cut = final_arrays(runs / "full"), final_arrays(run)
+            same = full.keys() == cut.keys() and all(len(full[k]) == len(cut[k]) and
+                                                     all(np.array_equal(a, b) for a, b in zip(full[k], cut[k]))
+                                                     for k in full)
             print(f"round {rounds}: final state {'IDENTICAL' if same else 'DIFFERENT'} to the uninterrupted run's",
                   flush=True)
             if not same:

@@ -5,6 +5,9 @@ Usage: python benchmarks/memory.py make PHOTOS OUT [--count 20000] [--size 224]
        python benchmarks/memory.py measure OUT [--epochs 1] [-- extra kit train flags]
          prints the peak RSS of `kit train OUT` and of loading OUT the tutorials' way (load_img + img_to_array
          into one float32 array), each in its own process
+       python benchmarks/memory.py breakdown OUT [--epochs 1] [-- extra kit train flags]
+         runs kit train in this process and prints the peak RSS of each stage (start-up, validation, model
+         build, the training epochs, validation predictions, reports), sampled every 50 ms
 """
 
 from __future__ import annotations
@@ -71,6 +74,56 @@ def measure(args):
         print(f"{name:40}{peak:>12.2f}{seconds:>9.0f}")
 
 
+def breakdown(args):
+    """Peak RSS per stage of one `kit train`, from /proc/self/status sampled in a thread."""
+    import threading
+
+    def rss_gb() -> float:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 2**20
+
+    stages: list[list] = [["python + TensorFlow + kit imports", 0.0]]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            stages[-1][1] = max(stages[-1][1], rss_gb())
+            time.sleep(0.05)
+
+    def stage(name, fn):
+        def wrapped(*a, **k):
+            stages.append([name, rss_gb()])
+            try:
+                return fn(*a, **k)
+            finally:
+                stages.append([f"after {name}", rss_gb()])
+        return wrapped
+
+    threading.Thread(target=sample, daemon=True).start()
+    import keras
+
+    import kit.predict
+    import kit.reports
+    import kit.training
+    from kit.config import Config
+
+    kit.training.load_and_validate = stage("validation", kit.training.load_and_validate)
+    keras.Model.fit = stage("fit (decode + train epochs)", keras.Model.fit)
+    kit.predict.predict_validation = stage("validation predictions", kit.predict.predict_validation)
+    kit.reports.write_reports = stage("reports", kit.reports.write_reports)
+    with tempfile.TemporaryDirectory() as runs:
+        flags = dict(zip(args.extra[0::2], args.extra[1::2]))
+        config = Config(data=args.out, runs_dir=runs, name="m", epochs=args.epochs, image_size=args.size,
+                        **{k.lstrip("-").replace("-", "_"): type(getattr(Config, k.lstrip("-").replace("-", "_")))(v)
+                           for k, v in flags.items()}).validate()
+        kit.training.train(config, log=lambda *_: None)
+    done.set()
+    print(f"{'stage':45}{'peak RSS GB':>12}")
+    for name, peak in stages:
+        print(f"{name:45}{peak:>12.2f}")
+    print(f"{'whole process (ru_maxrss)':45}{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:>12.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,13 +132,16 @@ def main():
     m.add_argument("out")
     m.add_argument("--count", type=int, default=20000)
     m.add_argument("--size", type=int, default=224)
-    r = sub.add_parser("measure")
-    r.add_argument("out")
-    r.add_argument("--epochs", type=int, default=1)
-    r.add_argument("--size", type=int, default=224)
-    r.add_argument("extra", nargs="*")
-    args = parser.parse_args()
-    make(args) if args.command == "make" else measure(args)
+    for name in ("measure", "breakdown"):
+        r = sub.add_parser(name)
+        r.add_argument("out")
+        r.add_argument("--epochs", type=int, default=1)
+        r.add_argument("--size", type=int, default=224)
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)  # what follows -- goes to kit train as it is
+    args = parser.parse_args(argv[:cut])
+    args.extra = argv[cut + 1:]
+    {"make": make, "measure": measure, "breakdown": breakdown}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import tensorflow as tf
 import keras
@@ -63,20 +66,21 @@ def make_dataset(paths, labels=None, *, image_size: int, channels: int, batch_si
 
 
 def disk_cache(paths, image_size: int, channels: int, cache_dir: str = "", name: str = "train") -> str:
-    """A file prefix for tf.data's on-disk cache in cache_dir (default: a temporary folder removed at exit).
+    """A file prefix for kit's on-disk cache in cache_dir (default: a temporary folder removed at exit).
 
-    The prefix is keyed by the file list, its order and the image shape, so a --cache-dir is reused by every
-    run on the same images. A cache left half-written by a killed process is deleted, never read.
+    The cache is one raw file, PREFIX.u8, of the decoded uint8 images in the files' order (see _decoded). Not
+    tf.data's cache(filename): that holds the whole dataset in memory while it writes (tensorflow#50579). The
+    prefix is keyed by the file list, its order and the image shape, so a --cache-dir is reused by every run
+    on the same images. A cache left half-written by a killed process is deleted, never read.
     """
     import hashlib
-    from pathlib import Path
 
     folder = Path(cache_dir or _temporary_cache_dir())
     folder.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(("\n".join(map(str, paths)) + f"\n{image_size}x{channels}").encode()).hexdigest()[:16]
     prefix = folder / f"kit-{name}-{image_size}x{channels}-{key}"
-    if not Path(f"{prefix}.index").exists():  # incomplete (no index yet): start it afresh
-        for stale in folder.glob(f"{prefix.name}*"):
+    if not Path(f"{prefix}.u8").exists():  # never finished: drop what a killed writer left
+        for stale in folder.glob(f".{prefix.name}*.tmp"):
             stale.unlink()
     return str(prefix)
 
@@ -96,15 +100,57 @@ def cache_bytes(n_images: int, image_size: int, channels: int) -> int:
 
 
 def _decoded(paths, labels, image_size: int, channels: int, cache: bool | str) -> tf.data.Dataset:
-    paths = tf.constant([str(p) for p in paths])
-    ds = (tf.data.Dataset.from_tensor_slices(paths).batch(DECODE_CHUNK)
-          .map(_loader(image_size, channels), num_parallel_calls=AUTOTUNE).unbatch()
-          .apply(tf.data.experimental.assert_cardinality(len(paths))))  # unbatch() forgets it; Keras wants it
+    """The decoded images (with their labels) in the files' order, decoded once when cached."""
+    count = len(paths)
+    if isinstance(cache, str):
+        chunks = _read_disk_cache(_write_disk_cache(cache, paths, image_size, channels), count, image_size,
+                                  channels)
+    else:
+        chunks = _decoded_chunks(paths, image_size, channels)
+    ds = chunks.unbatch().apply(tf.data.experimental.assert_cardinality(count))  # unbatch() forgets it
     if labels is not None:
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(np.asarray(labels, dtype=np.int32))))
-    if cache is True:
-        return ds.cache()
-    return ds.cache(cache) if cache else ds
+    return ds.cache() if cache is True else ds
+
+
+def _decoded_chunks(paths, image_size: int, channels: int) -> tf.data.Dataset:
+    paths = tf.constant([str(p) for p in paths])
+    return tf.data.Dataset.from_tensor_slices(paths).batch(DECODE_CHUNK).map(_loader(image_size, channels),
+                                                                            num_parallel_calls=AUTOTUNE)
+
+
+def _write_disk_cache(prefix: str, paths, image_size: int, channels: int) -> str:
+    """Decode every image once, in order, into PREFIX.u8 (written atomically) unless it is already there."""
+    from .runs import atomic_write
+
+    path = f"{prefix}.u8"
+    if not Path(path).exists():
+        with atomic_write(path, "wb") as f:
+            for chunk in _decoded_chunks(paths, image_size, channels).as_numpy_iterator():
+                f.write(chunk.tobytes())
+    return path
+
+
+def _read_disk_cache(path: str, count: int, image_size: int, channels: int) -> tf.data.Dataset:
+    """Chunks of images read back from a raw cache file with plain reads (page cache, not process memory)."""
+    image_bytes = image_size * image_size * channels
+    if Path(path).stat().st_size != count * image_bytes:
+        from .errors import DataError
+
+        raise DataError(f"{path}: holds {Path(path).stat().st_size} bytes, not {count} images of {image_bytes}; "
+                        "delete it")
+
+    def read(start):
+        n = min(DECODE_CHUNK, count - int(start))
+        with open(path, "rb") as f:
+            data = os.pread(f.fileno(), n * image_bytes, int(start) * image_bytes)
+        return np.frombuffer(data, np.uint8).reshape(n, image_size, image_size, channels)
+
+    def tf_read(start):
+        images = tf.numpy_function(read, [start], tf.uint8, stateful=False)
+        return tf.ensure_shape(images, (None, image_size, image_size, channels))
+
+    return tf.data.Dataset.range(0, count, DECODE_CHUNK).map(tf_read, num_parallel_calls=AUTOTUNE)
 
 
 def make_training_stream(paths, labels, *, image_size: int, channels: int, batch_size: int, seed: int,

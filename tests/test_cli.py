@@ -269,4 +269,4 @@ def test_decoded_images_go_to_disk_beyond_the_memory_budget(tmp_path):
                     "--cache-dir", cache)
     assert result.exit_code == 0, result.output
     assert f"on disk in {cache}" in result.output
-    assert sorted(p.name.split("-")[1] for p in cache.glob("*.index")) == ["train", "val"]
+    assert sorted(p.name.split("-")[1] for p in cache.glob("*.u8")) == ["train", "val"]

@@ -87,7 +87,7 @@ def test_disk_cache_gives_the_same_batches_and_is_reused_without_decoding(tmp_pa
     prefix = disk_cache(paths, 12, 1, str(tmp_path / "cache"))
     on_disk = list(_stream(paths, augment="strong", cache=prefix).as_numpy_iterator())
     assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(in_memory, on_disk))
-    assert [p.name for p in (tmp_path / "cache").glob("*.index")] == [Path(prefix).name + ".index"]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [Path(prefix).name + ".u8"]  # one file, no leftovers
 
     calls = []
     monkeypatch.setattr(kit.pipeline, "read_image", lambda *a: calls.append(a) or np.zeros((12, 12, 1), np.uint8))
@@ -102,8 +102,8 @@ def test_a_half_written_disk_cache_is_discarded(tmp_path):
 
     paths = _files(tmp_path)
     prefix = disk_cache(paths, 12, 1, str(tmp_path / "cache"))
-    partial = [Path(prefix + suffix) for suffix in ("_0.lockfile", ".data-00000-of-00001")]
-    for p in partial:
+    partial = [Path(prefix).parent / f".{Path(prefix).name}.u8.{tag}.tmp" for tag in ("a1b2", "c3d4")]
+    for p in partial:  # what atomic_write leaves when its process is killed
         p.write_bytes(b"half")
     assert disk_cache(paths, 12, 1, str(tmp_path / "cache")) == prefix
     assert not any(p.exists() for p in partial)
