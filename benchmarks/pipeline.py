@@ -1,5 +1,5 @@
 """Images per second into ready uint8 batches: the tutorials' loop, Keras' image_dataset_from_directory, kit's
-pipeline (first epoch and cached epochs), and the decode limit (tf.io decode + resize on all cores, nothing else).
+pipeline (first epoch and cached epochs; kit's loader alone in the tutorials' loop), and the decode limit (tf.io decode + resize on all cores, nothing else).
 
 Usage: python benchmarks/pipeline.py DATA [--image-size 224] [--limit 4000] [--batch-size 64]
 DATA is any folder kit reads (competition layout or class folders). Prints one table.
@@ -33,6 +33,17 @@ def tutorial_loop(paths, size, channels):
                   for p in paths]
         np.stack(arrays).astype("float32")
         return len(paths)
+    return timed(run)
+
+
+def kit_loader_loop(paths, size, channels):
+    """kit's one loader (read_image) in the same single-core loop: its per-image cost against the tutorials'."""
+    from kit.images import read_image
+
+    def run():
+        np.stack([read_image(p, size, channels) for p in paths])
+        return len(paths)
+
     return timed(run)
 
 
@@ -92,7 +103,8 @@ def main():
     size = args.image_size or int(min(224, max(28, report.median_size)))
     channels = report.channels
     # The OS file cache is warmed by validate(), so every loader below reads from memory alike.
-    rows = [("tutorial loop (load_img + img_to_array)", tutorial_loop(paths, size, channels))]
+    rows = [("tutorial loop (load_img + img_to_array)", tutorial_loop(paths, size, channels)),
+            ("kit's loader in the same loop, one core", kit_loader_loop(paths, size, channels))]
     kfd = keras_from_directory(Path(args.data), size, channels, args.batch_size) if comp.layout == "folders" else None
     if kfd:
         rows.append(("keras image_dataset_from_directory", kfd))
