@@ -98,8 +98,9 @@ def main():
             rounds += 1
             run = runs / f"cut{rounds}"
             proc = kit("train", args.data, "--runs-dir", runs, "--name", run.name, *flags)
+            started, stalled, last = time.time(), 0, None
             while True:
-                delay = rng.uniform(*window)
+                delay = rng.uniform(*window) * 1.5 ** stalled  # longer after kills that left no progress
                 try:
                     code = proc.wait(timeout=delay)
                 except subprocess.TimeoutExpired:
@@ -110,6 +111,7 @@ def main():
                     caught_writing += bool(partial)
                     check_complete(run)
                     where = last_checkpoint(run)
+                    stalled, last = (stalled + 1 if where == last else 0), where
                     print(f"round {rounds} kill {kills:>3} after {delay:5.1f} s: last checkpoint "
                           + (where or "none yet")
                           + (f"; half-written: {', '.join(partial)}" if partial else ""), flush=True)
@@ -120,9 +122,12 @@ def main():
                         proc = kit("train", args.data, "--runs-dir", runs, "--name", run.name, "--force", *flags)
                     else:
                         proc = kit("train", "--resume", run)
+                    started = time.time()
                     continue
                 if code != 0:
                     raise SystemExit(proc.stderr.read())
+                if not stalled and last is None:  # a fresh run finished first: the machine got faster; aim earlier
+                    window = (min(window[0], 0.5 * (time.time() - started)), 0.8 * (time.time() - started))
                 break
             check_complete(run)
             full, cut = final_arrays(runs / "full"), final_arrays(run)
