@@ -7,6 +7,7 @@ GIL while decoding, so tf.data can run several loads in parallel.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +45,15 @@ def _sniff(path: Path) -> str | None:
     return None
 
 
+# warnings.catch_warnings swaps a process-wide filter list: two threads inside it at once (kit validate
+# opens images on a thread pool) can restore each other's filters and let a decompression bomb through
+# as a mere warning. Opening reads only the header, so holding a lock around it costs little.
+_OPEN_LOCK = threading.Lock()
+
+
 def _open(path: Path) -> Image.Image:
     try:
-        with warnings.catch_warnings():
+        with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(path)
             im.seek(0)  # animated GIF/WebP/TIFF: the first frame

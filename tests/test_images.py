@@ -90,3 +90,23 @@ def test_missing_file_and_directory(tmp_path):
     (tmp_path / "dir.png").mkdir()
     with pytest.raises(ImageError, match="dir.png: is a directory"):
         read_image(tmp_path / "dir.png")
+
+
+def test_an_oversized_image_is_refused_while_other_threads_open_images(tmp_path, monkeypatch):
+    """kit validate opens images on a thread pool; the bomb check must hold in every thread, every time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # 16×16 = 256: over the limit, under Pillow's 2× hard stop
+    Image.new("L", (16, 16)).save(tmp_path / "big.png")
+    Image.new("L", (8, 8)).save(tmp_path / "small.png")
+
+    def open_one(i):
+        if i % 2:
+            read_image(tmp_path / "small.png")
+            return True
+        with pytest.raises(ImageError, match="image too large"):
+            read_image(tmp_path / "big.png")
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(open_one, range(4000)))
