@@ -1,20 +1,15 @@
 """Is training input-bound? Epoch time of kit's `train` against `model.fit` on in-memory NumPy arrays.
 
 Usage: python benchmarks/training.py DATA [--epochs 3] [--model baseline] [--batch-size 64]
-       python benchmarks/training.py DATA --target 0.91 --answers ANSWERS.csv --runs "" "--recipe NAME"
 Both sides train the same model (built and compiled by kit) on the same images with no augmentation; the
 first epoch of each (tracing, and for kit the one-off decode) is reported apart from the later ones.
-Then, with --target 0.91 --answers ANSWERS.csv, each of --runs (kit train option strings) is trained with
-`kit run` and the held-out accuracy after every epoch is checked to report the time to reach the target.
+Time to 91% on Fashion-MNIST, kit's default against the AV recipe: benchmarks/recipes.py --target 0.91.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -81,54 +76,22 @@ def numpy_fit_epochs(args) -> list[float]:
     return timer.seconds
 
 
-def time_to_target(args) -> list[tuple[str, float | None, float, float]]:
-    """(options, seconds until held-out accuracy >= target or None, final accuracy, total seconds) per run."""
-    import pandas as pd
-
-    rows = []
-    for options in args.runs:
-        with tempfile.TemporaryDirectory() as runs:
-            start = time.time()
-            subprocess.run([sys.executable, "-m", "kit", "run", args.data, "--runs-dir", runs, "--name", "r",
-                            *shlex.split(options)], check=True, stdout=subprocess.DEVNULL)
-            total = time.time() - start
-            history = pd.read_csv(os.path.join(runs, "r", "history.csv"))
-            scored = subprocess.run([sys.executable, "-m", "kit", "score", os.path.join(runs, "r", "submission.csv"),
-                                     args.answers], check=True, capture_output=True, text=True).stdout
-            final = float(scored.split()[-1]) if scored.split() else float("nan")
-            # Held-out accuracy is only known at the end; the validation split stands in for it epoch by epoch.
-            seconds_per_epoch = total / len(history)
-            reached = history.index[history["val_accuracy"] >= args.target]
-            rows.append((options, (reached[0] + 1) * seconds_per_epoch if len(reached) else None, final, total))
-    return rows
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--model", default="baseline")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--target", type=float, default=0.0)
-    parser.add_argument("--answers", default="")
-    parser.add_argument("--runs", nargs="*", default=[""], help="kit run options, one string per run")
     args = parser.parse_args()
 
     print(f"{args.data}: {args.model}, batch {args.batch_size}, {args.epochs} epochs, {os.cpu_count()} cores")
-    if not args.target:
-        kit_seconds = kit_train_epochs(args)
-        fit_seconds = numpy_fit_epochs(args)
-        print(f"{'':34}{'epoch 1 s':>10}{'later epochs s':>16}")
-        for name, seconds in (("kit train (tf.data from files)", kit_seconds),
-                              ("model.fit on NumPy arrays in memory", fit_seconds)):
-            print(f"{name:34}{seconds[0]:>10.1f}{np.mean(seconds[1:]):>16.1f}")
-        print(f"kit / in-memory, later epochs: {np.mean(kit_seconds[1:]) / np.mean(fit_seconds[1:]):.2f}x")
-    else:
-        print(f"time to {args.target:.0%} validation accuracy (then held-out accuracy of the final model)")
-        for options, reached, final, total in time_to_target(args):
-            print(f"{options or 'kit defaults':45} {'not reached' if reached is None else f'{reached:.0f} s':>12} "
-                  f"final held-out {final:.4f}  total {total:.0f} s")
-
+    kit_seconds = kit_train_epochs(args)
+    fit_seconds = numpy_fit_epochs(args)
+    print(f"{'':34}{'epoch 1 s':>10}{'later epochs s':>16}")
+    for name, seconds in (("kit train (tf.data from files)", kit_seconds),
+                          ("model.fit on NumPy arrays in memory", fit_seconds)):
+        print(f"{name:34}{seconds[0]:>10.1f}{np.mean(seconds[1:]):>16.1f}")
+    print(f"kit / in-memory, later epochs: {np.mean(kit_seconds[1:]) / np.mean(fit_seconds[1:]):.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,19 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-AUGMENT_LEVELS = ("none", "light", "strong", "shift-vflip")
+AUGMENT_LEVELS = ("auto", "none", "light", "strong", "shift-vflip")
+# From this many labelled images per class (median class), a model trained from scratch for kit's default 10
+# epochs does better without augmentation; below it, light augmentation wins (README "Built-in datasets").
+AUTO_AUGMENT_NONE_FROM = 1000
+
+
+def resolve_augment(augment: str, class_counts, transfer: bool) -> str:
+    """What --augment auto means for this data: light for backbones and small sets, none for large ones."""
+    if augment != "auto":
+        return augment
+    counts = sorted(class_counts)
+    median = counts[len(counts) // 2] if counts else 0
+    return "none" if not transfer and median >= AUTO_AUGMENT_NONE_FROM else "light"
 
 
 @dataclass
@@ -28,7 +40,7 @@ class Config:
     group_col: str = ""  # keep rows sharing this training-table column in the same fold
     seed: int = 42
     deterministic: bool = False  # TensorFlow op determinism: bit-identical reruns on CPU, slower
-    augment: str = "light"
+    augment: str = "auto"  # auto = decided from the data and model (training.resolve_augment)
     early_stopping: int = 0  # patience in epochs; 0 = off
     metric: str = "accuracy"  # picks the best epoch: accuracy | f1_macro | log_loss
     class_weight: str = "none"  # none | balanced (loss weighted by inverse class frequency)

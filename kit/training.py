@@ -59,7 +59,9 @@ def load_and_validate(config: Config) -> tuple[Competition, ValidationReport, li
 
 
 def resolve_config(config: Config, report: ValidationReport) -> Config:
-    """Fill in what the data decides: image size (median side, 28..224) and channels (1 if all grayscale)."""
+    """Fill in what the data decides: image size (median side, 28..224), channels (1 if all grayscale) and what
+    --augment auto means."""
+    from .config import resolve_augment
     from .models import get_model_spec
     from .transfer import BACKBONE_FILE, BACKBONES, is_transfer
 
@@ -75,7 +77,8 @@ def resolve_config(config: Config, report: ValidationReport) -> Config:
     image_size = config.image_size or default_size
     channels = config.channels or report.channels
     name = config.name or new_run_name(config.model)
-    return replace(config, image_size=image_size, channels=channels, name=name,
+    augment = resolve_augment(config.augment, report.class_counts.values(), is_transfer(config.model))
+    return replace(config, image_size=image_size, channels=channels, name=name, augment=augment,
                    optimizer=config.optimizer or optimizer, learning_rate=config.learning_rate or learning_rate)
 
 
@@ -170,6 +173,7 @@ def _callbacks(run_dir: Path, config: Config, state: dict, target, val_ds=None, 
             self.mid_epoch = False
 
         def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_start = time.perf_counter()
             if epoch != self.progress.epoch:
                 self.progress.epoch, self.progress.step, self.first_step = epoch, 0, 0
 
@@ -193,6 +197,7 @@ def _callbacks(run_dir: Path, config: Config, state: dict, target, val_ds=None, 
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"}}
             lr = self.model.optimizer.learning_rate
             row["learning_rate"] = float(lr.numpy() if hasattr(lr, "numpy") else lr)
+            row["seconds"] = round(time.perf_counter() - self.epoch_start, 2)  # training + validation, this process
             p.rows.append(row)
             with atomic_write(run_dir / "history.csv", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=list(p.rows[0]), extrasaction="ignore")

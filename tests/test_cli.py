@@ -60,7 +60,8 @@ def test_run_writes_everything_and_leaves_data_untouched(trained):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["num_train"] + metrics["num_validation"] == 36
     assert metrics["val_accuracy"] > 0.6  # three easy patterns: well above chance (0.33)
-    assert len(pd.read_csv(run / "history.csv")) == 3
+    history = pd.read_csv(run / "history.csv")
+    assert len(history) == 3 and (history["seconds"] > 0).all()  # wall time per epoch, for time-to-accuracy
     sub = pd.read_csv(run / "submission.csv", dtype=str, keep_default_na=False)
     sample = pd.read_csv(data / "sample_submission.csv", dtype=str, keep_default_na=False)
     assert list(sub.columns) == list(sample.columns)
@@ -166,8 +167,22 @@ def test_class_folders_end_to_end_with_config_file(tmp_path):
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "runs" / "f" / "config.json").read_text())
     assert saved["epochs"] == 1 and saved["model"] == "lenet" and saved["channels"] == 3  # flag beats file
+    assert saved["augment"] == "light"  # what --augment auto meant for 8 images per class is recorded
     sub = pd.read_csv(tmp_path / "runs" / "f" / "submission.csv", dtype=str)
     assert list(sub.columns) == ["id", "label"] and sorted(sub["id"]) == [f"t{j}.jpg" for j in range(6)]
+
+
+@pytest.mark.parametrize("augment, counts, transfer, resolved", [
+    ("auto", [999, 5000, 5000], False, "none"),  # the median class decides, not the smallest
+    ("auto", [1000, 999, 999], False, "light"),
+    ("auto", [6000] * 10, True, "light"),  # backbones keep augmentation (fine-tuning and feature views use it)
+    ("auto", [], False, "light"),
+    ("strong", [6000] * 10, False, "strong"),  # an explicit choice is kept
+])
+def test_augment_auto_resolves_from_images_per_class(augment, counts, transfer, resolved):
+    from kit.config import resolve_augment
+
+    assert resolve_augment(augment, counts, transfer) == resolved
 
 
 def test_unknown_model_and_bad_option_are_one_line_errors(tmp_path):
