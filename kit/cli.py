@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import AUTO_AUGMENT_NONE_FROM
 from .errors import KitError
 
 
@@ -63,8 +62,7 @@ def _training_options(f):
         click.option("--folds", type=int, help="K-fold: K models, out-of-fold predictions and score. Default off."),
         click.option("--group-col", help="K-fold: rows sharing this training-table column stay in one fold."),
         click.option("--augment", type=click.Choice(["auto", "none", "light", "strong", "shift-vflip"]),
-                     help="Default auto: light, or none for models trained from scratch on "
-                          f"{AUTO_AUGMENT_NONE_FROM:,}+ images per class."),
+                     help="Default auto: none for models trained from scratch, light for backbones."),
         click.option("--early-stopping", type=int, help="Stop after N epochs without improvement. Default off."),
         click.option("--metric", type=click.Choice(["accuracy", "f1_macro", "log_loss"]),
                      help="Picks the best epoch (and is reported). Default accuracy."),

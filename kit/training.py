@@ -77,7 +77,7 @@ def resolve_config(config: Config, report: ValidationReport) -> Config:
     image_size = config.image_size or default_size
     channels = config.channels or report.channels
     name = config.name or new_run_name(config.model)
-    augment = resolve_augment(config.augment, report.class_counts.values(), is_transfer(config.model))
+    augment = resolve_augment(config.augment, is_transfer(config.model))
     return replace(config, image_size=image_size, channels=channels, name=name, augment=augment,
                    optimizer=config.optimizer or optimizer, learning_rate=config.learning_rate or learning_rate)
 

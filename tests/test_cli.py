@@ -167,22 +167,19 @@ def test_class_folders_end_to_end_with_config_file(tmp_path):
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "runs" / "f" / "config.json").read_text())
     assert saved["epochs"] == 1 and saved["model"] == "lenet" and saved["channels"] == 3  # flag beats file
-    assert saved["augment"] == "light"  # what --augment auto meant for 8 images per class is recorded
+    assert saved["augment"] == "none"  # what --augment auto meant for this model is recorded
     sub = pd.read_csv(tmp_path / "runs" / "f" / "submission.csv", dtype=str)
     assert list(sub.columns) == ["id", "label"] and sorted(sub["id"]) == [f"t{j}.jpg" for j in range(6)]
 
 
-@pytest.mark.parametrize("augment, counts, transfer, resolved", [
-    ("auto", [999, 5000, 5000], False, "none"),  # the median class decides, not the smallest
-    ("auto", [1000, 999, 999], False, "light"),
-    ("auto", [6000] * 10, True, "light"),  # backbones keep augmentation (fine-tuning and feature views use it)
-    ("auto", [], False, "light"),
-    ("strong", [6000] * 10, False, "strong"),  # an explicit choice is kept
+@pytest.mark.parametrize("augment, transfer, resolved", [
+    ("auto", False, "none"), ("auto", True, "light"),  # backbones keep augmentation (fine-tuning, feature views)
+    ("strong", False, "strong"), ("none", True, "none"),  # an explicit choice is kept
 ])
-def test_augment_auto_resolves_from_images_per_class(augment, counts, transfer, resolved):
+def test_augment_auto_resolves_by_model_kind(augment, transfer, resolved):
     from kit.config import resolve_augment
 
-    assert resolve_augment(augment, counts, transfer) == resolved
+    assert resolve_augment(augment, transfer) == resolved
 
 
 def test_unknown_model_and_bad_option_are_one_line_errors(tmp_path):
