@@ -89,6 +89,9 @@ def _training_options(f):
         click.option("--fine-tune-epochs", type=int, help="Backbones: epochs with the top layers unfrozen. Default 3."),
         click.option("--fine-tune-layers", type=int, help="Backbones: how many top layers to unfreeze. Default 30."),
         click.option("--feature-views", type=int, help="Backbones: augmented views per image in the cached phase."),
+        click.option("--head", type=click.Choice(["pool", "flatten"]),
+                     help="Backbones: pool (default: global pooling + dropout + dense) or flatten (the flowers "
+                          "tutorial's Flatten + dense)."),
         click.option("--feature-cache/--no-feature-cache", default=None,
                      help="Backbones: train the frozen phase on cached features (default on)."),
         click.option("--strategy", type=click.Choice(["auto", "mirrored", "multiworker", "tpu", "none"]),
@@ -388,8 +391,9 @@ def recipes():
 
     for name, r in RECIPES.items():
         s = r.settings
-        click.echo(f"{name:20s} {r.dataset:14s} {s['model']:11s} {s['optimizer']} lr {s['learning_rate']:g}, batch "
-                   f"{s['batch_size']}, {s['epochs']} epochs, augment {s['augment']}; published: {r.published}")
+        frozen = ", frozen, Flatten head" if s.get("head") == "flatten" else ""
+        click.echo(f"{name:20s} {r.dataset:14s} {s['model']:13s} {s['optimizer']} lr {s['learning_rate']:g}, batch "
+                   f"{s['batch_size']}, {s['epochs']} epochs, augment {s['augment']}{frozen}; published: {r.published}")
 
 
 @cli.group()

@@ -59,6 +59,7 @@ class Config:
     fine_tune_layers: int = 30
     feature_views: int = 1  # frozen phase: augmented views per image whose features are cached
     feature_cache: bool = True  # frozen phase on cached backbone features (same result, much faster)
+    head: str = "pool"  # pool (global pooling + dropout + dense) | flatten (the flowers tutorial's, for its recipe)
     # hardware
     strategy: str = "auto"  # auto | mirrored | multiworker | tpu | none
     mixed_precision: str = "auto"  # auto (GPUs with compute capability >= 7) | on | off
@@ -84,7 +85,7 @@ class Config:
         if self.folds == 1 or self.folds < 0:
             raise ConfigError(f"--folds {self.folds}: expected 0 (one split) or at least 2")
         for name, allowed in (("metric", ("accuracy", "f1_macro", "log_loss")), ("class_weight", ("none", "balanced")),
-                              ("sampling", ("none", "balanced"))):
+                              ("sampling", ("none", "balanced")), ("head", ("pool", "flatten"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected {' or '.join(allowed)}")
         if self.strategy not in ("auto", "mirrored", "multiworker", "tpu", "none"):

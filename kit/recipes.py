@@ -27,6 +27,9 @@ RECIPES: dict[str, Recipe] = {
     "cifar10-cnn": Recipe("cifar10", "75.45% test accuracy", dict(
         model="cifar_cnn", optimizer="adam", learning_rate=1e-4, batch_size=32, epochs=100, augment="shift-vflip",
         image_size=32, validation_split=0.2)),
+    "flowers-mobilenet": Recipe("flowers", "~75% validation accuracy", dict(
+        model="mobilenet_v2", weights="imagenet", head="flatten", fine_tune_epochs=0, optimizer="adam",
+        learning_rate=1e-3, batch_size=32, epochs=10, augment="none", image_size=224, validation_split=0.2)),
 }
 
 

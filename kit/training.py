@@ -447,7 +447,7 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
             with strategy.scope():
                 tm = build_transfer_model(config.model, config.image_size, config.channels, len(class_names),
                                           weights=config.weights, backbone_file=config.backbone_file,
-                                          trusted=(config.trust_model,))
+                                          trusted=(config.trust_model,), head=config.head)
             progress = Progress(read_progress(run_dir) if resume else None)
             if resume:
                 log(f"Resuming at epoch {progress.epoch + 1} ({progress.phase.replace('_', '-')} phase), "

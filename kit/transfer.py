@@ -122,8 +122,13 @@ class TransferModel:
 
 
 def build_transfer_model(name: str, image_size: int, channels: int, num_classes: int, weights: str = "imagenet",
-                         backbone_file: str = "", dropout: float = 0.2, trusted=()) -> TransferModel:
-    """Preprocessing → backbone (always called with training=False) → global pooling → dropout + dense."""
+                         backbone_file: str = "", dropout: float = 0.2, trusted=(), head: str = "pool"
+                         ) -> TransferModel:
+    """Preprocessing → backbone (always called with training=False) → global pooling → dropout + dense.
+
+    head="flatten" is the flowers tutorial's head instead (Flatten + dense, no dropout), kept for its recipe:
+    it has a weight per feature-map position, which is why kit's own head pools.
+    """
     if name == BACKBONE_FILE:
         backbone, kind = load_backbone_file(backbone_file, trusted), "raw"
     else:
@@ -136,7 +141,9 @@ def build_transfer_model(name: str, image_size: int, channels: int, num_classes:
     # training=False keeps BatchNorm in inference mode even after the top layers are unfrozen.
     x = backbone(x, training=False)
     if len(x.shape) == 4:
-        x = layers.GlobalAveragePooling2D(name="pool")(x)
+        x = layers.Flatten(name="flatten")(x) if head == "flatten" else layers.GlobalAveragePooling2D(name="pool")(x)
+    if head == "flatten":
+        dropout = 0.0
     features = keras.Model(inputs, x, name="features")
     head_in = keras.Input((x.shape[-1],), name="feature_vector")
     h = layers.Dropout(dropout, name="head_dropout")(head_in)

@@ -73,7 +73,8 @@ def test_batchnorm_stays_frozen_while_fine_tuning():
     assert not np.array_equal(kernel, np.array(convs[-1].weights[0]))  # the unfrozen top did train
 
 
-def test_cached_frozen_phase_equals_plain_frozen_fit(tmp_path):
+@pytest.mark.parametrize("head", ["pool", "flatten"])
+def test_cached_frozen_phase_equals_plain_frozen_fit(tmp_path, head):
     import tensorflow as tf
 
     rng = np.random.default_rng(5)
@@ -83,7 +84,7 @@ def test_cached_frozen_phase_equals_plain_frozen_fit(tmp_path):
     weights = []
     for cached in (False, True):
         keras.utils.set_random_seed(7)
-        tm = build_transfer_model("mobilenet_v2", 32, 3, 3, weights="none", dropout=0.0)
+        tm = build_transfer_model("mobilenet_v2", 32, 3, 3, weights="none", dropout=0.0, head=head)
         if cached:
             x, y = extract_features(tm.features, dataset)
             tm.head.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
@@ -110,6 +111,24 @@ def test_cli_transfer_two_phase_end_to_end(tmp_path):
     metrics = json.loads((tmp_path / "runs" / "t" / "metrics.json").read_text())
     assert metrics["epochs_run"] == 3 and "frozen_val_accuracy" in metrics
     assert (tmp_path / "runs" / "t" / "submission.csv").is_file()
+
+
+def test_flowers_recipe_is_the_tutorials_frozen_mobilenet_with_a_flatten_head(tmp_path):
+    import json
+
+    data = make_class_folders(tmp_path / "c", n_per_class=6)
+    result = CliRunner().invoke(cli, ["run", str(data), "--recipe", "flowers-mobilenet", "--weights", "none",
+                                      "--image-size", "64", "--epochs", "1", "--batch-size", "8",
+                                      "--runs-dir", str(tmp_path / "runs"), "--name", "f"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Frozen phase" in result.output and "Fine-tuning" not in result.output  # frozen only, as published
+    config = json.loads((tmp_path / "runs" / "f" / "config.json").read_text())
+    assert (config["model"], config["head"], config["optimizer"], config["augment"]) == \
+        ("mobilenet_v2", "flatten", "adam", "none")
+    model = keras.models.load_model(tmp_path / "runs" / "f" / "model.keras")
+    names = [layer.name for layer in model.layers]
+    assert "flatten" in names and "pool" not in names
+    assert model.get_layer("flatten").output.shape[-1] == 2 * 2 * 1280  # 64 px → a 2×2 feature map, flattened
 
 
 def test_cli_backbone_file(tmp_path):
