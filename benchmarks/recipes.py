@@ -126,7 +126,7 @@ def main() -> None:
         print(f"| {recipe.dataset} | {name} | {recipe.published} | {_cell(rep, recipe.settings['epochs'])} | "
               f"{_cell(default)} | {machine} |")
     if args.target:
-        print(f"\n| run | training time to {args.target:.0%} validation accuracy | epoch | whole training |")
+        print(f"\n| run | training time to {100 * args.target:g}% validation accuracy | epoch | whole training |")
         print("|---|---|---|---|")
         seen = set()
         for recipe, name, rep, default in rows:
