@@ -153,3 +153,16 @@ def test_recipe_on_builtin_dataset_trains_and_scores_held_out(keras_home, tmp_pa
     assert config["data"] == str(keras_home / "datasets" / "kit" / "mnist")
     assert "Held-out test accuracy: " in result.output
     assert (keras_home / "datasets" / "kit" / "mnist_answers.csv").is_file()
+
+
+@pytest.mark.parametrize("name", ["mnist-dense", "fashion-simple-cnn", "fashion-lenet", "cifar10-cnn",
+                                  "flowers-mobilenet"])
+def test_every_tutorial_recipe_is_a_valid_config_for_a_known_model(name):
+    from kit.config import Config
+    from kit.models import get_model_spec
+    from kit.recipes import get_recipe
+    from kit.transfer import is_transfer
+
+    settings = get_recipe(name).settings
+    Config(**settings).validate()  # unknown keys or values fail here
+    assert is_transfer(settings["model"]) or get_model_spec(settings["model"])
