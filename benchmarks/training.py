@@ -93,5 +93,6 @@ def main():
         print(f"{name:34}{seconds[0]:>10.1f}{np.mean(seconds[1:]):>16.1f}")
     print(f"kit / in-memory, later epochs: {np.mean(kit_seconds[1:]) / np.mean(fit_seconds[1:]):.2f}x")
 
+
 if __name__ == "__main__":
     main()

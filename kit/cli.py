@@ -391,9 +391,10 @@ def recipes():
 
     for name, r in RECIPES.items():
         s = r.settings
-        frozen = ", frozen, Flatten head" if s.get("head") == "flatten" else ""
+        backbone = (", frozen backbone" if s.get("fine_tune_epochs") == 0 else "") + \
+            (f", {s['head']} head" if "head" in s else "")
         click.echo(f"{name:20s} {r.dataset:14s} {s['model']:13s} {s['optimizer']} lr {s['learning_rate']:g}, batch "
-                   f"{s['batch_size']}, {s['epochs']} epochs, augment {s['augment']}{frozen}; published: {r.published}")
+                   f"{s['batch_size']}, {s['epochs']} epochs, augment {s['augment']}{backbone}; published: {r.published}")
 
 
 @cli.group()

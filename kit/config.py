@@ -41,7 +41,7 @@ class Config:
     group_col: str = ""  # keep rows sharing this training-table column in the same fold
     seed: int = 42
     deterministic: bool = False  # TensorFlow op determinism: bit-identical reruns on CPU, slower
-    augment: str = "auto"  # auto = decided from the data and model (training.resolve_augment)
+    augment: str = "auto"  # auto = none from scratch, light for backbones (resolve_augment, above)
     early_stopping: int = 0  # patience in epochs; 0 = off
     metric: str = "accuracy"  # picks the best epoch: accuracy | f1_macro | log_loss
     class_weight: str = "none"  # none | balanced (loss weighted by inverse class frequency)

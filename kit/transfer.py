@@ -140,10 +140,10 @@ def build_transfer_model(name: str, image_size: int, channels: int, num_classes:
         x = layer(x)
     # training=False keeps BatchNorm in inference mode even after the top layers are unfrozen.
     x = backbone(x, training=False)
-    if len(x.shape) == 4:
-        x = layers.Flatten(name="flatten")(x) if head == "flatten" else layers.GlobalAveragePooling2D(name="pool")(x)
-    if head == "flatten":
-        dropout = 0.0
+    if head == "flatten":  # the tutorial's head has no dropout
+        x, dropout = layers.Flatten(name="flatten")(x), 0.0
+    elif len(x.shape) == 4:
+        x = layers.GlobalAveragePooling2D(name="pool")(x)
     features = keras.Model(inputs, x, name="features")
     head_in = keras.Input((x.shape[-1],), name="feature_vector")
     h = layers.Dropout(dropout, name="head_dropout")(head_in)
