@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 import keras
 
@@ -29,12 +31,15 @@ def _fast_float16(gpus) -> bool:
     return bool(gpus)
 
 
+@functools.lru_cache(maxsize=None)
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """auto: MirroredStrategy when there is more than one GPU, else the default (one device).
 
-    Call before anything else touches TensorFlow: collective ops (multiworker) must be set up at start-up.
+    Call before anything else touches TensorFlow: collective ops (multiworker) must be set up at start-up, once
+    per process, so every fold of a k-fold run shares the one strategy made for the first.
     """
     if name == "multiworker":  # reads TF_CONFIG: {"cluster": {"worker": [...]}, "task": {...}}
+        _let_keras_fit_on_many_workers()
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_physical_devices("GPU")
     if name == "none" or (name == "auto" and len(gpus) < 2):
@@ -53,3 +58,46 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             raise ConfigError(f"--strategy tpu: no TPU found ({str(e).splitlines()[0][:120]})") from None
         return tf.distribute.TPUStrategy(resolver)
     raise ConfigError(f"--strategy {name}: expected auto, mirrored, multiworker, tpu or none")
+
+
+def _let_keras_fit_on_many_workers() -> None:
+    """Mend the two places where Keras 3's TensorFlow trainer breaks under MultiWorkerMirroredStrategy.
+
+    keras-team/keras#20585 (open at Keras 3.15): fit() first builds the model from one batch by strategy.reduce()
+    of the whole (images, labels) tuple, which the collective strategy cannot take; and every step averages the
+    metric scalars across workers with reduce(..., axis=0), which a scalar has no axis for. The mends: build from
+    this worker's first local batch (only its shapes are used), and average scalars with axis=None. Training
+    itself (strategy.run, gradient all-reduce, sharded input) stays Keras' and TensorFlow's. If a Keras release
+    moves these internals (fixed upstream, one hopes), nothing is patched; tests/test_distributed.py will say.
+    """
+    try:
+        from keras.src import tree
+        from keras.src.backend.tensorflow import trainer
+    except ImportError:
+        return
+    if getattr(trainer, "_kit_multiworker_mended", False) or not (
+            hasattr(trainer, "_collective_all_reduce_multi_worker")
+            and hasattr(trainer.TensorFlowTrainer, "_maybe_symbolic_build")):
+        return
+    reduce_per_replica = trainer.reduce_per_replica
+
+    def reduce_scalars_across_workers(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return reduce_per_replica(values, strategy, reduction)
+
+    def build_from_local_batch(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = tree.map_structure(
+                    lambda v: self.distribute_strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues) else v, next(it))
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    trainer.reduce_per_replica = reduce_scalars_across_workers
+    trainer.TensorFlowTrainer._maybe_symbolic_build = build_from_local_batch
+    trainer._kit_multiworker_mended = True

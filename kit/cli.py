@@ -175,6 +175,9 @@ def runs_table(runs_dir, as_csv):
 def _print_train_result(result, command: str = "train"):
     """Print the outcome; an interrupted run says how to resume it and exits 130, as Ctrl-C should."""
     m = result.metrics
+    if m.get("worker"):  # a non-chief worker of a multi-machine run: the chief evaluates and writes the run
+        click.echo(f"Worker done after {m['epochs_run']} epoch(s); worker 0 writes the run folder and its results")
+        return
     click.echo(f"Validation accuracy {m['val_accuracy']:.4f} (loss {m['val_loss']:.4f}) after {m['epochs_run']} "
                f"epoch(s) in {m['train_seconds']:.0f} s")
     click.echo(f"Run folder: {result.run_dir}")
@@ -251,6 +254,8 @@ def run(data, config_file, force, output, **flags):
     config, answers = _make_config(data, config_file, **flags)
     result = train_run(config, force=force, log=click.echo, resume=bool(flags["resume_run"]), command="run")
     _print_train_result(result, "run")
+    if result.metrics.get("worker"):
+        return
     sub = write(result.run_dir, config.data, output, force=force)
     click.echo(f"Submission: {sub.path} ({sub.rows} rows, {', '.join(sub.columns)})")
     if answers:  # a built-in dataset: its held-out answers are known

@@ -84,6 +84,9 @@ def train_folds(config: Config, comp: Competition, run_dir: Path, log=print, res
         if metrics.get("interrupted"):
             interrupted = True
             break
+    if fold_metrics and fold_metrics[-1].get("worker"):  # a non-chief worker: worker 0 writes the results
+        return TrainResult(run_dir=run_dir, config=config, interrupted=interrupted,
+                           metrics={"worker": True, "epochs_run": sum(m["epochs_run"] for m in fold_metrics)})
     parts = []
     for k in range(len(fold_metrics)):
         part = pd.read_csv(run_dir / f"fold{k}" / "val_predictions.csv", dtype={"id": str, "label": str,

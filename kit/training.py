@@ -438,7 +438,7 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     fit = dict(validation_data=val_ds, verbose=verbose, class_weight=class_weight, steps_per_epoch=steps_per_epoch,
                shuffle=False)  # the stream is already shuffled, per epoch, from the seed
     extra: dict = {}
-    with stop_on_first_interrupt(state), _explain_multiworker_failure(strategy):
+    with stop_on_first_interrupt(state):
         if is_transfer(config.model):
             from .transfer import build_transfer_model
 
@@ -463,6 +463,10 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
 
             with strategy.scope():
                 model = build_model(config.model, config.image_size, config.channels, len(class_names))
+                if replicas > 1:  # batch statistics over the global batch: every replica keeps the same moving
+                    for layer in model.layers:  # statistics (Keras updates each replica's copy from its own shard)
+                        if isinstance(layer, keras.layers.BatchNormalization):
+                            layer.synchronized = True
                 model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate,
                                                        config.epochs * steps_per_epoch),
                               loss="sparse_categorical_crossentropy", metrics=["accuracy"],
@@ -482,7 +486,7 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
             raise Interrupted(f"{run_dir}: interrupted before the first epoch ended")  # train() says how to resume
         raise DataError(f"{run_dir}: training stopped before the first epoch ended; nothing to keep")
     if not is_chief():
-        return {"interrupted": bool(state.get("interrupted"))}
+        return {"interrupted": bool(state.get("interrupted")), "epochs_run": epochs_run, "worker": True}
     write_manifest(run_dir)
 
     from .predict import predict_validation
@@ -504,25 +508,6 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     write_json(run_dir / "metrics.json", metrics)
     write_reports(run_dir)
     return metrics
-
-
-@contextmanager
-def _explain_multiworker_failure(strategy):
-    """Keras 3 cannot yet fit() under MultiWorkerMirroredStrategy; say so in one line instead of a traceback."""
-    try:
-        yield
-    except ValueError as e:
-        import tensorflow as tf
-
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and "PerReplica" in str(e):
-            import keras
-
-            from .errors import ConfigError
-
-            raise ConfigError(f"--strategy multiworker: this Keras ({keras.__version__}) cannot fit() under "
-                              "MultiWorkerMirroredStrategy (keras-team/keras#20585); use --strategy mirrored on one "
-                              "machine with several GPUs") from None
-        raise
 
 
 def _worker_dir() -> Path:
