@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from .images import read_image
+from .images import read_images
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -33,23 +33,85 @@ def make_augmenter(level: str, seed: int) -> keras.Sequential | None:
     return keras.Sequential(layers, name=f"augment_{level}")
 
 
-DECODE_CHUNK = 32  # files per Python call: one call per image costs more than decoding a small PNG
+DECODE_CHUNK = 32  # files per call: one call per image costs more than decoding a small PNG
+# Pillow holds the GIL for the Python-level work around each image (about 0.1 ms), and releases it only while
+# it decodes and resizes pixels. Small images are nearly all such work, so threads leave the second core idle
+# (28-px PNGs on 2 cores: 2,300 images/s on threads, below a plain loop's 6,000; 9,800 on two processes), and
+# kit decodes many of them in one process per core. Large images are mostly GIL-free pixel work, and moving
+# their pixels from other processes cost more than it saved (224-px photos: 1,470 images/s on threads, 730 on
+# processes piping the pixels back, 1,180 writing them to shared memory), so they stay on tf.data's threads.
+# Numbers: `python benchmarks/pipeline.py`, this module's history in git.
+PROCESSES_FROM = 2_000  # images: starting the processes (0.3 s) must pay off
+PROCESS_MAX_IMAGE_BYTES = 32 << 10  # decoded bytes per image (64×64 RGB is 12 KB, 224×224 RGB 147 KB)
+_decoding_pool = None
 
 
-def _loader(image_size: int, channels: int):
-    """Decode a chunk of paths with kit's one image loader (Pillow) into a uint8 array.
+def _decoded_chunks(paths, image_size: int, channels: int) -> tf.data.Dataset:
+    """Chunks of decoded uint8 images in the files' order, by kit's one loader, on every core."""
+    paths = [str(p) for p in paths]
+    spec = tf.TensorSpec((None, image_size, image_size, channels), tf.uint8)
+    pool, processes = (None, 1)
+    if len(paths) >= PROCESSES_FROM and cache_bytes(1, image_size, channels) <= PROCESS_MAX_IMAGE_BYTES:
+        pool, processes = _decoding_processes()
+    if pool is None:
+        def load(chunk):
+            return read_images([p.decode("utf-8") for p in chunk], image_size, channels)
 
-    Chunks amortise tf.numpy_function's per-call cost; AUTOTUNE runs several chunks at once, and Pillow
-    releases the GIL while it decodes.
+        def in_threads(chunk):  # AUTOTUNE runs several chunks at once
+            return tf.ensure_shape(tf.numpy_function(load, [chunk], tf.uint8, stateful=False), spec.shape)
+
+        return tf.data.Dataset.from_tensor_slices(paths).batch(DECODE_CHUNK).map(in_threads,
+                                                                                num_parallel_calls=AUTOTUNE)
+
+    def in_processes():  # a few chunks in flight per process: memory stays bounded
+        from collections import deque
+
+        from . import images  # by module: what the processes import
+
+        pending = deque()
+        for start in range(0, len(paths), DECODE_CHUNK):
+            pending.append(pool.submit(images.read_images, paths[start:start + DECODE_CHUNK], image_size, channels))
+            if len(pending) > 4 * processes:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    return tf.data.Dataset.from_generator(in_processes, output_signature=spec)
+
+
+def _decoding_processes():
+    """(pool, size): one decoding process per usable core, started once and kept; (None, 1) on one core.
+
+    Spawned processes import only kit.images (no TensorFlow). multiprocessing would also re-run the caller's
+    main script in each of them, which breaks a script without an `if __name__ == "__main__":` guard (or one
+    read from stdin); kit hides the script from them while they start, as they never need it.
     """
-    def load(paths):
-        return np.stack([read_image(p.decode("utf-8"), image_size, channels) for p in paths])
+    global _decoding_pool
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores < 2:
+        return None, 1
+    if _decoding_pool is None:
+        import multiprocessing
+        import sys
+        import time
+        from concurrent.futures import ProcessPoolExecutor
 
-    def tf_load(paths):
-        images = tf.numpy_function(load, [paths], tf.uint8, stateful=False)
-        return tf.ensure_shape(images, (None, image_size, image_size, channels))
+        from .images import decoding_process_setup
 
-    return tf_load
+        pool = ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=decoding_process_setup, initargs=(os.getpid(),))
+        main = sys.modules["__main__"]
+        hidden = {name: main.__dict__.pop(name) for name in ("__file__", "__spec__") if name in main.__dict__}
+        main.__spec__ = None  # multiprocessing reads it unguarded
+        try:  # each submit starts one more process while none is idle yet, so `cores` submits start them all
+            first_tasks = [pool.submit(time.sleep, 0) for _ in range(cores)]
+        finally:
+            del main.__spec__
+            main.__dict__.update(hidden)
+        for task in first_tasks:
+            task.result()
+        _decoding_pool = pool
+    return _decoding_pool, cores
 
 
 SHUFFLE_BUFFER_BYTES = 256 << 20  # decoded images held for shuffling: all of a small set, ~1,700 at 224 px RGB
@@ -111,12 +173,6 @@ def _decoded(paths, labels, image_size: int, channels: int, cache: bool | str) -
     if labels is not None:
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(np.asarray(labels, dtype=np.int32))))
     return ds.cache() if cache is True else ds
-
-
-def _decoded_chunks(paths, image_size: int, channels: int) -> tf.data.Dataset:
-    paths = tf.constant([str(p) for p in paths])
-    return tf.data.Dataset.from_tensor_slices(paths).batch(DECODE_CHUNK).map(_loader(image_size, channels),
-                                                                            num_parallel_calls=AUTOTUNE)
 
 
 def _write_disk_cache(prefix: str, paths, image_size: int, channels: int) -> str:

@@ -43,12 +43,22 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path):
     assert (read_image(tmp_path / "h.png", channels=1) == 128).all()
 
 
-def test_exif_orientation_is_applied(tmp_path):
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
+def test_exif_orientation_is_applied(tmp_path, suffix):
     im = Image.new("L", (6, 2), 0)
     exif = im.getexif()
     exif[0x0112] = 6  # rotate 90° clockwise when displayed
-    im.save(tmp_path / "r.jpg", exif=exif)
-    assert read_image(tmp_path / "r.jpg", channels=1).shape == (6, 2, 1)
+    im.save(tmp_path / f"r{suffix}", exif=exif)
+    assert read_image(tmp_path / f"r{suffix}", channels=1).shape == (6, 2, 1)
+    im.save(tmp_path / f"plain{suffix}")
+    assert read_image(str(tmp_path / f"plain{suffix}"), channels=1).shape == (2, 6, 1)
+
+
+def test_xmp_orientation_is_applied(tmp_path):
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">' \
+          b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+    Image.new("L", (6, 2), 0).save(tmp_path / "x.jpg", xmp=xmp)
+    assert read_image(tmp_path / "x.jpg", channels=1).shape == (6, 2, 1)
 
 
 def test_cmyk_jpeg(tmp_path):

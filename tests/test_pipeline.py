@@ -70,8 +70,8 @@ def test_images_are_decoded_once_across_epochs(tmp_path, monkeypatch):
     import kit.pipeline
 
     calls = []
-    real = kit.pipeline.read_image
-    monkeypatch.setattr(kit.pipeline, "read_image", lambda *a: calls.append(a[0]) or real(*a))
+    real = kit.pipeline.read_images
+    monkeypatch.setattr(kit.pipeline, "read_images", lambda chunk, *a: calls.extend(chunk) or real(chunk, *a))
     paths = _files(tmp_path)
     batches = list(_stream(paths, epochs=4).as_numpy_iterator())
     assert sum(len(y) for _, y in batches) == 40
@@ -90,7 +90,7 @@ def test_disk_cache_gives_the_same_batches_and_is_reused_without_decoding(tmp_pa
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [Path(prefix).name + ".u8"]  # one file, no leftovers
 
     calls = []
-    monkeypatch.setattr(kit.pipeline, "read_image", lambda *a: calls.append(a) or np.zeros((12, 12, 1), np.uint8))
+    monkeypatch.setattr(kit.pipeline, "read_images", lambda *a: calls.append(a) or np.zeros((1, 12, 12, 1), np.uint8))
     again = disk_cache(paths, 12, 1, str(tmp_path / "cache"))  # a later run on the same files
     assert again == prefix
     reread = list(_stream(paths, augment="strong", cache=again).as_numpy_iterator())
@@ -114,3 +114,69 @@ def test_datasets_know_their_length(tmp_path):
     paths = _files(tmp_path)  # Keras warns "ran out of data" on a validation set of unknown length
     assert int(make_dataset(paths, list(range(10)), image_size=8, channels=1, batch_size=4).cardinality()) == 3
     assert int(_stream(paths).cardinality()) == 6
+
+
+def test_many_small_images_decode_in_processes_in_the_files_order(tmp_path, monkeypatch):
+    import kit.pipeline
+
+    paths = _files(tmp_path, n=70)  # chunks of 32, 32 and 6
+    on_threads = np.concatenate(list(kit.pipeline._decoded_chunks(paths, 12, 1).as_numpy_iterator()))
+    monkeypatch.setattr(kit.pipeline, "PROCESSES_FROM", 20)
+    monkeypatch.setattr(kit.pipeline, "read_images", lambda *a: 1 / 0)  # this process must decode none of them
+    in_processes = np.concatenate(list(kit.pipeline._decoded_chunks(paths, 12, 1).as_numpy_iterator()))
+    assert kit.pipeline._decoding_pool is not None
+    np.testing.assert_array_equal(in_processes, on_threads)
+
+
+# A script without a main guard: multiprocessing would run it again in every decoding process unless kit hides it.
+DECODE_THEN_WAIT = """
+import os, sys, time
+with open(sys.argv[1], "a") as f:
+    f.write("ran\\n")
+import kit.pipeline
+pool, n = kit.pipeline._decoding_processes()
+print(" ".join(str(p) for p in {pool.submit(os.getpid).result() for _ in range(20)}), flush=True)
+time.sleep(60)
+"""
+
+
+def test_decoding_processes_skip_the_callers_script_and_exit_when_it_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "train.py"
+    script.write_text(DECODE_THEN_WAIT)
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path / "ran.txt")], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        parent.stdout.readline()  # the processes are up
+        children = [p for p in _pids() if _stat(p)[1] == str(parent.pid)]  # decoding processes (and a helper)
+        assert len(children) >= 2
+        assert (tmp_path / "ran.txt").read_text() == "ran\n"  # the script ran once, in the parent only
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.time() + 10
+    alive = children
+    while alive and time.time() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in children if _stat(p)[0] not in ("Z", "gone")]
+    assert not alive, f"processes {alive} outlived their killed parent"
+
+
+def _pids():
+    import os
+
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _stat(pid):
+    """(state, parent pid) from /proc, ("gone", "") once the process has exited."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return fields[0], fields[1]
+    except OSError:
+        return "gone", ""
