@@ -61,7 +61,8 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def _let_keras_fit_on_many_workers() -> None:
-    """Mend the two places where Keras 3's TensorFlow trainer breaks under MultiWorkerMirroredStrategy.
+    """Mend the two places where Keras 3's TensorFlow trainer breaks under MultiWorkerMirroredStrategy (called
+    once per process: make_strategy is cached).
 
     keras-team/keras#20585 (open at Keras 3.15): fit() first builds the model from one batch by strategy.reduce()
     of the whole (images, labels) tuple, which the collective strategy cannot take; and every step averages the
@@ -75,8 +76,7 @@ def _let_keras_fit_on_many_workers() -> None:
         from keras.src.backend.tensorflow import trainer
     except ImportError:
         return
-    if getattr(trainer, "_kit_multiworker_mended", False) or not (
-            hasattr(trainer, "_collective_all_reduce_multi_worker")
+    if not (hasattr(trainer, "_collective_all_reduce_multi_worker")
             and hasattr(trainer.TensorFlowTrainer, "_maybe_symbolic_build")):
         return
     reduce_per_replica = trainer.reduce_per_replica
@@ -100,4 +100,3 @@ def _let_keras_fit_on_many_workers() -> None:
 
     trainer.reduce_per_replica = reduce_scalars_across_workers
     trainer.TensorFlowTrainer._maybe_symbolic_build = build_from_local_batch
-    trainer._kit_multiworker_mended = True

@@ -1,8 +1,9 @@
 """The one image loader: every split, validation and single-image predict decode through here.
 
 Pillow does the decoding because it handles what competition folders contain (EXIF rotation,
-CMYK, palette transparency, 16-bit PNG, animated GIF) the same way everywhere, and it releases the
-GIL while decoding, so tf.data can run several loads in parallel.
+CMYK, palette transparency, 16-bit PNG, animated GIF) the same way everywhere. It releases the GIL
+only while it decodes pixels, so kit.pipeline decodes large images on threads and many small ones in
+processes (read_images, decoding_process_setup).
 """
 
 from __future__ import annotations
