@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import KitError
+from .errors import KitError, image_error_in
 
 
 class KitGroup(click.Group):
@@ -22,6 +22,12 @@ class KitGroup(click.Group):
                 raise
             click.echo(f"Error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except Exception as e:  # an image that broke inside tf.data, where a KitError arrives wrapped
+            error = image_error_in(e)
+            if error is None or ctx.params.get("debug"):
+                raise
+            click.echo(f"Error: {error}", err=True)
+            ctx.exit(error.exit_code)
         except KeyboardInterrupt:  # the second Ctrl-C of a training run, or any Ctrl-C elsewhere
             click.echo("\nAborted (files kit writes are replaced atomically, so none is left half-written).", err=True)
             ctx.exit(130)

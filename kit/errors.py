@@ -31,3 +31,12 @@ class Interrupted(RunError):
     """Ctrl-C stopped training before anything worth keeping was finished; a checkpoint may allow resuming."""
 
     exit_code = 130
+
+
+def image_error_in(error: Exception) -> ImageError | None:
+    """The ImageError kit's loader raised inside a tf.data pipeline, which TensorFlow re-raises as an error of its
+    own whose long text holds the original's "ImageError: <message>" line; None when there is none."""
+    import re
+
+    match = re.search(r"ImageError: ([^\n]+)", str(error))
+    return ImageError(match.group(1).strip()) if match else None

@@ -3,7 +3,9 @@
 Pillow does the decoding because it handles what competition folders contain (EXIF rotation,
 CMYK, palette transparency, 16-bit PNG, animated GIF) the same way everywhere. It releases the GIL
 only while it decodes pixels, so kit.pipeline decodes large images on threads and many small ones in
-processes (read_images, decoding_process_setup).
+processes (read_images, decoding_process_setup). Plain JPEGs (plain_jpeg_size) are the one exception:
+TensorFlow's decoder, which never holds the GIL, gives exactly read_image's pixels for them (tested),
+and kit.pipeline uses it.
 """
 
 from __future__ import annotations
@@ -110,15 +112,71 @@ def read_image(path, image_size: int | None = None, channels: int = 3) -> np.nda
             im.load()  # before looking at im.info: a PNG may keep its EXIF chunk after the pixels
             if hasattr(im, "tag_v2") or any(key in im.info for key in ORIENTATION_SOURCES):
                 im = ImageOps.exif_transpose(im)
-            im = _to_mode(im, channels)
-            if image_size and im.size != (image_size, image_size):
-                im = im.resize((image_size, image_size), Image.BILINEAR, reducing_gap=3.0)
-            arr = np.asarray(im, dtype=np.uint8)
+            arr = np.asarray(_resized(_to_mode(im, channels), image_size), dtype=np.uint8)
     except ImageError:
         raise
     except Exception as e:
         raise ImageError(f"{path}: not a readable image ({_reason(e)})") from None
     return arr.reshape(arr.shape[0], arr.shape[1], channels)
+
+
+def _resized(im: Image.Image, image_size: int | None) -> Image.Image:
+    if image_size and im.size != (image_size, image_size):
+        im = im.resize((image_size, image_size), Image.BILINEAR, reducing_gap=3.0)
+    return im
+
+
+def resize_pixels(pixels: np.ndarray, image_size: int) -> np.ndarray:
+    """read_image's resize, for pixels kit.pipeline decoded with TensorFlow's JPEG decoder: the same Pillow call."""
+    channels = pixels.shape[-1]
+    im = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
+    return np.asarray(_resized(im, image_size), dtype=np.uint8).reshape(image_size, image_size, channels)
+
+
+JPEG_EXTENSIONS = (".jpg", ".jpeg")
+# Start-of-frame markers: Huffman-coded baseline, extended and progressive JPEGs (nearly all of them) are the ones
+# plain_jpeg accepts; lossless, hierarchical and arithmetic-coded frames are left to Pillow.
+HUFFMAN_FRAMES = (0xC0, 0xC1, 0xC2)
+OTHER_FRAMES = (0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
+
+
+def plain_jpeg_size(path: str) -> tuple[int, int] | None:
+    """(height, width) of a JPEG that TensorFlow's decoder turns into exactly read_image's pixels; None otherwise.
+
+    Both decode with libjpeg-turbo: with the same DCT method and scaling they agree to the bit (tested), but
+    TensorFlow knows nothing of EXIF or XMP orientation (APP1), Adobe colour transforms (APP14, CMYK) or Pillow's
+    decompression-bomb guard. So "plain" means: an 8-bit Huffman-coded JPEG in gray or YCbCr, no APP1 or APP14
+    segment, no more pixels than Pillow allows. Reads only the segment headers before the frame (os.read: a
+    Python file object would cost twice as much), and anything unexpected answers None, which is always safe:
+    the file then goes through read_image.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        block, base, at = os.read(fd, 4096), 0, 2  # block holds the file's bytes from offset base
+        if block[:2] != b"\xff\xd8":
+            return None
+        while True:
+            if at + 10 > base + len(block):  # a frame header is 10 bytes: read on from this segment
+                block, base = os.pread(fd, 4096, at), at
+                if len(block) < 10:
+                    return None
+            i = at - base
+            marker, length = block[i + 1], int.from_bytes(block[i + 2:i + 4], "big")
+            if block[i] != 0xFF or marker in (0xE1, 0xEE, 0xDA) or marker in OTHER_FRAMES or length < 2:
+                return None
+            if marker in HUFFMAN_FRAMES:  # precision, height, width, components
+                height, width = int.from_bytes(block[i + 5:i + 7], "big"), int.from_bytes(block[i + 7:i + 9], "big")
+                plain = (block[i + 4] == 8 and block[i + 9] in (1, 3) and height > 0 and width > 0
+                         and height * width <= (Image.MAX_IMAGE_PIXELS or height * width))
+                return (height, width) if plain else None
+            at += 2 + length
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def read_images(paths, image_size: int, channels: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from .images import read_images
+from .images import JPEG_EXTENSIONS, plain_jpeg_size, read_image, read_images, resize_pixels
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -37,18 +37,83 @@ DECODE_CHUNK = 32  # files per call: one call per image costs more than decoding
 # Pillow holds the GIL for the Python-level work around each image (about 0.1 ms), and releases it only while
 # it decodes and resizes pixels. Small images are nearly all such work, so threads leave the second core idle
 # (28-px PNGs on 2 cores: 2,300 images/s on threads, below a plain loop's 6,000; 9,800 on two processes), and
-# kit decodes many of them in one process per core. Large images are mostly GIL-free pixel work, and moving
+# kit decodes many of them in one process per core. Large images are more GIL-free pixel work, and moving
 # their pixels from other processes cost more than it saved (224-px photos: 1,470 images/s on threads, 730 on
-# processes piping the pixels back, 1,180 writing them to shared memory), so they stay on tf.data's threads.
+# processes piping the pixels back, 1,180 writing them to shared memory), so they stay on tf.data's threads,
+# except plain JPEGs, which skip Pillow altogether (_decoded_images).
 # Numbers: `python benchmarks/pipeline.py`, this module's history in git.
 PROCESSES_FROM = 2_000  # images: starting the processes (0.3 s) must pay off
 PROCESS_MAX_IMAGE_BYTES = 32 << 10  # decoded bytes per image (64×64 RGB is 12 KB, 224×224 RGB 147 KB)
 _decoding_pool = None
 
 
-def _decoded_chunks(paths, image_size: int, channels: int) -> tf.data.Dataset:
-    """Chunks of decoded uint8 images in the files' order, by kit's one loader, on every core."""
+def _decoded_images(paths, image_size: int, channels: int) -> tf.data.Dataset:
+    """Every image decoded to uint8 (image_size, image_size, channels), in the files' order, on every core.
+
+    Plain JPEGs (kit.images.plain_jpeg_size: most photos) decode in TensorFlow's own JPEG decoder, which gives the
+    very pixels kit's Pillow loader gives but never holds Python's GIL, so it keeps every core busy (224-px
+    photos: see the README's Performance table). Everything else goes through kit's one loader, read_image.
+    """
     paths = [str(p) for p in paths]
+    sizes = [plain_jpeg_size(p) if p.lower().endswith(JPEG_EXTENSIONS) else None for p in paths]
+    plain = np.array([size is not None for size in sizes])
+    if not plain.any():
+        return _decoded_chunks(paths, image_size, channels).unbatch()
+    # Pillow's draft() (in read_image) decodes at the largest of 1/2, 1/4, 1/8 that keeps both sides >= image_size,
+    # then resizes what is still not image_size; the same choice, made here for each file, keeps the pixels equal.
+    height, width = np.array([size or (0, 0) for size in sizes]).T
+    scale = np.minimum(height // image_size, width // image_size)
+    scaling = np.select([scale >= 8, scale >= 4, scale >= 2], [3, 2, 1], 0).astype(np.int32)  # index in JPEG_RATIOS
+    ratio = np.array(JPEG_RATIOS)[scaling]
+    resize = plain & ((-(-height // ratio) != image_size) | (-(-width // ratio) != image_size))
+    decode_jpeg = _jpeg_decoder(image_size, channels, set(scaling[plain]), set(resize[plain]))
+    ds = tf.data.Dataset.from_tensor_slices((paths, scaling, resize))
+    if plain.all():
+        return ds.map(decode_jpeg, num_parallel_calls=AUTOTUNE)
+
+    def load(path):
+        return read_image(path.decode("utf-8"), image_size, channels)
+
+    def decode(path, scaling, resize, is_plain):
+        return tf.cond(is_plain, lambda: decode_jpeg(path, scaling, resize),
+                       lambda: tf.ensure_shape(tf.numpy_function(load, [path], tf.uint8, stateful=False),
+                                               (image_size, image_size, channels)))
+
+    ds = tf.data.Dataset.from_tensor_slices((paths, scaling, resize, plain))
+    return ds.map(decode, num_parallel_calls=AUTOTUNE)
+
+
+JPEG_RATIOS = (1, 2, 4, 8)  # the scalings libjpeg decodes at directly
+
+
+def _jpeg_decoder(image_size: int, channels: int, scalings: set, resizes: set):
+    """(path, scaling, resize) → read_image's pixels of a plain JPEG, with TensorFlow's decoder: libjpeg's accurate
+    integer DCT (what Pillow uses), scaled by JPEG_RATIOS[scaling] as Pillow's draft() does, then, where `resize`,
+    read_image's own Pillow resize. Branches only on what varies between the files (scalings, resizes): control
+    flow in a tf.data function costs time on every image."""
+    def scaled(data, ratio):
+        return tf.io.decode_jpeg(data, channels=channels, ratio=ratio, dct_method="INTEGER_ACCURATE")
+
+    def pillow_resize(pixels):
+        return tf.numpy_function(lambda p: resize_pixels(p, image_size), [pixels], tf.uint8, stateful=False)
+
+    def decode(path, scaling, resize):
+        data = tf.io.read_file(path)
+        if len(scalings) == 1:
+            pixels = scaled(data, JPEG_RATIOS[int(next(iter(scalings)))])
+        else:
+            pixels = tf.switch_case(scaling, [lambda r=r: scaled(data, r) for r in JPEG_RATIOS])
+        if resizes == {True}:
+            pixels = pillow_resize(pixels)
+        elif len(resizes) == 2:
+            pixels = tf.cond(resize, lambda: pillow_resize(pixels), lambda: pixels)
+        return tf.ensure_shape(pixels, (image_size, image_size, channels))
+
+    return decode
+
+
+def _decoded_chunks(paths, image_size: int, channels: int) -> tf.data.Dataset:
+    """Chunks of images decoded by kit's one loader (Pillow) in the files' order, on every core."""
     spec = tf.TensorSpec((None, image_size, image_size, channels), tf.uint8)
     pool, processes = (None, 1)
     if len(paths) >= PROCESSES_FROM and cache_bytes(1, image_size, channels) <= PROCESS_MAX_IMAGE_BYTES:
@@ -165,11 +230,11 @@ def _decoded(paths, labels, image_size: int, channels: int, cache: bool | str) -
     """The decoded images (with their labels) in the files' order, decoded once when cached."""
     count = len(paths)
     if isinstance(cache, str):
-        chunks = _read_disk_cache(_write_disk_cache(cache, paths, image_size, channels), count, image_size,
-                                  channels)
+        images = _read_disk_cache(_write_disk_cache(cache, paths, image_size, channels), count, image_size,
+                                  channels).unbatch()
     else:
-        chunks = _decoded_chunks(paths, image_size, channels)
-    ds = chunks.unbatch().apply(tf.data.experimental.assert_cardinality(count))  # unbatch() forgets it
+        images = _decoded_images(paths, image_size, channels)
+    ds = images.apply(tf.data.experimental.assert_cardinality(count))  # unbatch() forgets it, map() may not know it
     if labels is not None:
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(np.asarray(labels, dtype=np.int32))))
     return ds.cache() if cache is True else ds
@@ -182,7 +247,7 @@ def _write_disk_cache(prefix: str, paths, image_size: int, channels: int) -> str
     path = f"{prefix}.u8"
     if not Path(path).exists():
         with atomic_write(path, "wb") as f:
-            for chunk in _decoded_chunks(paths, image_size, channels).as_numpy_iterator():
+            for chunk in _decoded_images(paths, image_size, channels).batch(DECODE_CHUNK).as_numpy_iterator():
                 f.write(chunk.tobytes())
     return path
 

@@ -77,6 +77,10 @@ def predict_validation(run_dir, val_df: pd.DataFrame, class_names: list[str], co
 
 def predict_images(run: Run, paths, top: int = 3) -> list[tuple[str, list[tuple[str, float]]]]:
     """Top classes for single image files, as [(path, [(class, probability), …]), …]."""
+    from .images import inspect_image
+
+    for path in paths:  # files no validation has seen: a broken one gets its one-line error here, not from tf.data
+        inspect_image(path)
     model = run.load_model()
     probs = predict_proba(model, paths, run.image_size, run.channels)
     results = []

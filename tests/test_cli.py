@@ -88,6 +88,30 @@ def test_make_submission_never_overwrites_without_force(trained):
     assert out.read_bytes() == first  # same model, same images: same file
 
 
+def test_predict_names_a_broken_image_in_one_line(trained):
+    tmp, data, _, _ = trained
+    jpeg = (tmp / "whole.jpg")
+    make_image("cat", 0, size=16).convert("RGB").save(jpeg)
+    (tmp / "broken.jpg").write_bytes(jpeg.read_bytes()[:200])  # a plain JPEG header, then nothing
+    (tmp / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    for name in ("broken.jpg", "broken.png"):
+        result = invoke("predict", tmp / "runs" / "r1", tmp / name)
+        assert result.exit_code == 2 and result.output.startswith(f"Error: {tmp / name}: not a readable image")
+        assert len(result.output.strip().splitlines()) == 1
+
+
+def test_an_image_that_breaks_inside_tf_data_keeps_its_one_line_error(tmp_path):
+    from kit.errors import image_error_in
+    from kit.pipeline import make_dataset
+
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    with pytest.raises(Exception) as raised:  # TensorFlow's own error type, wrapping kit's
+        list(make_dataset([tmp_path / "broken.png"], image_size=8, channels=1, batch_size=1))
+    error = image_error_in(raised.value)
+    assert str(error).startswith(f"{tmp_path / 'broken.png'}: not a readable image") and "\n" not in str(error)
+    assert image_error_in(ValueError("something else")) is None
+
+
 def test_predict_and_report(trained):
     tmp, data, _, _ = trained
     result = invoke("predict", tmp / "runs" / "r1", data / "test" / "00036.png", "--top", "2")

@@ -120,3 +120,34 @@ def test_an_oversized_image_is_refused_while_other_threads_open_images(tmp_path,
 
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(open_one, range(4000)))
+
+
+def _photo(height, width, seed=0):
+    """A JPEG-like photo: smooth gradients plus noise, so DCT scaling and resizing have detail to work on."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), (x + y) % 256], axis=-1)
+    return Image.fromarray(np.clip(base + rng.integers(-30, 30, base.shape), 0, 255).astype(np.uint8))
+
+
+def test_plain_jpeg_size_accepts_only_what_tensorflow_decodes_like_pillow(tmp_path, monkeypatch):
+    from kit.images import plain_jpeg_size
+
+    photo = _photo(30, 40)
+    photo.save(tmp_path / "rgb.jpg")
+    photo.convert("L").save(tmp_path / "gray.jpg")
+    photo.save(tmp_path / "progressive.jpg", progressive=True)
+    photo.save(tmp_path / "comment.jpg", comment=b"x" * 5000)  # segments beyond the first block read
+    exif = photo.getexif()
+    exif[0x0112] = 6
+    photo.save(tmp_path / "rotated.jpg", exif=exif)
+    photo.save(tmp_path / "xmp.jpg", xmp=b"<x:xmpmeta/>")
+    photo.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    photo.save(tmp_path / "png.jpg", "PNG")
+    (tmp_path / "head.jpg").write_bytes((tmp_path / "rgb.jpg").read_bytes()[:30])
+    for name in ("rgb", "gray", "progressive", "comment"):
+        assert plain_jpeg_size(str(tmp_path / f"{name}.jpg")) == (30, 40), name
+    for name in ("rotated", "xmp", "cmyk", "png", "head", "missing"):
+        assert plain_jpeg_size(str(tmp_path / f"{name}.jpg")) is None, name
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 30 * 40 - 1)  # Pillow would refuse it: so must the fast path
+    assert plain_jpeg_size(str(tmp_path / "rgb.jpg")) is None

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from conftest import make_image
 from kit.pipeline import make_dataset, make_training_stream
@@ -180,3 +181,36 @@ def _stat(pid):
         return fields[0], fields[1]
     except OSError:
         return "gone", ""
+
+
+def test_jpegs_decoded_by_tensorflow_have_exactly_the_loaders_pixels(tmp_path, monkeypatch):
+    """Plain JPEGs skip Pillow for TensorFlow's decoder: at every DCT scaling, with and without the final resize,
+    gray or RGB, mixed with files only Pillow reads (EXIF rotation, CMYK, PNG), the pixels are read_image's."""
+    import kit.pipeline
+    from kit.images import read_image
+    from test_images import _photo
+
+    for name, (height, width) in {"r1": (40, 30), "r2": (32, 33), "r4": (64, 70), "r8": (130, 200),
+                                  "exact": (16, 16), "exact2": (32, 32)}.items():
+        _photo(height, width, seed=height).save(tmp_path / f"{name}.jpg")
+    _photo(64, 64).convert("L").save(tmp_path / "gray.jpg")
+    _photo(48, 48).save(tmp_path / "progressive.jpg", progressive=True)
+    plain = sorted(str(p) for p in tmp_path.glob("*.jpg"))
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x0112] = 6
+    _photo(40, 30).save(tmp_path / "rotated.jpg", exif=exif)
+    _photo(40, 30).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    _photo(20, 20).save(tmp_path / "photo.png")
+    others = [str(tmp_path / name) for name in ("rotated.jpg", "cmyk.jpg", "photo.png")]
+    mixed = plain[:3] + others + plain[3:]
+
+    pillow_reads = []
+    monkeypatch.setattr(kit.pipeline, "read_image", lambda path, *a: pillow_reads.append(path) or read_image(path, *a))
+    uniform = [str(tmp_path / "exact.jpg"), str(tmp_path / "exact2.jpg")]
+    for paths in (plain, mixed, uniform, uniform[:1]):  # all plain; mixed; no resize; one scaling, no resize
+        for channels in (3, 1):
+            pillow_reads.clear()
+            got = np.stack(list(kit.pipeline._decoded_images(paths, 16, channels).as_numpy_iterator()))
+            want = np.stack([read_image(p, 16, channels) for p in paths])
+            assert got.shape == want.shape and (got == want).all(), (len(paths), channels)
+            assert sorted(pillow_reads) == sorted(set(paths) & set(others))  # the plain ones never went to Pillow
