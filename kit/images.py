@@ -3,9 +3,9 @@
 Pillow does the decoding because it handles what competition folders contain (EXIF rotation,
 CMYK, palette transparency, 16-bit PNG, animated GIF) the same way everywhere. It releases the GIL
 only while it decodes pixels, so kit.pipeline decodes large images on threads and many small ones in
-processes (read_images, decoding_process_setup). Plain JPEGs (plain_jpeg_size) are the one exception:
-TensorFlow's decoder, which never holds the GIL, gives exactly read_image's pixels for them (tested),
-and kit.pipeline uses it.
+processes (read_images, decoding_process_setup). Plain JPEGs and PNGs (plain_image) are the exception:
+TensorFlow's decoders, which never hold the GIL, give exactly read_image's pixels for them (tested),
+and kit.pipeline uses them.
 """
 
 from __future__ import annotations
@@ -133,50 +133,103 @@ def resize_pixels(pixels: np.ndarray, image_size: int) -> np.ndarray:
     return np.asarray(_resized(im, image_size), dtype=np.uint8).reshape(image_size, image_size, channels)
 
 
-JPEG_EXTENSIONS = (".jpg", ".jpeg")
-# Start-of-frame markers: Huffman-coded baseline, extended and progressive JPEGs (nearly all of them) are the ones
-# plain_jpeg accepts; lossless, hierarchical and arithmetic-coded frames are left to Pillow.
+# Start-of-frame markers: Huffman-coded baseline, extended and progressive JPEGs (nearly all of them) can be plain;
+# lossless, hierarchical and arithmetic-coded frames are left to Pillow.
 HUFFMAN_FRAMES = (0xC0, 0xC1, 0xC2)
 OTHER_FRAMES = (0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# PNG chunks that change what read_image returns: transparency (composited on white), EXIF (orientation), animation.
+PNG_CHUNKS_FOR_PILLOW = (b"tRNS", b"eXIf", b"acTL")
+# Text chunks whose keyword Pillow reads an orientation from (ORIENTATION_SOURCES); other text is only text.
+PNG_ORIENTATION_TEXT = (b"Raw profile type exif\0", b"XML:com.adobe.xmp\0")
 
 
-def plain_jpeg_size(path: str) -> tuple[int, int] | None:
-    """(height, width) of a JPEG that TensorFlow's decoder turns into exactly read_image's pixels; None otherwise.
+def plain_image(path: str, channels: int) -> tuple[str, int, int] | None:
+    """("jpeg" or "png", height, width) when TensorFlow's decoder turns this file into exactly read_image's pixels
+    (kit.pipeline then uses it); None otherwise, which is always safe: the file goes through read_image.
 
-    Both decode with libjpeg-turbo: with the same DCT method and scaling they agree to the bit (tested), but
-    TensorFlow knows nothing of EXIF or XMP orientation (APP1), Adobe colour transforms (APP14, CMYK) or Pillow's
-    decompression-bomb guard. So "plain" means: an 8-bit Huffman-coded JPEG in gray or YCbCr, no APP1 or APP14
-    segment, no more pixels than Pillow allows. Reads only the segment headers before the frame (os.read: a
-    Python file object would cost twice as much), and anything unexpected answers None, which is always safe:
-    the file then goes through read_image.
+    JPEG: both decode with libjpeg-turbo, and with the same DCT method and scaling they agree to the bit (tested),
+    but TensorFlow knows nothing of EXIF or XMP orientation (APP1) or Adobe colour transforms (APP14, CMYK); so an
+    8-bit Huffman-coded JPEG in gray or YCbCr without APP1 or APP14 segments. PNG is lossless, so any decoder
+    agrees: an 8-bit gray or RGB PNG (RGB only for 3 channels: Pillow's gray conversion is its own) with no
+    transparency, EXIF, orientation text or animation. Either way no more pixels than Pillow's bomb guard allows.
+    Reads only segment and chunk headers, with os.read (a Python file object costs twice as much).
     """
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
-        block, base, at = os.read(fd, 4096), 0, 2  # block holds the file's bytes from offset base
-        if block[:2] != b"\xff\xd8":
+        head = _Bytes(fd)
+        if head.at(0, 8) == PNG_SIGNATURE:
+            kind, size = "png", _plain_png_size(head, channels)
+        elif head.at(0, 2) == b"\xff\xd8":
+            kind, size = "jpeg", _plain_jpeg_size(head)
+        else:
             return None
-        while True:
-            if at + 10 > base + len(block):  # a frame header is 10 bytes: read on from this segment
-                block, base = os.pread(fd, 4096, at), at
-                if len(block) < 10:
-                    return None
-            i = at - base
-            marker, length = block[i + 1], int.from_bytes(block[i + 2:i + 4], "big")
-            if block[i] != 0xFF or marker in (0xE1, 0xEE, 0xDA) or marker in OTHER_FRAMES or length < 2:
-                return None
-            if marker in HUFFMAN_FRAMES:  # precision, height, width, components
-                height, width = int.from_bytes(block[i + 5:i + 7], "big"), int.from_bytes(block[i + 7:i + 9], "big")
-                plain = (block[i + 4] == 8 and block[i + 9] in (1, 3) and height > 0 and width > 0
-                         and height * width <= (Image.MAX_IMAGE_PIXELS or height * width))
-                return (height, width) if plain else None
-            at += 2 + length
+        if size is None or not 0 < size[0] * size[1] <= (Image.MAX_IMAGE_PIXELS or size[0] * size[1]):
+            return None
+        return kind, *size
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+class _Bytes:
+    """Bytes of an open file by offset, read 4 KB at a time: headers are small and mostly at the start."""
+
+    def __init__(self, fd: int):
+        self.fd, self.block, self.base, self.to_the_end = fd, b"", 0, False
+
+    def at(self, offset: int, n: int) -> bytes:
+        end = self.base + len(self.block)
+        if not (self.base <= offset and (offset + n <= end or self.to_the_end)):
+            size = max(n, 4096)
+            self.block, self.base = os.pread(self.fd, size, offset), offset
+            self.to_the_end = len(self.block) < size
+        return self.block[offset - self.base:offset - self.base + n]
+
+
+def _plain_jpeg_size(head: _Bytes) -> tuple[int, int] | None:
+    at = 2
+    while True:
+        segment = head.at(at, 10)  # marker, length and (for a frame) precision, height, width, components
+        if len(segment) < 10 or segment[0] != 0xFF:
+            return None
+        marker, length = segment[1], int.from_bytes(segment[2:4], "big")
+        if marker in (0xE1, 0xEE, 0xDA) or marker in OTHER_FRAMES or length < 2:
+            return None
+        if marker in HUFFMAN_FRAMES:
+            plain = segment[4] == 8 and segment[9] in (1, 3)
+            return (int.from_bytes(segment[5:7], "big"), int.from_bytes(segment[7:9], "big")) if plain else None
+        at += 2 + length
+
+
+def _plain_png_size(head: _Bytes, channels: int) -> tuple[int, int] | None:
+    header = head.at(8, 25)  # IHDR: length, type, width, height, bit depth, colour type, …
+    if len(header) < 25 or header[4:8] != b"IHDR" or header[16] != 8 or header[17] not in (0, 2):
+        return None
+    if header[17] == 2 and channels == 1:
+        return None
+    if head.to_the_end and head.base == 0 and head.block[-8:-4] == b"IEND":  # the whole file is in hand: look for
+        # the chunks by name, at C speed
+        unwanted = PNG_CHUNKS_FOR_PILLOW + PNG_ORIENTATION_TEXT  # (a false alarm in the pixels costs only time)
+        if any(name in head.block for name in unwanted):
+            return None
+        return int.from_bytes(header[12:16], "big"), int.from_bytes(header[8:12], "big")
+    at = 8
+    while True:  # every chunk up to IEND: an EXIF chunk may follow the pixels
+        chunk = head.at(at, 8 + 23)  # length, type, and enough of a text chunk's keyword
+        if len(chunk) < 12:
+            return None
+        kind = chunk[4:8]
+        if kind in PNG_CHUNKS_FOR_PILLOW or (kind in (b"tEXt", b"zTXt", b"iTXt")
+                                             and chunk[8:].startswith(PNG_ORIENTATION_TEXT)):
+            return None
+        if kind == b"IEND":
+            return int.from_bytes(header[12:16], "big"), int.from_bytes(header[8:12], "big")
+        at += 12 + int.from_bytes(chunk[:4], "big")
 
 
 def read_images(paths, image_size: int, channels: int) -> np.ndarray:

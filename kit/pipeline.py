@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from .images import JPEG_EXTENSIONS, plain_jpeg_size, read_image, read_images, resize_pixels
+from .images import plain_image, read_image, read_images, resize_pixels
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -40,7 +40,7 @@ DECODE_CHUNK = 32  # files per call: one call per image costs more than decoding
 # kit decodes many of them in one process per core. Large images are more GIL-free pixel work, and moving
 # their pixels from other processes cost more than it saved (224-px photos: 1,470 images/s on threads, 730 on
 # processes piping the pixels back, 1,180 writing them to shared memory), so they stay on tf.data's threads,
-# except plain JPEGs, which skip Pillow altogether (_decoded_images).
+# except plain JPEGs and PNGs, which skip Pillow altogether (_decoded_images).
 # Numbers: `python benchmarks/pipeline.py`, this module's history in git.
 PROCESSES_FROM = 2_000  # images: starting the processes (0.3 s) must pay off
 PROCESS_MAX_IMAGE_BYTES = 32 << 10  # decoded bytes per image (64×64 RGB is 12 KB, 224×224 RGB 147 KB)
@@ -50,59 +50,62 @@ _decoding_pool = None
 def _decoded_images(paths, image_size: int, channels: int) -> tf.data.Dataset:
     """Every image decoded to uint8 (image_size, image_size, channels), in the files' order, on every core.
 
-    Plain JPEGs (kit.images.plain_jpeg_size: most photos) decode in TensorFlow's own JPEG decoder, which gives the
-    very pixels kit's Pillow loader gives but never holds Python's GIL, so it keeps every core busy (224-px
-    photos: see the README's Performance table). Everything else goes through kit's one loader, read_image.
+    Plain JPEGs and PNGs (kit.images.plain_image: most competition images) decode in TensorFlow's own decoders,
+    which give the very pixels kit's Pillow loader gives but never hold Python's GIL, so they keep every core
+    busy (see the README's Performance table). Everything else goes through kit's one loader, read_image.
     """
     paths = [str(p) for p in paths]
-    sizes = [plain_jpeg_size(p) if p.lower().endswith(JPEG_EXTENSIONS) else None for p in paths]
-    plain = np.array([size is not None for size in sizes])
+    found = [plain_image(p, channels) for p in paths]
+    plain = np.array([f is not None for f in found])
     if not plain.any():
         return _decoded_chunks(paths, image_size, channels).unbatch()
-    # Pillow's draft() (in read_image) decodes at the largest of 1/2, 1/4, 1/8 that keeps both sides >= image_size,
-    # then resizes what is still not image_size; the same choice, made here for each file, keeps the pixels equal.
-    height, width = np.array([size or (0, 0) for size in sizes]).T
-    scale = np.minimum(height // image_size, width // image_size)
-    scaling = np.select([scale >= 8, scale >= 4, scale >= 2], [3, 2, 1], 0).astype(np.int32)  # index in JPEG_RATIOS
-    ratio = np.array(JPEG_RATIOS)[scaling]
+    is_png = np.array([f is not None and f[0] == "png" for f in found])
+    height, width = np.array([f[1:] if f else (0, 0) for f in found]).T
+    # Pillow's draft() (in read_image) decodes a JPEG at the largest of 1/2, 1/4, 1/8 that keeps both sides at
+    # least image_size, then resizes what is still not image_size; the same choice, made here for each file.
+    scale = np.where(is_png, 1, np.minimum(height // image_size, width // image_size))
+    ratio = np.select([scale >= 8, scale >= 4, scale >= 2], [8, 4, 2], 1)
     resize = plain & ((-(-height // ratio) != image_size) | (-(-width // ratio) != image_size))
-    decode_jpeg = _jpeg_decoder(image_size, channels, set(scaling[plain]), set(resize[plain]))
-    ds = tf.data.Dataset.from_tensor_slices((paths, scaling, resize))
+    codec = np.where(is_png, CODECS.index("png"), np.log2(ratio).astype(np.int32))  # see CODECS
+    decode_plain = _native_decoder(image_size, channels, set(codec[plain]), set(resize[plain]))
     if plain.all():
-        return ds.map(decode_jpeg, num_parallel_calls=AUTOTUNE)
+        ds = tf.data.Dataset.from_tensor_slices((paths, codec, resize))
+        return ds.map(decode_plain, num_parallel_calls=AUTOTUNE)
 
     def load(path):
         return read_image(path.decode("utf-8"), image_size, channels)
 
-    def decode(path, scaling, resize, is_plain):
-        return tf.cond(is_plain, lambda: decode_jpeg(path, scaling, resize),
+    def decode(path, codec, resize, is_plain):
+        return tf.cond(is_plain, lambda: decode_plain(path, codec, resize),
                        lambda: tf.ensure_shape(tf.numpy_function(load, [path], tf.uint8, stateful=False),
                                                (image_size, image_size, channels)))
 
-    ds = tf.data.Dataset.from_tensor_slices((paths, scaling, resize, plain))
+    ds = tf.data.Dataset.from_tensor_slices((paths, codec, resize, plain))
     return ds.map(decode, num_parallel_calls=AUTOTUNE)
 
 
-JPEG_RATIOS = (1, 2, 4, 8)  # the scalings libjpeg decodes at directly
+CODECS = ("jpeg", "jpeg/2", "jpeg/4", "jpeg/8", "png")  # how TensorFlow decodes a plain file: JPEGs at a scaling
 
 
-def _jpeg_decoder(image_size: int, channels: int, scalings: set, resizes: set):
-    """(path, scaling, resize) → read_image's pixels of a plain JPEG, with TensorFlow's decoder: libjpeg's accurate
-    integer DCT (what Pillow uses), scaled by JPEG_RATIOS[scaling] as Pillow's draft() does, then, where `resize`,
-    read_image's own Pillow resize. Branches only on what varies between the files (scalings, resizes): control
-    flow in a tf.data function costs time on every image."""
-    def scaled(data, ratio):
-        return tf.io.decode_jpeg(data, channels=channels, ratio=ratio, dct_method="INTEGER_ACCURATE")
+def _native_decoder(image_size: int, channels: int, codecs: set, resizes: set):
+    """(path, codec, resize) → read_image's pixels of a plain file, with TensorFlow's decoders: for JPEGs libjpeg's
+    accurate integer DCT (what Pillow uses) at the scaling Pillow's draft() picks; then, where `resize`,
+    read_image's own Pillow resize. Branches only on what varies between the files: control flow in a tf.data
+    function costs time on every image."""
+    def decoding(codec: int):
+        if CODECS[codec] == "png":
+            return lambda data: tf.io.decode_png(data, channels=channels)
+        return lambda data: tf.io.decode_jpeg(data, channels=channels, ratio=2 ** codec, dct_method="INTEGER_ACCURATE")
 
     def pillow_resize(pixels):
         return tf.numpy_function(lambda p: resize_pixels(p, image_size), [pixels], tf.uint8, stateful=False)
 
-    def decode(path, scaling, resize):
+    def decode(path, codec, resize):
         data = tf.io.read_file(path)
-        if len(scalings) == 1:
-            pixels = scaled(data, JPEG_RATIOS[int(next(iter(scalings)))])
+        if len(codecs) == 1:
+            pixels = decoding(int(next(iter(codecs))))(data)
         else:
-            pixels = tf.switch_case(scaling, [lambda r=r: scaled(data, r) for r in JPEG_RATIOS])
+            pixels = tf.switch_case(codec, [lambda c=c: decoding(c)(data) for c in range(len(CODECS))])
         if resizes == {True}:
             pixels = pillow_resize(pixels)
         elif len(resizes) == 2:

@@ -130,24 +130,47 @@ def _photo(height, width, seed=0):
     return Image.fromarray(np.clip(base + rng.integers(-30, 30, base.shape), 0, 255).astype(np.uint8))
 
 
-def test_plain_jpeg_size_accepts_only_what_tensorflow_decodes_like_pillow(tmp_path, monkeypatch):
-    from kit.images import plain_jpeg_size
+def test_plain_image_accepts_only_what_tensorflow_decodes_like_pillow(tmp_path, monkeypatch):
+    from PIL import PngImagePlugin
+
+    from kit.images import plain_image
 
     photo = _photo(30, 40)
+    exif = photo.getexif()
+    exif[0x0112] = 6
     photo.save(tmp_path / "rgb.jpg")
     photo.convert("L").save(tmp_path / "gray.jpg")
     photo.save(tmp_path / "progressive.jpg", progressive=True)
     photo.save(tmp_path / "comment.jpg", comment=b"x" * 5000)  # segments beyond the first block read
-    exif = photo.getexif()
-    exif[0x0112] = 6
     photo.save(tmp_path / "rotated.jpg", exif=exif)
     photo.save(tmp_path / "xmp.jpg", xmp=b"<x:xmpmeta/>")
     photo.convert("CMYK").save(tmp_path / "cmyk.jpg")
-    photo.save(tmp_path / "png.jpg", "PNG")
     (tmp_path / "head.jpg").write_bytes((tmp_path / "rgb.jpg").read_bytes()[:30])
-    for name in ("rgb", "gray", "progressive", "comment"):
-        assert plain_jpeg_size(str(tmp_path / f"{name}.jpg")) == (30, 40), name
-    for name in ("rotated", "xmp", "cmyk", "png", "head", "missing"):
-        assert plain_jpeg_size(str(tmp_path / f"{name}.jpg")) is None, name
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 30 * 40 - 1)  # Pillow would refuse it: so must the fast path
-    assert plain_jpeg_size(str(tmp_path / "rgb.jpg")) is None
+    photo.save(tmp_path / "rgb.png")
+    photo.convert("L").save(tmp_path / "gray.png")
+    photo.save(tmp_path / "interlaced.png", interlace=1)
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "made by a test")
+    photo.save(tmp_path / "text.png", pnginfo=text)
+    photo.save(tmp_path / "png-named.jpg", "PNG")
+    photo.save(tmp_path / "rotated.png", exif=exif)
+    raw_exif = PngImagePlugin.PngInfo()
+    raw_exif.add_text("Raw profile type exif", "exif\n6\n00")
+    photo.save(tmp_path / "raw-exif.png", pnginfo=raw_exif)
+    photo.convert("P").save(tmp_path / "palette.png")
+    photo.convert("RGBA").save(tmp_path / "rgba.png")
+    photo.convert("L").save(tmp_path / "transparent.png", transparency=0)
+    Image.fromarray(np.full((30, 40), 300, np.uint16)).save(tmp_path / "16bit.png")
+    photo.save(tmp_path / "animated.png", save_all=True, append_images=[photo.convert("L").convert("RGB")])
+    (tmp_path / "head.png").write_bytes((tmp_path / "rgb.png").read_bytes()[:60])
+    for name in ("rgb.jpg", "gray.jpg", "progressive.jpg", "comment.jpg", "gray.png", "rgb.png", "interlaced.png",
+                 "text.png"):
+        assert plain_image(str(tmp_path / name), 3) == (name[-3:].replace("jpg", "jpeg"), 30, 40), name
+    assert plain_image(str(tmp_path / "png-named.jpg"), 3) == ("png", 30, 40)  # the bytes decide, not the name
+    assert plain_image(str(tmp_path / "rgb.jpg"), 1) == ("jpeg", 30, 40)  # libjpeg's gray is Pillow's draft("L")
+    assert plain_image(str(tmp_path / "rgb.png"), 1) is None  # Pillow's RGB-to-gray weights are its own
+    for name in ("rotated.jpg", "xmp.jpg", "cmyk.jpg", "head.jpg", "rotated.png", "raw-exif.png", "palette.png",
+                 "rgba.png", "transparent.png", "16bit.png", "animated.png", "head.png", "missing.png"):
+        assert plain_image(str(tmp_path / name), 3) is None, name
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 30 * 40 - 1)  # Pillow would refuse them: so must the fast path
+    assert plain_image(str(tmp_path / "rgb.jpg"), 3) is None and plain_image(str(tmp_path / "rgb.png"), 3) is None
