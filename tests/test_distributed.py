@@ -45,10 +45,11 @@ def _free_ports(n):
     return ports
 
 
+# Every model file given, one weights vector each into OUT.npz: one process, as starting TensorFlow takes seconds.
 DUMP_WEIGHTS = textwrap.dedent("""
     import sys, numpy as np, keras
-    m = keras.models.load_model(sys.argv[1], safe_mode=True, compile=False)
-    np.save(sys.argv[2], np.concatenate([w.reshape(-1) for w in m.get_weights()]))
+    models = [keras.models.load_model(path, safe_mode=True, compile=False) for path in sys.argv[2:]]
+    np.savez(sys.argv[1], *[np.concatenate([w.reshape(-1) for w in m.get_weights()]) for m in models])
 """)
 
 
@@ -81,11 +82,11 @@ def test_multiworker_two_processes_agree_across_folds(tmp_path):
     assert not (tmp_path / "worker0").exists()  # the chief writes the real run folder only
     import numpy as np
 
-    for fold in ("fold0", "fold1"):
-        weights = []
-        for i, path in enumerate((tmp_path / "runs" / "w" / fold / "model.keras",
-                                  tmp_path / "worker1" / fold / "model.keras")):
-            subprocess.run([sys.executable, "-c", DUMP_WEIGHTS, str(path), str(tmp_path / f"w{i}.npy")], check=True,
-                           env=_env(), capture_output=True)
-            weights.append(np.load(tmp_path / f"w{i}.npy"))
-        np.testing.assert_array_equal(weights[0], weights[1], err_msg=fold)
+    models = [str(root / fold / "model.keras") for fold in ("fold0", "fold1")
+              for root in (tmp_path / "runs" / "w", tmp_path / "worker1")]
+    subprocess.run([sys.executable, "-c", DUMP_WEIGHTS, str(tmp_path / "weights.npz"), *models], check=True,
+                   env=_env(), capture_output=True)
+    weights = list(np.load(tmp_path / "weights.npz").values())  # fold0 on each worker, then fold1
+    assert len(weights) == 4
+    np.testing.assert_array_equal(weights[0], weights[1], err_msg="fold0")
+    np.testing.assert_array_equal(weights[2], weights[3], err_msg="fold1")
