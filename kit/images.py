@@ -150,10 +150,11 @@ def plain_image(path: str, channels: int) -> tuple[str, int, int] | None:
 
     JPEG: both decode with libjpeg-turbo, and with the same DCT method and scaling they agree to the bit (tested),
     but TensorFlow knows nothing of EXIF or XMP orientation (APP1) or Adobe colour transforms (APP14, CMYK); so an
-    8-bit Huffman-coded JPEG in gray or YCbCr without APP1 or APP14 segments. PNG is lossless, so any decoder
-    agrees: an 8-bit gray or RGB PNG (RGB only for 3 channels: Pillow's gray conversion is its own) with no
-    transparency, EXIF, orientation text or animation. Either way no more pixels than Pillow's bomb guard allows.
-    Reads only segment and chunk headers, with os.read (a Python file object costs twice as much).
+    8-bit Huffman-coded JPEG in gray or YCbCr, upright (EXIF orientation absent or 1, no XMP), without APP14.
+    PNG is lossless, so any decoder agrees: an 8-bit gray or RGB PNG (RGB only for 3 channels: Pillow's gray
+    conversion is its own) with no transparency, EXIF, orientation text or animation. Either way no more pixels
+    than Pillow's bomb guard allows. Reads only segment and chunk headers, with os.read (a Python file object
+    costs twice as much).
     """
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -192,18 +193,46 @@ class _Bytes:
 
 
 def _plain_jpeg_size(head: _Bytes) -> tuple[int, int] | None:
-    at = 2
-    while True:
+    at, size = 2, None
+    while True:  # every segment up to the pixels: Pillow reads an APP1 segment even after the frame header
         segment = head.at(at, 10)  # marker, length and (for a frame) precision, height, width, components
         if len(segment) < 10 or segment[0] != 0xFF:
             return None
         marker, length = segment[1], int.from_bytes(segment[2:4], "big")
-        if marker in (0xE1, 0xEE, 0xDA) or marker in OTHER_FRAMES or length < 2:
+        if marker == 0xDA:  # start of scan: the pixels follow
+            return size
+        if marker == 0xEE or marker in OTHER_FRAMES or length < 2:
+            return None
+        if marker == 0xE1 and not _upright_app1(head.at(at + 4, length - 2)):
             return None
         if marker in HUFFMAN_FRAMES:
-            plain = segment[4] == 8 and segment[9] in (1, 3)
-            return (int.from_bytes(segment[5:7], "big"), int.from_bytes(segment[7:9], "big")) if plain else None
+            if size is not None or segment[4] != 8 or segment[9] not in (1, 3):
+                return None
+            size = int.from_bytes(segment[5:7], "big"), int.from_bytes(segment[7:9], "big")
         at += 2 + length
+
+
+def _upright_app1(payload: bytes) -> bool:
+    """Whether an APP1 segment leaves read_image's exif_transpose nothing to do: EXIF whose first directory has no
+    orientation or orientation 1 (camera photos nearly always carry EXIF). XMP may hold an orientation: no."""
+    if payload.startswith(b"http://ns.adobe.com/xap/1.0/\0"):
+        return False
+    if not payload.startswith(b"Exif\0\0"):
+        return True  # Pillow ignores other APP1 payloads
+    tiff = payload[6:]
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return False
+    directory = int.from_bytes(tiff[4:8], order)
+    entries = int.from_bytes(tiff[directory:directory + 2], order)
+    if len(tiff) < directory + 2 + 12 * entries:
+        return False
+    for k in range(entries):  # 12 bytes each: tag, type, count, value
+        entry = tiff[directory + 2 + 12 * k:directory + 14 + 12 * k]
+        if int.from_bytes(entry[:2], order) == 0x0112:  # orientation: one SHORT, 1 meaning upright
+            one_short = entry[2:8] == (3).to_bytes(2, order) + (1).to_bytes(4, order)
+            return one_short and int.from_bytes(entry[8:10], order) == 1
+    return True
 
 
 def _plain_png_size(head: _Bytes, channels: int) -> tuple[int, int] | None:

@@ -130,6 +130,32 @@ def _photo(height, width, seed=0):
     return Image.fromarray(np.clip(base + rng.integers(-30, 30, base.shape), 0, 255).astype(np.uint8))
 
 
+def _exif_segment(orientation: int | None, order: bytes = b"II") -> bytes:
+    """An APP1 EXIF segment whose first directory holds one entry: an orientation, or a camera make."""
+    endian = "little" if order == b"II" else "big"
+    tag, kind, value = (0x0112, 3, orientation) if orientation else (0x010F, 2, 0x4B4954)  # a SHORT, or "KIT"
+    entry = tag.to_bytes(2, endian) + kind.to_bytes(2, endian) + (1).to_bytes(4, endian) + \
+        (value.to_bytes(2, endian) + b"\0\0" if kind == 3 else value.to_bytes(4, "big"))
+    tiff = order + (42).to_bytes(2, endian) + (8).to_bytes(4, endian) + (1).to_bytes(2, endian) + entry + b"\0" * 4
+    payload = b"Exif\0\0" + tiff
+    return b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def _jpeg_with(path, segment: bytes, before: bytes = b"\xff\xdb") -> None:
+    """Insert a segment before the first `before` marker (quantisation tables: early; start of scan: late)."""
+    data = path.read_bytes()
+    at = data.index(before)
+    path.write_bytes(data[:at] + segment + data[at:])
+
+
+def test_exif_orientation_is_read_wherever_the_segment_is(tmp_path):
+    for name, orientation, order, before in (("ii", 6, b"II", b"\xff\xdb"), ("mm", 6, b"MM", b"\xff\xdb"),
+                                             ("late", 6, b"II", b"\xff\xda"), ("upright", 1, b"MM", b"\xff\xdb")):
+        Image.new("L", (6, 2), 0).save(tmp_path / f"{name}.jpg")
+        _jpeg_with(tmp_path / f"{name}.jpg", _exif_segment(orientation, order), before)
+        assert read_image(tmp_path / f"{name}.jpg", channels=1).shape == ((6, 2, 1) if orientation == 6 else (2, 6, 1))
+
+
 def test_plain_image_accepts_only_what_tensorflow_decodes_like_pillow(tmp_path, monkeypatch):
     from PIL import PngImagePlugin
 
@@ -146,6 +172,11 @@ def test_plain_image_accepts_only_what_tensorflow_decodes_like_pillow(tmp_path, 
     photo.save(tmp_path / "xmp.jpg", xmp=b"<x:xmpmeta/>")
     photo.convert("CMYK").save(tmp_path / "cmyk.jpg")
     (tmp_path / "head.jpg").write_bytes((tmp_path / "rgb.jpg").read_bytes()[:30])
+    for name, orientation, order, before in (("upright", 1, b"II", b"\xff\xdb"), ("upright-mm", 1, b"MM", b"\xff\xdb"),
+                                             ("camera", None, b"II", b"\xff\xdb"), ("rotated-mm", 6, b"MM", b"\xff\xdb"),
+                                             ("rotated-late", 6, b"II", b"\xff\xda")):
+        photo.save(tmp_path / f"{name}.jpg")
+        _jpeg_with(tmp_path / f"{name}.jpg", _exif_segment(orientation, order), before)
     photo.save(tmp_path / "rgb.png")
     photo.convert("L").save(tmp_path / "gray.png")
     photo.save(tmp_path / "interlaced.png", interlace=1)
@@ -163,13 +194,13 @@ def test_plain_image_accepts_only_what_tensorflow_decodes_like_pillow(tmp_path, 
     Image.fromarray(np.full((30, 40), 300, np.uint16)).save(tmp_path / "16bit.png")
     photo.save(tmp_path / "animated.png", save_all=True, append_images=[photo.convert("L").convert("RGB")])
     (tmp_path / "head.png").write_bytes((tmp_path / "rgb.png").read_bytes()[:60])
-    for name in ("rgb.jpg", "gray.jpg", "progressive.jpg", "comment.jpg", "gray.png", "rgb.png", "interlaced.png",
-                 "text.png"):
+    for name in ("rgb.jpg", "gray.jpg", "progressive.jpg", "comment.jpg", "upright.jpg", "upright-mm.jpg",
+                 "camera.jpg", "gray.png", "rgb.png", "interlaced.png", "text.png"):
         assert plain_image(str(tmp_path / name), 3) == (name[-3:].replace("jpg", "jpeg"), 30, 40), name
     assert plain_image(str(tmp_path / "png-named.jpg"), 3) == ("png", 30, 40)  # the bytes decide, not the name
     assert plain_image(str(tmp_path / "rgb.jpg"), 1) == ("jpeg", 30, 40)  # libjpeg's gray is Pillow's draft("L")
     assert plain_image(str(tmp_path / "rgb.png"), 1) is None  # Pillow's RGB-to-gray weights are its own
-    for name in ("rotated.jpg", "xmp.jpg", "cmyk.jpg", "head.jpg", "rotated.png", "raw-exif.png", "palette.png",
+    for name in ("rotated.jpg", "rotated-mm.jpg", "rotated-late.jpg", "xmp.jpg", "cmyk.jpg", "head.jpg", "rotated.png", "raw-exif.png", "palette.png",
                  "rgba.png", "transparent.png", "16bit.png", "animated.png", "head.png", "missing.png"):
         assert plain_image(str(tmp_path / name), 3) is None, name
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 30 * 40 - 1)  # Pillow would refuse them: so must the fast path

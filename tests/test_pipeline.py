@@ -188,7 +188,7 @@ def test_images_decoded_by_tensorflow_have_exactly_the_loaders_pixels(tmp_path, 
     read_image's."""
     import kit.pipeline
     from kit.images import read_image
-    from test_images import _photo
+    from test_images import _exif_segment, _jpeg_with, _photo
 
     for name, (height, width) in {"r1": (40, 30), "r2": (32, 33), "r4": (64, 70), "r8": (130, 200),
                                   "exact": (16, 16), "exact2": (32, 32)}.items():
@@ -197,6 +197,8 @@ def test_images_decoded_by_tensorflow_have_exactly_the_loaders_pixels(tmp_path, 
     _photo(48, 48).save(tmp_path / "progressive.jpg", progressive=True)
     _photo(16, 16, seed=1).convert("L").save(tmp_path / "gray16.png")
     _photo(20, 24, seed=2).convert("L").save(tmp_path / "gray-resized.png")
+    _photo(40, 30, seed=4).save(tmp_path / "upright-exif.jpg")  # a camera's EXIF, orientation 1
+    _jpeg_with(tmp_path / "upright-exif.jpg", _exif_segment(1))
     plain = sorted(str(p) for p in tmp_path.iterdir())
     _photo(16, 16, seed=3).save(tmp_path / "rgb.png")  # plain for RGB; for one channel Pillow converts it
     exif = Image.new("RGB", (1, 1)).getexif()
