@@ -1,5 +1,6 @@
 """Images per second into ready uint8 batches: the tutorials' loop, Keras' image_dataset_from_directory, kit's
-pipeline (first epoch and cached epochs; kit's loader alone in the tutorials' loop), and the decode limit (tf.io decode + resize on all cores, nothing else).
+pipeline (first epoch and cached epochs; the first epoch again with every file through kit's Pillow loader; that
+loader alone in the tutorials' loop), and the decode limit (tf.io decode + resize on all cores, nothing else).
 
 Usage: python benchmarks/pipeline.py DATA [--image-size 224] [--limit 4000] [--batch-size 64] [--repeat 3]
 DATA is any folder kit reads (competition layout or class folders). Prints one table, each rate the best of
@@ -65,9 +66,16 @@ def keras_from_directory(root, size, channels, batch):
     return timed(lambda: sum(int(x.shape[0]) for x, _ in ds))
 
 
-def kit_epochs(paths, size, channels, batch):
-    """Images/s of kit's training stream (no augmentation): the first epoch decodes, later ones read the cache."""
+def kit_epochs(paths, size, channels, batch, pillow_only=False):
+    """Images/s of kit's training stream (no augmentation): the first epoch decodes, later ones read the cache.
+
+    pillow_only: every file through kit's Pillow loader, none through TensorFlow's decoders (see
+    kit.images.plain_image), as before plain files went to TensorFlow."""
+    import kit.pipeline
     from kit.pipeline import make_training_stream
+
+    if pillow_only:
+        kit.pipeline.plain_image = lambda path, channels: None
 
     steps = -(-len(paths) // batch)
     streams = []
@@ -81,7 +89,12 @@ def kit_epochs(paths, size, channels, batch):
     def later_epochs():  # two more epochs of the last stream, from its cache
         return sum(int(next(streams[-1])[0].shape[0]) for _ in range(2 * steps))
 
-    return timed(first_epoch), timed(later_epochs)
+    try:
+        return timed(first_epoch), timed(later_epochs)
+    finally:
+        from kit.images import plain_image
+
+        kit.pipeline.plain_image = plain_image
 
 
 def decode_limit(paths, size, channels, batch):
@@ -124,6 +137,8 @@ def main():
         rows.append(("keras image_dataset_from_directory", kfd))
     first, later = kit_epochs(paths, size, channels, args.batch_size)
     rows += [("kit pipeline, first epoch", first), ("kit pipeline, later epochs (cached)", later),
+             ("kit first epoch, every file through Pillow", kit_epochs(paths, size, channels, args.batch_size,
+                                                                      pillow_only=True)[0]),
              ("decode limit (tf.io.decode_image + resize)", decode_limit(paths, size, channels, args.batch_size))]
     base = rows[0][1]
     limit = rows[-1][1]
