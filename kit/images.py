@@ -127,7 +127,7 @@ def _resized(im: Image.Image, image_size: int | None) -> Image.Image:
 
 
 def resize_pixels(pixels: np.ndarray, image_size: int) -> np.ndarray:
-    """read_image's resize, for pixels kit.pipeline decoded with TensorFlow's JPEG decoder: the same Pillow call."""
+    """read_image's resize, for pixels kit.pipeline decoded with TensorFlow's decoders: the same Pillow call."""
     channels = pixels.shape[-1]
     im = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
     return np.asarray(_resized(im, image_size), dtype=np.uint8).reshape(image_size, image_size, channels)

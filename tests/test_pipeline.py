@@ -197,6 +197,7 @@ def test_images_decoded_by_tensorflow_have_exactly_the_loaders_pixels(tmp_path, 
     _photo(48, 48).save(tmp_path / "progressive.jpg", progressive=True)
     _photo(16, 16, seed=1).convert("L").save(tmp_path / "gray16.png")
     _photo(20, 24, seed=2).convert("L").save(tmp_path / "gray-resized.png")
+    _photo(16, 16, seed=5).save(tmp_path / "interlaced.png", interlace=1)
     _photo(40, 30, seed=4).save(tmp_path / "upright-exif.jpg")  # a camera's EXIF, orientation 1
     _jpeg_with(tmp_path / "upright-exif.jpg", _exif_segment(1))
     plain = sorted(str(p) for p in tmp_path.iterdir())
@@ -219,5 +220,6 @@ def test_images_decoded_by_tensorflow_have_exactly_the_loaders_pixels(tmp_path, 
             got = np.stack(list(kit.pipeline._decoded_images(paths, 16, channels).as_numpy_iterator()))
             want = np.stack([read_image(p, 16, channels) for p in paths])
             assert got.shape == want.shape and (got == want).all(), (len(paths), channels)
-            by_pillow = set(paths) & set(others + ([str(tmp_path / "rgb.png")] if channels == 1 else []))
+            rgb_pngs = [str(tmp_path / name) for name in ("rgb.png", "interlaced.png")]  # Pillow's to make gray
+            by_pillow = set(paths) & set(others + (rgb_pngs if channels == 1 else []))
             assert sorted(pillow_reads) == sorted(by_pillow)  # the plain ones never went to Pillow
