@@ -74,6 +74,7 @@ def kit_epochs(paths, size, channels, batch, pillow_only=False):
     import kit.pipeline
     from kit.pipeline import make_training_stream
 
+    plain_image = kit.pipeline.plain_image
     if pillow_only:
         kit.pipeline.plain_image = lambda path, channels: None
 
@@ -92,8 +93,6 @@ def kit_epochs(paths, size, channels, batch, pillow_only=False):
     try:
         return timed(first_epoch), timed(later_epochs)
     finally:
-        from kit.images import plain_image
-
         kit.pipeline.plain_image = plain_image
 
 

@@ -241,12 +241,11 @@ def _plain_png_size(head: _Bytes, channels: int) -> tuple[int, int] | None:
         return None
     if header[17] == 2 and channels == 1:
         return None
+    size = int.from_bytes(header[12:16], "big"), int.from_bytes(header[8:12], "big")  # (height, width)
     if head.to_the_end and head.base == 0 and head.block[-8:-4] == b"IEND":  # the whole file is in hand: look for
         # the chunks by name, at C speed
         unwanted = PNG_CHUNKS_FOR_PILLOW + PNG_ORIENTATION_TEXT  # (a false alarm in the pixels costs only time)
-        if any(name in head.block for name in unwanted):
-            return None
-        return int.from_bytes(header[12:16], "big"), int.from_bytes(header[8:12], "big")
+        return None if any(name in head.block for name in unwanted) else size
     at = 8
     while True:  # every chunk up to IEND: an EXIF chunk may follow the pixels
         chunk = head.at(at, 8 + 23)  # length, type, and enough of a text chunk's keyword
@@ -257,7 +256,7 @@ def _plain_png_size(head: _Bytes, channels: int) -> tuple[int, int] | None:
                                              and chunk[8:].startswith(PNG_ORIENTATION_TEXT)):
             return None
         if kind == b"IEND":
-            return int.from_bytes(header[12:16], "big"), int.from_bytes(header[8:12], "big")
+            return size
         at += 12 + int.from_bytes(chunk[:4], "big")
 
 
