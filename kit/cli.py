@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import KitError, image_error_in
+from .errors import KitError, image_error_in, os_error_line
 
 
 class KitGroup(click.Group):
@@ -22,6 +22,11 @@ class KitGroup(click.Group):
                 raise
             click.echo(f"Error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except OSError as e:  # the operating system said no: disk full, read-only, permission denied, …
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"Error: {os_error_line(e)}", err=True)
+            ctx.exit(2)
         except Exception as e:  # an image that broke inside tf.data, where a KitError arrives wrapped
             error = image_error_in(e)
             if error is None or ctx.params.get("debug"):
@@ -46,6 +51,13 @@ def cli(debug):
     """
 
 
+def _choice(setting: str) -> click.Choice:
+    """A setting's allowed values, from the one list kit.config checks them against."""
+    from .config import CHOICES
+
+    return click.Choice([str(c) for c in CHOICES[setting] if c not in ("", 0)])
+
+
 def _training_options(f):
     """Every option of `kit train` (also accepted by `kit run`); None means "not given"."""
     options = [
@@ -60,21 +72,21 @@ def _training_options(f):
         click.option("--epochs", type=int, help="Default 10."),
         click.option("--batch-size", type=int, help="Default 64."),
         click.option("--learning-rate", type=float, help="Default: the model's own."),
-        click.option("--optimizer", type=click.Choice(["adamw", "adam", "sgd"]), help="Default: the model's own."),
+        click.option("--optimizer", type=_choice("optimizer"), help="Default: the model's own."),
         click.option("--validation-split", type=float, help="Fraction held out, stratified. Default 0.2."),
         click.option("--seed", type=int, help="Default 42."),
         click.option("--deterministic/--no-deterministic", default=None,
                      help="Seeded, deterministic TensorFlow ops (reruns give identical weights on CPU)."),
         click.option("--folds", type=int, help="K-fold: K models, out-of-fold predictions and score. Default off."),
         click.option("--group-col", help="K-fold: rows sharing this training-table column stay in one fold."),
-        click.option("--augment", type=click.Choice(["auto", "none", "light", "strong", "shift-vflip"]),
+        click.option("--augment", type=_choice("augment"),
                      help="Default auto: none for models trained from scratch, light for backbones."),
         click.option("--early-stopping", type=int, help="Stop after N epochs without improvement. Default off."),
-        click.option("--metric", type=click.Choice(["accuracy", "f1_macro", "log_loss"]),
+        click.option("--metric", type=_choice("metric"),
                      help="Picks the best epoch (and is reported). Default accuracy."),
-        click.option("--class-weight", type=click.Choice(["none", "balanced"]),
+        click.option("--class-weight", type=_choice("class_weight"),
                      help="balanced: weight the loss by inverse class frequency."),
-        click.option("--sampling", type=click.Choice(["none", "balanced"]),
+        click.option("--sampling", type=_choice("sampling"),
                      help="balanced: draw every class equally often."),
         click.option("--tensorboard/--no-tensorboard", default=None, help="Write TensorBoard logs to RUN/tensorboard."),
         click.option("--resume", "resume_run", type=click.Path(file_okay=False, exists=True),
@@ -85,7 +97,7 @@ def _training_options(f):
                      help="Decoded images beyond this size are cached on disk. Default 2."),
         click.option("--checkpoint-every", type=int,
                      help="Also checkpoint every N batches (always at each epoch's end). Default off."),
-        click.option("--on-bad-image", type=click.Choice(["error", "skip"]),
+        click.option("--on-bad-image", type=_choice("on_bad_image"),
                      help="skip: train without missing/unreadable training images (listed in RUN/skipped.csv)."),
         click.option("--weights", help="Backbones: imagenet (default), none, or a weights file."),
         click.option("--backbone-file", type=click.Path(dir_okay=False, exists=True),
@@ -95,19 +107,21 @@ def _training_options(f):
         click.option("--fine-tune-epochs", type=int, help="Backbones: epochs with the top layers unfrozen. Default 3."),
         click.option("--fine-tune-layers", type=int, help="Backbones: how many top layers to unfreeze. Default 30."),
         click.option("--feature-views", type=int, help="Backbones: augmented views per image in the cached phase."),
-        click.option("--head", type=click.Choice(["pool", "flatten"]),
+        click.option("--head", type=_choice("head"),
                      help="Backbones: pool (default: global pooling + dropout + dense) or flatten (the flowers "
                           "tutorial's Flatten + dense)."),
         click.option("--feature-cache/--no-feature-cache", default=None,
                      help="Backbones: train the frozen phase on cached features (default on)."),
-        click.option("--strategy", type=click.Choice(["auto", "mirrored", "multiworker", "tpu", "none"]),
+        click.option("--strategy", type=_choice("strategy"),
                      help="tf.distribute strategy. Default auto (MirroredStrategy on >1 GPU)."),
-        click.option("--mixed-precision", type=click.Choice(["auto", "on", "off"]),
+        click.option("--mixed-precision", type=_choice("mixed_precision"),
                      help="float16 compute; auto = on GPUs with compute capability >= 7."),
         click.option("--jit-compile/--no-jit-compile", default=None, help="XLA-compile the training step."),
         click.option("--label-col", help="Label column of the training table, when it is ambiguous."),
         click.option("--train-images", help="Folder (inside DATA) holding the training images."),
         click.option("--test-images", help="Folder (inside DATA) holding the test images."),
+        click.option("--follow-symlinks/--no-follow-symlinks", default=None,
+                     help="Read linked files and folders that lead outside DATA (refused by default)."),
         click.option("--name", help="Run name. Default: timestamp + model."),
         click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs go. Default ./runs."),
         click.option("--force", is_flag=True, help="Replace an existing run of the same name."),
@@ -200,8 +214,10 @@ def _print_train_result(result, command: str = "train"):
 @click.option("--train-images", help="Folder (inside DATA) holding the training images.")
 @click.option("--test-images", help="Folder (inside DATA) holding the test images.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write a machine-readable report.")
+@click.option("--follow-symlinks", is_flag=True, help="Read linked files and folders that lead outside DATA.")
 @click.option("--strict", is_flag=True, help="Exit 1 when there are warnings (errors always exit 2).")
-def validate(data, label_col, train_images, test_images, json_file, strict):
+@click.option("--force", is_flag=True, help="Replace a --json report kit wrote before.")
+def validate(data, label_col, train_images, test_images, json_file, follow_symlinks, strict, force):
     """Check a data folder before training: every bad row named.
 
     Exit status: 0 clean, 1 warnings only (with --strict), 2 errors.
@@ -211,8 +227,12 @@ def validate(data, label_col, train_images, test_images, json_file, strict):
       kit validate sample_data --json report.json
     """
     from .data import load_competition, validate as validate_folder
+    from .outputs import check_output, record_written
+    from .runs import write_json
 
-    comp = load_competition(data, label_col=label_col, train_images=train_images, test_images=test_images)
+    json_path = check_output(json_file, "--json", force, [data]) if json_file else None
+    comp = load_competition(data, label_col=label_col, train_images=train_images, test_images=test_images,
+                            follow_symlinks=follow_symlinks)
     report = validate_folder(comp)
     click.echo(f"{data}: {comp.layout} layout; train {comp.train_file}"
                + (f", test {comp.test_file}" if comp.test_file else "")
@@ -221,10 +241,10 @@ def validate(data, label_col, train_images, test_images, json_file, strict):
     for problem in report.problems:
         click.echo(f"{problem.severity}: {problem}")
     click.echo(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
-    if json_file:
-        from .runs import write_json
-
-        write_json(json_file, report.to_dict())
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(json_path, report.to_dict())
+        record_written(json_path)
     sys.exit(2 if report.errors else 1 if strict and report.warnings else 0)
 
 
@@ -258,6 +278,10 @@ def run(data, config_file, force, output, **flags):
     from .training import train as train_run
 
     config, answers = _make_config(data, config_file, **flags)
+    if output:  # refused before training, not after
+        from .outputs import check_output
+
+        check_output(output, "--output", force, [config.data])
     result = train_run(config, force=force, log=click.echo, resume=bool(flags["resume_run"]), command="run")
     _print_train_result(result, "run")
     if result.metrics.get("worker"):
@@ -282,12 +306,12 @@ def reproduce(run_dir, name, force):
     Example:
       kit reproduce runs/first
     """
-    from .config import Config
-    from .runs import read_json
+    from .runs import read_config, read_json, read_metrics
     from .training import train as train_run
 
-    config = Config(**read_json(Path(run_dir) / "config.json"))
+    config = read_config(run_dir)
     old = read_json(Path(run_dir) / "run.json") if (Path(run_dir) / "run.json").is_file() else {}
+    old = old if isinstance(old, dict) else {}
     config.name = name or f"{Path(run_dir).name}-reproduced"
     config.runs_dir = str(Path(run_dir).parent)
     result = train_run(config.validate(), force=force, log=click.echo)
@@ -295,8 +319,9 @@ def reproduce(run_dir, name, force):
     new = read_json(result.run_dir / "run.json")
     if old.get("data_fingerprint") and old["data_fingerprint"] != new["data_fingerprint"]:
         click.echo("Note: the data changed since the original run (different fingerprint).")
-    before = read_json(Path(run_dir) / "metrics.json").get("val_accuracy")
-    click.echo(f"Validation accuracy: original {before:.4f}, reproduced {result.metrics['val_accuracy']:.4f}")
+    before = read_metrics(run_dir).get("val_accuracy")
+    original = f"{before:.4f}" if isinstance(before, (int, float)) else "not recorded"
+    click.echo(f"Validation accuracy: original {original}, reproduced {result.metrics['val_accuracy']:.4f}")
 
 
 @cli.command("make-submission")
@@ -304,7 +329,8 @@ def reproduce(run_dir, name, force):
                                                                                              exists=True))
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Default FIRST_RUN/submission.csv.")
 @click.option("--weights", help="Ensemble weights, one per run, comma-separated (default equal).")
-@click.option("--tta", type=int, default=0, help="Average N test-time views (original, mirror if trained with "
+@click.option("--tta", type=click.IntRange(0, 64), default=0,
+              help="Average N test-time views (original, mirror if trained with "
                                                  "flips, then small shifts).")
 @click.option("--force", is_flag=True, help="Replace an existing submission file.")
 @click.option("--trust-model", "trusted", multiple=True, metavar="SHA256",
@@ -325,7 +351,7 @@ def make_submission(run_dirs, output, weights, tta, force, trusted):
     data = [r for r in run_dirs if r not in runs]
     if len(data) > 1 or (data and run_dirs[-1] != data[0]):
         raise click.UsageError(f"not run folders: {', '.join(data)} (only the last argument may be the DATA folder)")
-    parsed = [float(w) for w in weights.split(",")] if weights else None
+    parsed = _parse_weights(weights) if weights else None
     if len(runs) > 1:
         score = ensemble_validation_accuracy(runs, parsed)
         click.echo(f"Ensemble validation accuracy: {score:.4f}" if score is not None else
@@ -335,10 +361,25 @@ def make_submission(run_dirs, output, weights, tta, force, trusted):
     click.echo(f"Wrote {sub.path}: {sub.rows} rows, columns {', '.join(sub.columns)} ({sub.kind})")
 
 
+def _parse_weights(text: str) -> list[float]:
+    """--weights 2,1: finite non-negative numbers (kit.submission checks there is one per run)."""
+    import math
+
+    try:
+        values = [float(w) for w in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values) or sum(values) <= 0:
+        raise click.BadParameter(f"{text!r}: expected finite non-negative numbers separated by commas, e.g. 2,1",
+                                 param_hint="--weights")
+    return values
+
+
 @cli.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, exists=True))
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
-@click.option("--top", default=3, show_default=True, help="How many classes to show per image.")
+@click.option("--top", default=3, show_default=True, type=click.IntRange(min=1),
+              help="How many classes to show per image.")
 @click.option("--trust-model", "trusted", multiple=True, metavar="SHA256",
               help="Also load a model file with this sha256 that the run's manifest does not vouch for.")
 def predict(run_dir, images, top, trusted):
@@ -433,7 +474,8 @@ def datasets_list():
 @click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
 @click.option("--layout", type=click.Choice(["av", "digits", "folders"]), default="av", show_default=True,
               help="av: train.csv + train/<id>.png; digits: filename,label + Images/train/; folders: train/<class>/.")
-@click.option("--limit", type=int, default=0, help="Only the first N training images (N/5 test images).")
+@click.option("--limit", type=click.IntRange(min=0), default=0,
+              help="Only the first N training images (N/5 test images).")
 @click.option("--answers", type=click.Path(dir_okay=False), help="Answer key path. Default: answers.csv beside DIR.")
 @click.option("--force", is_flag=True, help="Write into a non-empty DIR.")
 def datasets_export(name, out_dir, layout, limit, answers, force):
@@ -485,16 +527,18 @@ def new(out_dir, template, force):
     """
     from .project import render_template
 
-    files = render_template(template, out_dir, force=force)
-    click.echo(f"Created {out_dir} from template {template}: {', '.join(str(f.relative_to(out_dir)) for f in files)}, "
-               "data/ (tiny digits competition)")
+    files, kept = render_template(template, out_dir, force=force)
+    click.echo(f"Created {out_dir} from template {template}: {', '.join(str(f.relative_to(out_dir)) for f in files)}"
+               + ("" if Path(out_dir, "data") in kept else ", data/ (tiny digits competition)"))
+    if kept:
+        click.echo(f"Kept your own file(s), not replaced: {', '.join(str(f.relative_to(out_dir)) for f in kept)}")
     click.echo(f"Next: cd {out_dir} && kit run --config kit.toml")
 
 
 @cli.command()
 @click.argument("submission", type=click.Path(dir_okay=False, exists=True))
 @click.argument("answers", type=click.Path(dir_okay=False, exists=True))
-@click.option("--metric", type=click.Choice(["accuracy", "f1_macro", "log_loss"]), default="accuracy",
+@click.option("--metric", type=_choice("metric"), default="accuracy",
               show_default=True)
 def score(submission, answers, metric):
     """Score a submission against an answer key, with a leaderboard's checks.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -11,6 +12,46 @@ from pathlib import Path
 from .errors import ConfigError
 
 AUGMENT_LEVELS = ("auto", "none", "light", "strong", "shift-vflip")
+METRICS = ("accuracy", "f1_macro", "log_loss")
+# Each setting's allowed values, spelled once: Click's choices and Config.validate both read them.
+CHOICES = {
+    "augment": AUGMENT_LEVELS,
+    "metric": METRICS,
+    "optimizer": ("", "adamw", "adam", "sgd"),
+    "class_weight": ("none", "balanced"),
+    "sampling": ("none", "balanced"),
+    "on_bad_image": ("error", "skip"),
+    "head": ("pool", "flatten"),
+    "strategy": ("auto", "mirrored", "multiworker", "tpu", "none"),
+    "mixed_precision": ("auto", "on", "off"),
+    "channels": (0, 1, 3),
+}
+# Inclusive bounds of the numeric settings (validation_split and image_size have their own rules below).
+RANGES = {
+    "batch_size": (1, 1 << 16),
+    "epochs": (1, 100_000),
+    "learning_rate": (0.0, 1e6),
+    "folds": (0, 1_000),
+    "seed": (0, 2**32 - 1),
+    "early_stopping": (0, 100_000),
+    "cache_memory_gb": (0.0, 1e6),
+    "checkpoint_every": (0, 1 << 31),
+    "fine_tune_epochs": (0, 100_000),
+    "fine_tune_layers": (0, 100_000),
+    "feature_views": (1, 64),
+}
+TYPE_CHECKS = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, float) and math.isfinite(v),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str) and "\0" not in v,
+}
+TYPE_WORDS = {"int": "a whole number", "float": "a finite number", "bool": "true or false", "str": "text"}
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of a setting: image_size → --image-size."""
+    return "--" + name.replace("_", "-")
 
 
 def resolve_augment(augment: str, transfer: bool) -> str:
@@ -24,6 +65,14 @@ def resolve_augment(augment: str, transfer: bool) -> str:
     if augment != "auto":
         return augment
     return "light" if transfer else "none"
+
+
+def check_run_name(name: str) -> str:
+    """A run name is a folder name under --runs-dir, never a path: no separators, no '..', nothing hidden."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name or name.startswith("."):
+        raise ConfigError(f"--name {name!r}: a run name is one folder name (no '/', '\\', '..' or leading '.'); "
+                       "use --runs-dir to choose where runs go")
+    return name
 
 
 @dataclass
@@ -65,39 +114,37 @@ class Config:
     mixed_precision: str = "auto"  # auto (GPUs with compute capability >= 7) | on | off
     jit_compile: bool = False
     label_col: str = ""
+    follow_symlinks: bool = False  # read linked files and folders that lead outside the data folder
     train_images: str = ""
     test_images: str = ""
     name: str = ""
     runs_dir: str = "runs"
 
     def validate(self) -> "Config":
-        if self.augment not in AUGMENT_LEVELS:
-            raise ConfigError(f"--augment {self.augment}: expected one of {', '.join(AUGMENT_LEVELS)}")
+        """Every value of the right type and in range, naming the option: flags, config files and run folders
+        all come through here."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                setattr(self, f.name, value)
+            if not TYPE_CHECKS[f.type](value):
+                raise ConfigError(f"{flag(f.name)} {value!r}: expected {TYPE_WORDS[f.type]}")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{flag(name)} {getattr(self, name)}: expected one of {', '.join(allowed)}")
+        for name, (low, high) in RANGES.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError(f"{flag(name)} {value}: expected {low:g}..{high:g}")
         if not 0.0 < self.validation_split < 1.0:
             raise ConfigError(f"--validation-split {self.validation_split}: expected a fraction between 0 and 1")
-        for name in ("batch_size", "epochs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected a positive number")
         if self.image_size and not 8 <= self.image_size <= 1024:
-            raise ConfigError(f"--image-size {self.image_size}: expected 8..1024")
-        if self.on_bad_image not in ("error", "skip"):
-            raise ConfigError(f"--on-bad-image {self.on_bad_image}: expected error or skip")
-        if self.folds == 1 or self.folds < 0:
+            raise ConfigError(f"--image-size {self.image_size}: expected 8..1024 (or 0: from the data)")
+        if self.folds == 1:
             raise ConfigError(f"--folds {self.folds}: expected 0 (one split) or at least 2")
-        for name, allowed in (("metric", ("accuracy", "f1_macro", "log_loss")), ("class_weight", ("none", "balanced")),
-                              ("sampling", ("none", "balanced")), ("head", ("pool", "flatten"))):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected {' or '.join(allowed)}")
-        if self.strategy not in ("auto", "mirrored", "multiworker", "tpu", "none"):
-            raise ConfigError(f"--strategy {self.strategy}: expected auto, mirrored, multiworker, tpu or none")
-        if self.mixed_precision not in ("auto", "on", "off"):
-            raise ConfigError(f"--mixed-precision {self.mixed_precision}: expected auto, on or off")
-        if self.fine_tune_epochs < 0 or self.fine_tune_layers < 0 or self.feature_views < 1:
-            raise ConfigError("--fine-tune-epochs/--fine-tune-layers must be >= 0 and --feature-views >= 1")
-        if self.checkpoint_every < 0:
-            raise ConfigError(f"--checkpoint-every {self.checkpoint_every}: expected 0 (off) or a number of batches")
-        if self.channels not in (0, 1, 3):
-            raise ConfigError(f"--channels {self.channels}: expected 1 or 3")
+        if self.name:
+            check_run_name(self.name)
         return self
 
     def to_json(self) -> str:

@@ -5,24 +5,30 @@ Nothing here writes to the data folder. Every CSV is read as strings, so ids lik
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
+import math
 import os
 import re
 import unicodedata
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from .errors import DataError, ImageError
-from .images import FORMAT_OF_EXTENSION, IMAGE_EXTENSIONS, ImageInfo, inspect_image, is_image_name
+from .errors import DataError, ImageError, image_error_in
+from .images import (FORMAT_OF_EXTENSION, IMAGE_EXTENSIONS, PNG_SIGNATURE, ImageInfo, inspect_image, is_image_name,
+                     plain_image, png_damage)
 
 TRAIN_IMAGE_DIRS = ("train", "train/images", "images/train", "Images/train", "train_images", "images", "Images", ".")
 TEST_IMAGE_DIRS = ("test", "test/images", "images/test", "Images/test", "test_images", "images", "Images", ".")
 VALIDATION_DIRS = ("validation", "valid", "val")
+# Folders that hold a split, never a class: the class-folder layout does not take them as classes.
+SPLIT_NAMES = {"train", "training", "test", "test1", "testing", "val", "valid", "validation", "images", "imgs"}
 MIN_IMAGES_PER_CLASS = 2
 
 
@@ -70,28 +76,85 @@ class Competition:
 
 
 def read_table(path: Path, root: Path | None = None) -> pd.DataFrame:
-    """Read a CSV as strings: BOM-tolerant, delimiter sniffed (, ; tab |), any line ending."""
+    """Read a CSV as strings: BOM-tolerant (UTF-8 or UTF-16), delimiter sniffed (, ; tab |), any line ending.
+
+    Every row must have the header's number of fields; each row's line in the file is kept in
+    table.attrs["lines"] for messages. A file that is really gzip, a spreadsheet or not text is named as such.
+    """
     name = _rel(path, root)
     raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(f"{name}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x}); save the file as UTF-8") from None
+    text = _decode_table(raw, name)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise DataError(f"{name}: the file is empty; expected a header line and rows")
-    header = text.split("\n", 1)[0]
-    sep = max([",", ";", "\t", "|"], key=header.count)
+    header_line = text.split("\n", 1)[0]
+    sep = max([",", ";", "\t", "|"], key=header_line.count)
+    reader = csv.reader(io.StringIO(text), delimiter=sep, quotechar='"')
     try:
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, quotechar='"',
-                            skipinitialspace=False, on_bad_lines="error", engine="python")
-    except pd.errors.ParserError as e:
-        raise DataError(f"{name}: cannot parse as CSV ({str(e).splitlines()[0]})") from None
-    table.columns = [str(c).strip() for c in table.columns]
-    if len(table) == 0:
-        raise DataError(f"{name}: has a header ({', '.join(table.columns)}) but no rows")
+        header = [c.strip() for c in next(reader)]
+        rows, lines = [], []
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip() and len(header) > 1):
+                continue  # a blank line
+            if len(row) != len(header):
+                raise DataError(f"{name}:{reader.line_num}: {len(row)} field(s) where the header has {len(header)} "
+                                f"({columns_text(header)}); check the quoting and delimiters of that line")
+            rows.append(row)
+            lines.append(reader.line_num)
+    except csv.Error as e:
+        raise DataError(f"{name}:{reader.line_num}: cannot parse as CSV ({e})") from None
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise DataError(f"{name}:1: column '{repeated[0]}' appears {header.count(repeated[0])} times; column names "
+                        "must be unique")
+    if not rows:
+        raise DataError(f"{name}: has a header ({columns_text(header)}) but no rows")
+    table = pd.DataFrame(rows, columns=header, dtype=str)
+    table.attrs["lines"] = lines
     return table
+
+
+def columns_text(columns, first: int = 6) -> str:
+    """Column names for a message: all of a narrow table, the first few and the count of a wide one."""
+    columns = [str(c) for c in columns]
+    if len(columns) <= first:
+        return ", ".join(columns)
+    return f"{', '.join(columns[:first])}, … ({len(columns)} columns)"
+
+
+# What a table file really is when it is not text: its first bytes say so.
+NOT_TEXT = ((b"\x1f\x8b", "a gzip-compressed file; decompress it (gunzip) first"),
+            (b"PK\x03\x04", "a zip archive (an .xlsx spreadsheet is one); unzip it, or save the sheet as CSV"),
+            (b"\xd0\xcf\x11\xe0", "an old Excel (.xls) workbook; save the sheet as CSV (UTF-8)"),
+            (b"PAR1", "a Parquet file; convert it to CSV"),
+            (b"BZh", "a bzip2-compressed file; decompress it first"),
+            (b"\xfd7zXZ", "an xz-compressed file; decompress it first"))
+
+
+def _decode_table(raw: bytes, name: str) -> str:
+    """The text of a table file: UTF-8 (with or without BOM) or UTF-16 with its BOM; else one line naming what the
+    file is."""
+    for magic, what in NOT_TEXT:
+        if raw.startswith(magic):
+            raise DataError(f"{name}: is {what}")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise DataError(f"{name}: starts like UTF-16 text but does not decode as it; save it as UTF-8") from None
+    if b"\0" in raw[:4096]:
+        raise DataError(f"{name}: holds NUL bytes, so it is not a text table (UTF-16 without a BOM, or binary); "
+                        "save it as CSV in UTF-8")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{name}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x}); save the file as UTF-8") from None
+
+
+def table_lines(table: pd.DataFrame) -> list[int]:
+    """Each row's line in its file (read_table keeps them); 2, 3, … for a table built otherwise."""
+    return list(table.attrs.get("lines") or range(2, len(table) + 2))
 
 
 def _rel(path: Path, root: Path | None) -> str:
@@ -178,7 +241,7 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def _resolve_ids(root: Path, table: pd.DataFrame, id_col: str, table_name: str, dirs: tuple[str, ...],
-                 problems: list[Problem]) -> tuple[list[str], ImageFolder]:
+                 problems: list[Problem], follow: bool) -> tuple[list[str], ImageFolder]:
     """Map every id to an image path (empty string when missing, with a problem recorded)."""
     folders = [ImageFolder(root, d) for d in dirs]
     folders = [f for f in folders if f.by_name or any("/" in str(v) or "\\" in str(v) for v in table[id_col][:50])]
@@ -199,10 +262,10 @@ def _resolve_ids(root: Path, table: pd.DataFrame, id_col: str, table_name: str, 
         looked = ", ".join(d + "/" for d in dirs if d != ".")
         raise DataError(f"{table_name}: no image found for any id (first id '{ids[0]}'; looked in {looked} and the "
                         f"folder itself, with extensions {' '.join(IMAGE_EXTENSIONS)}); pass --train-images/--test-images")
+    _confined(best.path, root, follow)  # the folder itself may be a link out: named once, not per image
 
     paths = []
-    for i, image_id in enumerate(ids):
-        row = i + 2
+    for row, image_id in zip(table_lines(table), ids):
         reason = unsafe_path_reason(image_id)
         if reason:
             problems.append(Problem("error", "unsafe_path", table_name, f"id '{image_id}' {reason}; ids must name "
@@ -224,7 +287,7 @@ def _resolve_ids(root: Path, table: pd.DataFrame, id_col: str, table_name: str, 
                                     f"id '{image_id}' matches {', '.join(sorted(names))} in {best.rel}/; using {names[0]}",
                                     row))
         path = best.path / names[0]
-        if not _inside(path, root):
+        if not follow and not _inside(path, root):
             problems.append(Problem("error", "unsafe_path", table_name,
                                     f"image '{names[0]}' is a symlink that leads outside the data folder", row))
             paths.append("")
@@ -271,7 +334,8 @@ def _pick_columns(train: pd.DataFrame, sample: pd.DataFrame | None, test: pd.Dat
         id_col = train.columns[0]
     if label_col:
         if label_col not in train.columns:
-            raise DataError(f"{train_name}: no column '{label_col}' (--label-col); columns are: {', '.join(train.columns)}")
+            raise DataError(f"{train_name}: no column '{label_col}' (--label-col); columns are: "
+                            f"{columns_text(train.columns)}")
         return id_col, label_col
     if sample is not None and len(sample.columns) == 2 and sample.columns[1] in train.columns and sample.columns[1] != id_col:
         return id_col, sample.columns[1]
@@ -280,13 +344,14 @@ def _pick_columns(train: pd.DataFrame, sample: pd.DataFrame | None, test: pd.Dat
         return id_col, others[0]
     if not others:
         raise DataError(f"{train_name}: only one column ({id_col}); expected an id column and a label column")
-    raise DataError(f"{train_name}: cannot tell which column is the label (columns: {', '.join(train.columns)}); "
+    raise DataError(f"{train_name}: cannot tell which column is the label (columns: {columns_text(train.columns)}); "
                     "pass --label-col NAME")
 
 
-def _read_csv_layout(root: Path, tables: dict[str, Path | None], label_col: str | None,
-                     train_images: str | None, test_images: str | None, group_col: str | None) -> Competition:
+def _read_csv_layout(root: Path, tables: dict[str, Path | None], label_col: str | None, image_dirs: tuple,
+                     group_col: str | None, follow: bool) -> Competition:
     problems: list[Problem] = []
+    train_images, test_images = image_dirs
     train_path = tables["train"]
     train_name = _rel(train_path, root)
     train = read_table(train_path, root)
@@ -294,13 +359,14 @@ def _read_csv_layout(root: Path, tables: dict[str, Path | None], label_col: str 
     test = read_table(tables["test"], root) if tables["test"] else None
     id_col, label_col = _pick_columns(train, sample, test, train_name, label_col)
     if group_col and group_col not in train.columns:
-        raise DataError(f"{train_name}: no column '{group_col}' (--group-col); columns are: {', '.join(train.columns)}")
+        raise DataError(f"{train_name}: no column '{group_col}' (--group-col); columns are: "
+                        f"{columns_text(train.columns)}")
 
     train, repeated = _drop_repeated_rows(train, [id_col, label_col])
     for row in repeated:
         problems.append(Problem("warning", "repeated_row", train_name, "exact repeat of an earlier row; used once", row))
     train_paths, train_folder = _resolve_ids(root, train, id_col, train_name,
-                                             (train_images,) if train_images else TRAIN_IMAGE_DIRS, problems)
+                                             (train_images,) if train_images else TRAIN_IMAGE_DIRS, problems, follow)
     labels = train[label_col].str.strip()
     train_df = pd.DataFrame({"id": train[id_col], "path": train_paths, "label": labels, "row": train["_row"]})
     if group_col:
@@ -312,8 +378,8 @@ def _read_csv_layout(root: Path, tables: dict[str, Path | None], label_col: str 
         source, test_name = (test, _rel(tables["test"], root)) if test is not None else (sample, _rel(tables["sample"], root))
         test_id_col = id_col if id_col in source.columns else source.columns[0]
         test_paths, test_folder = _resolve_ids(root, source, test_id_col, test_name,
-                                               (test_images,) if test_images else TEST_IMAGE_DIRS, problems)
-        test_df = pd.DataFrame({"id": source[test_id_col], "path": test_paths, "row": range(2, len(source) + 2)})
+                                               (test_images,) if test_images else TEST_IMAGE_DIRS, problems, follow)
+        test_df = pd.DataFrame({"id": source[test_id_col], "path": test_paths, "row": table_lines(source)})
         folders.append(test_folder)
 
     class_names = sorted(set(lab for lab in labels if lab))
@@ -326,58 +392,87 @@ def _read_csv_layout(root: Path, tables: dict[str, Path | None], label_col: str 
 
 def _drop_repeated_rows(table: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, list[int]]:
     """Keep the first of identical (id, label) rows; remember every row's CSV line number."""
-    table = table.assign(_row=range(2, len(table) + 2))
+    table = table.assign(_row=table_lines(table))
     repeated = table.duplicated(subset=columns, keep="first")
-    return table[~repeated].reset_index(drop=True), table.loc[repeated, "_row"].tolist()
+    kept = table[~repeated].reset_index(drop=True)
+    kept.attrs["lines"] = kept["_row"].tolist()
+    return kept, table.loc[repeated, "_row"].tolist()
 
 
-def _image_files(folder: Path) -> list[str]:
-    """Image files under a folder (recursively), as sorted POSIX paths relative to it."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+def _image_files(folder: Path, root: Path, follow: bool) -> list[str]:
+    """Image files under a folder (recursively, regular files only), as sorted POSIX paths relative to it.
+
+    A link (to a file or a folder) that leads outside the data folder stops the reading with one line naming
+    it, unless follow; with follow, each real folder is walked once (links may form cycles)."""
+    found, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=follow):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames.clear()
+            continue
+        seen.add(real)
         dirnames.sort()
+        for name in dirnames + filenames:
+            if not follow and os.path.islink(os.path.join(dirpath, name)):
+                _confined(Path(dirpath) / name, root, follow)
         for name in filenames:
-            if is_image_name(name):
-                found.append((Path(dirpath) / name).relative_to(folder).as_posix())
+            path = os.path.join(dirpath, name)
+            if is_image_name(name) and os.path.isfile(path):  # not a FIFO, device or dangling link
+                found.append(Path(path).relative_to(folder).as_posix())
     return sorted(found)
 
 
-def _class_dirs(folder: Path) -> list[Path]:
+def _confined(path: Path, root: Path, follow: bool) -> None:
+    """A file or folder a link takes outside the data folder is refused, naming the link once (unless follow)."""
+    if follow or _inside(path, root):
+        return
+    raise DataError(f"{_rel(path, root)}: a symbolic link that leads outside the data folder (to "
+                    f"{os.path.realpath(path)}); kit reads only what is inside {root}, so pass --follow-symlinks "
+                    "to read linked files and folders")
+
+
+def _class_dirs(folder: Path, root: Path, follow: bool) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    _confined(folder, root, follow)
+    dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
+                  and d.name.lower() not in SPLIT_NAMES)
+    for d in dirs:
+        _confined(d, root, follow)
+    return dirs
 
 
-def _labelled_folder(folder: Path, root: Path) -> pd.DataFrame:
+def _labelled_folder(folder: Path, root: Path, follow: bool) -> pd.DataFrame:
     rows = []
-    for class_dir in _class_dirs(folder):
-        for rel in _image_files(class_dir):
+    for class_dir in _class_dirs(folder, root, follow):
+        for rel in _image_files(class_dir, root, follow):
             rows.append({"id": f"{class_dir.name}/{rel}", "path": str(class_dir / rel), "label": _nfc(class_dir.name)})
     table = pd.DataFrame(rows, columns=["id", "path", "label"])
     table["row"] = None
     return table
 
 
-def _read_folder_layout(root: Path, tables: dict[str, Path | None]) -> Competition:
-    train_dir = root / "train" if _class_dirs(root / "train") else root
-    train = _labelled_folder(train_dir, root)
+def _read_folder_layout(root: Path, tables: dict[str, Path | None], follow: bool) -> Competition:
+    train_dir = root / "train" if _class_dirs(root / "train", root, follow) else root
+    train = _labelled_folder(train_dir, root, follow)
     if train.empty:
         raise DataError(f"{root}: no train*.csv and no class folders with images (expected train.csv, "
                         "or train/<class>/<image>, or <class>/<image>)")
     validation = None
     for name in VALIDATION_DIRS:
-        if _class_dirs(root / name):
-            validation = _labelled_folder(root / name, root)
+        if _class_dirs(root / name, root, follow):
+            validation = _labelled_folder(root / name, root, follow)
             break
     test, test_name = None, None
     test_dir = root / "test"
     sample = read_table(tables["sample"], root) if tables["sample"] else None
     if test_dir.is_dir() and train_dir != root:
         test_name = "test/"
-        if _class_dirs(test_dir) and not [p for p in test_dir.iterdir() if p.is_file() and is_image_name(p.name)]:
-            test = _labelled_folder(test_dir, root)  # a labelled test folder: ids carry the class, kept as answers
+        if _class_dirs(test_dir, root, follow) and not [p for p in test_dir.iterdir()
+                                                        if p.is_file() and is_image_name(p.name)]:
+            test = _labelled_folder(test_dir, root, follow)  # a labelled test folder: ids carry the class (answers)
         else:
-            files = _image_files(test_dir)
+            files = _image_files(test_dir, root, follow)
             test = pd.DataFrame({"id": files, "path": [str(test_dir / f) for f in files], "row": None})
     problems: list[Problem] = []
     id_col = "id"
@@ -385,8 +480,8 @@ def _read_folder_layout(root: Path, tables: dict[str, Path | None]) -> Competiti
         id_col = sample.columns[0]
         sample_name = _rel(tables["sample"], root)
         paths, _ = _resolve_ids(root, sample, id_col, sample_name, (".", "test") if test_dir.is_dir() else (".",),
-                                problems)
-        test = pd.DataFrame({"id": sample[id_col], "path": paths, "row": range(2, len(sample) + 2)})
+                                problems, follow)
+        test = pd.DataFrame({"id": sample[id_col], "path": paths, "row": table_lines(sample)})
         test_name = sample_name
     label_col = sample.columns[1] if sample is not None and len(sample.columns) == 2 else "label"
     class_names = sorted(set(train["label"]))
@@ -398,20 +493,23 @@ def _read_folder_layout(root: Path, tables: dict[str, Path | None]) -> Competiti
 
 
 def load_competition(data_dir, label_col: str | None = None, train_images: str | None = None,
-                     test_images: str | None = None, group_col: str | None = None) -> Competition:
+                     test_images: str | None = None, group_col: str | None = None,
+                     follow_symlinks: bool = False) -> Competition:
     """Read a competition folder: train/test tables and sample submission, or class folders."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise DataError(f"{root}: not a folder (expected a competition folder with train.csv or class folders)")
+    if not Path(data_dir).is_dir():
+        raise DataError(f"{data_dir}: not a folder (expected a competition folder with train.csv or class folders)")
+    root = Path(os.path.abspath(data_dir))  # image paths absolute: a run folder works from any directory
     for option, value in (("--train-images", train_images), ("--test-images", test_images)):
         if value and (unsafe_path_reason(value) or not (root / value).is_dir()):
             raise DataError(f"{option} {value}: not a folder inside {root}")
+        if value:
+            _confined(root / value, root, follow_symlinks)
     tables = _find_tables(root)
     if tables["train"] is not None:
-        return _read_csv_layout(root, tables, label_col, train_images, test_images, group_col)
+        return _read_csv_layout(root, tables, label_col, (train_images, test_images), group_col, follow_symlinks)
     if group_col:
         raise DataError(f"--group-col {group_col}: needs a training table (train.csv); {root} has class folders")
-    return _read_folder_layout(root, tables)
+    return _read_folder_layout(root, tables, follow_symlinks)
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -454,8 +552,12 @@ class ValidationReport:
     def summary(self) -> str:
         lines = [f"train: {sum(self.class_counts.values())} images in {len(self.class_counts)} classes; "
                  f"test: {self.num_test} images"]
-        counts = ", ".join(f"{k}: {v}" for k, v in sorted(self.class_counts.items()))
-        lines.append(f"per class: {counts}")
+        ordered = sorted(self.class_counts.items())
+        if len(ordered) > 30:  # thousands of classes: the largest few and the count
+            ordered = sorted(ordered, key=lambda kv: -kv[1])[:10]
+        counts = ", ".join(f"{k}: {v}" for k, v in ordered)
+        more = f" … ({len(self.class_counts)} classes; the 10 largest shown)" if len(self.class_counts) > 30 else ""
+        lines.append(f"per class: {counts}{more}")
         common = ", ".join(f"{w}x{h} ({n})" for (w, h), n in self.sizes.most_common(3))
         lines.append(f"image sizes: {common}{' …' if len(self.sizes) > 3 else ''}; "
                      f"modes: {', '.join(f'{m} ({n})' for m, n in self.modes.most_common())}")
@@ -492,6 +594,50 @@ def _fallbacks_of(info: ImageInfo, path: str) -> list[str]:
     return done
 
 
+def check_image(path: str) -> tuple[ImageInfo, str, str | None]:
+    """Decode one image as training will and describe it: (info, content hash, damage Pillow tolerates or None).
+
+    Pillow decodes every file fully; a PNG with a bad chunk CRC that TensorFlow's decoder would get in training
+    (kit.images.plain_image) is an ImageError, as libpng refuses it."""
+    info = inspect_image(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    damage = png_damage(data) if data.startswith(PNG_SIGNATURE) else None
+    if damage and plain_image(path, 3) is not None:
+        raise ImageError(f"{path}: not a readable image ({damage}; TensorFlow's PNG decoder, which training uses "
+                         "for this file, rejects it)")
+    return info, hashlib.blake2b(data, digest_size=16).hexdigest(), damage
+
+
+def first_broken_image(paths) -> ImageError | None:
+    """The first of `paths` that no longer reads as an image (gone, changed or damaged since validation)."""
+    for path in paths:
+        try:
+            check_image(str(path))
+        except ImageError as e:
+            return ImageError(str(e), path=str(path))
+        except OSError as e:
+            return ImageError(f"{path}: {e.strerror or e}", path=str(path))
+    return None
+
+
+@contextmanager
+def images_named_on_failure(paths):
+    """A TensorFlow error while reading images becomes one line naming the image at fault: an image that
+    disappears or breaks after validation stops the run with its name, never a traceback."""
+    try:
+        yield
+    except Exception as e:
+        if not type(e).__module__.startswith("tensorflow"):
+            raise
+        paths = [str(p) for p in paths]
+        culprit = image_error_in(e) or first_broken_image(paths)
+        if culprit is None:
+            raise
+        path = culprit.path or next((p for p in paths if str(culprit).startswith(p + ": ")), None)
+        raise ImageError(f"{culprit} (it changed after validation, while kit was reading it)", path=path) from None
+
+
 def _check_images(table: pd.DataFrame, file_name: str, root: Path, problems: list[Problem], stats: dict,
                   labels: bool) -> dict[str, list]:
     """Decode every image in parallel; record errors, fallbacks, sizes, and content hashes for duplicate checks."""
@@ -501,10 +647,7 @@ def _check_images(table: pd.DataFrame, file_name: str, root: Path, problems: lis
 
     def check(path: str):
         try:
-            info = inspect_image(path)
-            with open(path, "rb") as f:
-                digest = hashlib.blake2b(f.read(), digest_size=16).hexdigest()
-            return path, info, digest, None
+            return (path, *check_image(path))
         except ImageError as e:
             return path, None, None, e
 
@@ -513,7 +656,11 @@ def _check_images(table: pd.DataFrame, file_name: str, root: Path, problems: lis
         for path, info, digest, error in pool.map(check, paths, chunksize=64):
             row, image_id, label = rows[path]
             rel = _rel(Path(path), root)
-            if error is not None:
+            if isinstance(error, str):  # damaged, but Pillow (which reads this file) decodes its pixels
+                problems.append(Problem("warning", "damaged_image", file_name,
+                                        f"image '{rel}' is damaged ({error}); Pillow, which reads this file, still "
+                                        "decodes it, but check the file", _row(row)))
+            elif error is not None:
                 stats["bad"].add(path)
                 reason = str(error).split(": ", 1)[-1]
                 problems.append(Problem("error", "unreadable_image", file_name, f"image '{rel}' {reason}", _row(row)))
@@ -551,6 +698,27 @@ def _check_duplicate_images(train_hashes: dict, test_hashes: dict, problems: lis
                                     f"{items[0][3]})", t[1]))
 
 
+INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))  # zero-width, BOM, soft hyphen
+
+
+def _label_key(label: str) -> str:
+    """What two labels have in common when they differ only in case, number format or invisible characters."""
+    key = unicodedata.normalize("NFKC", label.translate(INVISIBLE)).replace("\u00a0", " ").strip().casefold()
+    return format(float(key), "g") if _is_number(key) else key
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _shown(label: str) -> str:
+    """A label in quotes with its invisible characters spelled out (\\u200b, \\xa0)."""
+    return "'" + "".join(c if c.isprintable() and c not in "\u00a0\u00ad" else ascii(c)[1:-1] for c in label) + "'"
+
+
 def _check_labels(train: pd.DataFrame, raw_labels: pd.Series | None, name: str, problems: list[Problem]) -> None:
     """Labels that are probably mistakes but cannot be fixed safely: report them, never merge them."""
     counts = Counter(lab for lab in train["label"] if lab)
@@ -562,18 +730,20 @@ def _check_labels(train: pd.DataFrame, raw_labels: pd.Series | None, name: str, 
                                     "stripped (first here)", first))
     by_folded: dict[str, list[str]] = {}
     for lab in counts:
-        key = lab.casefold()
-        try:
-            key = format(float(lab), "g")  # numeric labels: '1' and '1.0' are the same number
-        except ValueError:
-            pass
-        by_folded.setdefault(key, []).append(lab)
+        by_folded.setdefault(_label_key(lab), []).append(lab)
     for variants in by_folded.values():
         if len(variants) > 1:
             variants = sorted(variants)
-            problems.append(Problem("warning", "label_variants", name, f"labels {', '.join(repr(v) for v in variants)} "
-                                    "differ only in case or number format; they are kept as separate classes — "
-                                    "fix train.csv if they are one class"))
+            shown = ", ".join(_shown(v) for v in variants)
+            problems.append(Problem("warning", "label_variants", name, f"labels {shown} "
+                                    "differ only in case, number format or invisible characters; they are kept as "
+                                    f"separate classes — fix {name} if they are one class"))
+    formulas = [lab for lab in counts if lab[:1] in "=+-@" and not _is_number(lab)]
+    if formulas:
+        first = _row(train.loc[train["label"] == formulas[0], "row"].iloc[0])
+        problems.append(Problem("warning", "formula_label", name, f"{len(formulas)} label(s) start with =, +, - or @ "
+                                f"(first {_shown(formulas[0])}); spreadsheets run such cells as formulas, so check "
+                                "the table was not saved from one", first))
     if "NA" in counts or "nan" in counts or "NaN" in counts or "null" in counts:
         odd = [lab for lab in ("NA", "nan", "NaN", "null") if lab in counts]
         problems.append(Problem("warning", "na_label", name, f"label {odd[0]!r} ({counts[odd[0]]} rows) is kept as a "
@@ -591,11 +761,12 @@ def validate(comp: Competition, check_images: bool = True, check_train: bool = T
                                     _row(row)))
         _check_duplicates(train, name, problems, labels=True)
         _check_labels(train, comp.raw_labels, name, problems)
-        for label, n in sorted(counts.items()):
-            if n < MIN_IMAGES_PER_CLASS:
-                row = _row(train.loc[train["label"] == label, "row"].iloc[0])
-                problems.append(Problem("error", "tiny_class", name, f"class '{label}' has only {n} image; need at "
-                                        f"least {MIN_IMAGES_PER_CLASS} for a stratified validation split", row))
+        singles = sorted(label for label, n in counts.items() if n < MIN_IMAGES_PER_CLASS)
+        if singles:  # one line for all of them: whale-style sets have thousands
+            row = _row(train.loc[train["label"] == singles[0], "row"].iloc[0])
+            problems.append(Problem("warning", "single_image_class", name, f"{len(singles)} class(es) have a single "
+                                    f"image ({_few(singles)}); they are kept in training only, never in validation",
+                                    row))
         if len(counts) < 2:
             problems.append(Problem("error", "one_class", name, f"found {len(counts)} class(es); need at least 2"))
     if comp.test is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import gzip
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,19 +160,36 @@ def export_arrays(ds: ArrayDataset, out_dir, layout: str = "av", limit: int = 0,
                   force: bool = False) -> Path:
     """Write a competition folder (train table + images, test table + images, sample submission).
 
-    The answer key goes to `answers` (default: answers.csv beside the folder, never inside it).
-    Returns the answers path.
+    The answer key goes to `answers` (default: answers.csv beside the folder, never inside it). A non-empty
+    folder is replaced only with force and only if kit exported it; the new folder is written beside it and
+    swapped in, so an interrupted export leaves the old one. Returns the answers path.
     """
+    from .outputs import check_output, record_written, remove_output
+
     if layout not in LAYOUTS:
         raise DataError(f"--layout {layout}: expected one of {', '.join(LAYOUTS)}")
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise DataError(f"{out}: exists and is not empty; pass --force or choose another folder")
-    answers = Path(answers) if answers else out.resolve().parent / "answers.csv"
+    out = check_output(Path(out_dir), "DIR", force, folder=True)
+    answers = check_output(Path(answers) if answers else out.resolve().parent / "answers.csv", "--answers", force,
+                           data_dirs=[out])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    answers.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        _write_competition(ds, staging, layout, limit, answers)
+        remove_output(out)
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    record_written(out)
+    record_written(answers)
+    return answers
+
+
+def _write_competition(ds: ArrayDataset, out: Path, layout: str, limit: int, answers: Path) -> None:
+    """The files of one competition folder in `out` (which exists) and its answer key at `answers`."""
     x_tr, y_tr, x_te, y_te = ds.x_train, ds.y_train, ds.x_test, ds.y_test
     if limit:
         x_tr, y_tr, x_te, y_te = x_tr[:limit], y_tr[:limit], x_te[: max(1, limit // 5)], y_te[: max(1, limit // 5)]
-    out.mkdir(parents=True, exist_ok=True)
     train_ids = [str(i) for i in range(len(x_tr))]
     test_ids = [str(len(x_tr) + i) for i in range(len(x_te))]
 
@@ -186,7 +205,7 @@ def export_arrays(ds: ArrayDataset, out_dir, layout: str = "av", limit: int = 0,
             _write_png(img, out / "test" / name)
         _write_rows(out / "sample_submission.csv", ["id", "label"], [[i, label(y_tr[0])] for i in ids])
         _write_rows(answers, ["id", "label"], [[i, label(y)] for i, y in zip(ids, y_te)])
-        return answers
+        return
 
     if layout == "av":  # AV "Identify the apparels": id,label; ids without extension; train/<id>.png
         id_col, train_dir, test_dir, ext = "id", out / "train", out / "test", ""
@@ -204,7 +223,6 @@ def export_arrays(ds: ArrayDataset, out_dir, layout: str = "av", limit: int = 0,
     _write_rows(out / test_csv, [id_col], [[i + ext] for i in test_ids])
     _write_rows(out / sample_csv, [id_col, "label"], [[i + ext, str(int(y_tr[0]))] for i in test_ids])
     _write_rows(answers, [id_col, "label"], [[i + ext, str(int(y))] for i, y in zip(test_ids, y_te)])
-    return answers
 
 
 def _write_rows(path: Path, header: list[str], rows) -> None:
@@ -223,9 +241,6 @@ def dataset_folder(name: str) -> tuple[Path, Path | None]:
     if not (folder / "train.csv").is_file() or not answers.is_file():
         arrays = load_arrays(name)
         base.mkdir(parents=True, exist_ok=True)
-        import shutil
-        import tempfile
-
         tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".{name}."))
         try:
             export_arrays(arrays, tmp / "data", layout="av", answers=tmp / "answers.csv")

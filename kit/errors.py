@@ -12,7 +12,11 @@ class DataError(KitError):
 
 
 class ImageError(DataError):
-    """One image cannot be read; the message names the file."""
+    """One image cannot be read; the message names the file (and `path` holds it, where known)."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
 
 
 class RunError(KitError):
@@ -23,8 +27,16 @@ class SubmissionError(KitError):
     """A submission would not be accepted by the leaderboard (or would overwrite a file)."""
 
 
+class OutputError(KitError):
+    """An output path kit must not write: inside a data folder, not a file, or holding what kit did not write."""
+
+
 class ConfigError(KitError):
     """An option or config-file value is invalid."""
+
+
+class TrainingDiverged(RunError):
+    """The loss became NaN or infinite: training stopped, and no diverged model is ever used."""
 
 
 class Interrupted(RunError):
@@ -40,3 +52,17 @@ def image_error_in(error: Exception) -> ImageError | None:
 
     match = re.search(r"ImageError: ([^\n]+)", str(error))
     return ImageError(match.group(1).strip()) if match else None
+
+
+def warn(message: str) -> None:
+    """A warning the user should see, on stderr (results stay alone on stdout)."""
+    import sys
+
+    print(f"Warning: {message}", file=sys.stderr, flush=True)
+
+
+def os_error_line(error: OSError) -> str:
+    """An OSError as kit's one line: the path(s) and the system's reason (disk full, read-only, permission…)."""
+    where = " → ".join(str(f) for f in (error.filename, error.filename2) if f is not None)
+    reason = error.strerror or str(error) or type(error).__name__
+    return f"{where}: {reason}" if where else reason

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, RunError
+from .outputs import check_output, record_written, remove_output
 from .runs import Run
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -33,9 +34,8 @@ def export_run(run_dir, fmt: str, output=None, force: bool = False, check_images
         raise RunError(f"{run.path}: a k-fold run has one model per fold; export {run.path / 'fold0'} (etc.)")
     model = run.load_model()
     suffix = {"savedmodel": "savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}[fmt]
-    out = Path(output) if output else run.path / "export" / suffix
-    if out.exists() and not force:
-        raise RunError(f"{out}: already exists; pass --force to replace it")
+    out = check_output(Path(output) if output else run.path / "export" / suffix, "--output", force,
+                       [run.config.data], folder=fmt == "savedmodel")
     out.parent.mkdir(parents=True, exist_ok=True)
     import shutil
     import tempfile
@@ -61,9 +61,9 @@ def export_run(run_dir, fmt: str, output=None, force: bool = False, check_images
         images = _validation_images(run, check_images)
         expected = np.asarray(model.predict(images, verbose=0), dtype=np.float64)
         got = _run_export(fmt, produced, images)
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        remove_output(out)
         produced.rename(out)
+        record_written(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     agreement = float((expected.argmax(1) == got.argmax(1)).mean()) if len(images) else 1.0

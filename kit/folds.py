@@ -46,7 +46,7 @@ def train_folds(config: Config, comp: Competition, run_dir: Path, log=print, res
     from .checkpoints import read_progress
     from .reports import write_reports
     from .runs import read_json
-    from .training import TrainResult, fit_run
+    from .training import TrainResult, fit_skipping_broken
 
     train = comp.train
     groups = train["group"].to_numpy() if "group" in train else None
@@ -74,10 +74,10 @@ def train_folds(config: Config, comp: Competition, run_dir: Path, log=print, res
         if not fold_resume and fold_dir.exists():  # stopped before its first checkpoint: nothing to keep
             shutil.rmtree(fold_dir)
         fold_dir.mkdir(exist_ok=True)
-        fold_config = replace(config, name=f"{config.name}/fold{k}", folds=0)
+        fold_config = replace(config, name=f"fold{k}", runs_dir=str(run_dir), folds=0)
         write_json(fold_dir / "config.json", fold_config.__dict__)
         write_json(fold_dir / "class_names.json", comp.class_names)
-        metrics = fit_run(fold_config, comp.class_names, train[folds != k].reset_index(drop=True),
+        metrics = fit_skipping_broken(fold_config, comp.class_names, train[folds != k].reset_index(drop=True),
                           train[folds == k].reset_index(drop=True), fold_dir, log, resume=fold_resume)
         fold_metrics.append(metrics)
         keras.backend.clear_session()  # free the fold's graph before building the next model

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import threading
 import time
 import warnings
@@ -58,6 +59,12 @@ _OPEN_LOCK = threading.Lock()
 
 
 def _open(path: str | Path) -> Image.Image:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None  # Pillow's open below says what is wrong, in the usual words
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # opening a FIFO would wait forever
+        raise ImageError(f"{path}: not a regular file (a FIFO, socket or device), so not an image")
     try:
         with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -157,7 +164,7 @@ def plain_image(path: str, channels: int) -> tuple[str, int, int] | None:
     costs twice as much).
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block: it fails below, harmlessly
     except OSError:
         return None
     try:
@@ -258,6 +265,26 @@ def _plain_png_size(head: _Bytes, channels: int) -> tuple[int, int] | None:
         if kind == b"IEND":
             return size
         at += 12 + int.from_bytes(chunk[:4], "big")
+
+
+def png_damage(data: bytes) -> str | None:
+    """Where a PNG's bytes are damaged in a way libpng (TensorFlow's PNG decoder) refuses but Pillow may not notice:
+    a chunk whose CRC does not match, or a file cut inside a chunk; None when every chunk is whole."""
+    import zlib
+
+    at = 8
+    while at + 12 <= len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        kind = data[at + 4:at + 8]
+        end = at + 8 + length
+        if end + 4 > len(data):
+            return f"the file ends inside its {kind.decode('latin-1')} chunk"
+        if zlib.crc32(data[at + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
+            return f"CRC error in its {kind.decode('latin-1')} chunk (corrupt bytes)"
+        if kind == b"IEND":
+            return None
+        at = end + 4
+    return "no IEND chunk (the file is cut short)"
 
 
 def read_images(paths, image_size: int, channels: int) -> np.ndarray:

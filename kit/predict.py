@@ -10,6 +10,8 @@ import pandas as pd
 from .runs import Run, atomic_write
 
 PREDICT_BATCH = 256  # inference needs no gradients, so large batches are cheap and fast
+PROBABILITY_COLUMNS_MAX = 100  # val_predictions.csv keeps one p:CLASS column per class up to this many classes,
+TOP_KEPT = 10  # and beyond it the TOP_KEPT most probable classes of each row
 
 
 def predict_proba(model, paths, image_size: int, channels: int, tta: int = 0, flips: bool = False) -> np.ndarray:
@@ -22,8 +24,14 @@ def predict_proba(model, paths, image_size: int, channels: int, tta: int = 0, fl
     ds = make_dataset(paths, image_size=image_size, channels=channels, batch_size=PREDICT_BATCH,
                       cache=tta > 1)  # decode once, reuse for every view
     views = tta_views(tta, flips, image_size)
-    probs = [np.asarray(model.predict(ds.map(view) if view else ds, verbose=0), dtype=np.float64) for view in views]
-    return np.mean(probs, axis=0)
+    probs = np.mean([np.asarray(model.predict(ds.map(view) if view else ds, verbose=0), dtype=np.float64)
+                     for view in views], axis=0)
+    if not np.isfinite(probs).all():  # a diverged model: its answers are noise, never a submission
+        from .errors import TrainingDiverged
+
+        raise TrainingDiverged(f"model {getattr(model, 'name', '')}: predicts NaN or infinite probabilities (its "
+                               "training diverged); train again with a lower --learning-rate")
+    return probs
 
 
 def tta_views(n: int, flips: bool, image_size: int) -> list:
@@ -68,8 +76,13 @@ def predict_validation(run_dir, val_df: pd.DataFrame, class_names: list[str], co
         "confidence": probs.max(1),
         "p_true": probs[np.arange(len(probs)), true_idx],
     })
-    for i, name in enumerate(class_names):
-        table[f"p:{name}"] = probs[:, i]
+    if len(class_names) <= PROBABILITY_COLUMNS_MAX:
+        for i, name in enumerate(class_names):
+            table[f"p:{name}"] = probs[:, i]
+    else:  # thousands of classes: a column each would make the file rows × classes large
+        top = np.argsort(-probs, axis=1)[:, :TOP_KEPT]
+        table["top_classes"] = [" ".join(class_names[i] for i in row) for row in top]
+        table["top_probabilities"] = [" ".join(f"{p:.6g}" for p in probs[r, row]) for r, row in enumerate(top)]
     with atomic_write(Path(run_dir) / "val_predictions.csv", newline="", encoding="utf-8") as f:
         table.to_csv(f, index=False)
     return table

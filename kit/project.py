@@ -9,6 +9,8 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ConfigError, KitError
+from .outputs import record_written, written_by_kit
+from .runs import atomic_write
 
 
 def template_names() -> list[str]:
@@ -16,10 +18,12 @@ def template_names() -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "template.toml").is_file())
 
 
-def render_template(name: str, out_dir, force: bool = False, with_data: bool = True) -> list[Path]:
+def render_template(name: str, out_dir, force: bool = False, with_data: bool = True
+                    ) -> tuple[list[Path], list[Path]]:
     """Copy a template into out_dir; *.tmpl files are filled in ($name variables) and lose the suffix.
 
-    A missing variable is an error naming the file; an existing non-empty folder needs force.
+    A missing variable is an error naming the file; an existing non-empty folder needs force, and even then a
+    file kit did not write (or that was changed since) is kept, never replaced. Returns (written, kept).
     """
     root = resources.files("kit.templates") / name
     if name not in template_names():
@@ -29,7 +33,7 @@ def render_template(name: str, out_dir, force: bool = False, with_data: bool = T
         raise KitError(f"{out}: exists and is not empty; pass --force to write into it")
     meta = tomllib.loads((root / "template.toml").read_text(encoding="utf-8"))
     variables = {"project_name": out.resolve().name, "kit_version": __version__, **meta.get("variables", {})}
-    rendered = []
+    rendered, kept = [], []
     for source, rel in _walk(root):
         if rel == "template.toml":
             continue
@@ -45,15 +49,23 @@ def render_template(name: str, out_dir, force: bool = False, with_data: bool = T
         if Path(rel).name == "gitignore":
             rel = str(Path(rel).with_name(".gitignore"))
         target = out / rel
+        if (target.exists() or target.is_symlink()) and not written_by_kit(target):
+            kept.append(target)
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+        with atomic_write(target, encoding="utf-8") as f:
+            f.write(text)
+        record_written(target)
         rendered.append(target)
     if with_data:
         from .datasets import export_arrays, load_digits_arrays
 
-        export_arrays(load_digits_arrays(), out / "data", layout="av", limit=300, answers=out / "answers.csv",
-                      force=force)
-    return rendered
+        try:
+            export_arrays(load_digits_arrays(), out / "data", layout="av", limit=300, answers=out / "answers.csv",
+                          force=force)
+        except KitError:  # the user's own data/ or answers.csv: kept
+            kept += [p for p in (out / "data", out / "answers.csv") if p.exists()]
+    return rendered, kept
 
 
 def _walk(root, prefix: str = ""):

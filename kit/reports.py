@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import RunError
-from .runs import atomic_write, read_json, write_json
+from .runs import atomic_write, read_class_names, read_config, read_json, read_metrics, write_json
 
 
 def _plt():
@@ -26,6 +26,26 @@ def _save_figure(fig, path: Path) -> None:
     _plt().close(fig)
 
 
+MATRIX_CLASSES_MAX = 40  # a confusion matrix beyond this many classes shows the most frequent ones (the PNG stays
+TABLE_ROWS_MAX = 100  # readable, the CSV small); report.html's per-class table likewise
+
+
+def _matrix_classes(pred: pd.DataFrame, class_names: list[str]) -> list[str]:
+    """The classes a confusion matrix shows: all of them, or the MATRIX_CLASSES_MAX most frequent in validation."""
+    if len(class_names) <= MATRIX_CLASSES_MAX:
+        return class_names
+    frequent = set(pred["label"].value_counts().index[:MATRIX_CLASSES_MAX])
+    return [c for c in class_names if c in frequent]
+
+
+def _table_classes(per_class: dict, class_names: list[str]) -> list[str]:
+    """report.html's per-class rows: every class, or the TABLE_ROWS_MAX with most validation images."""
+    present = [c for c in class_names if c in per_class]
+    if len(present) <= TABLE_ROWS_MAX:
+        return present
+    return sorted(present, key=lambda c: -per_class[c]["support"])[:TABLE_ROWS_MAX]
+
+
 def read_val_predictions(run_dir) -> pd.DataFrame:
     """The run's validation predictions; for a k-fold run, its out-of-fold predictions."""
     path = Path(run_dir) / "val_predictions.csv"
@@ -41,7 +61,7 @@ def write_reports(run_dir) -> list[Path]:
     from sklearn.metrics import classification_report, confusion_matrix
 
     run_dir = Path(run_dir)
-    class_names = read_json(run_dir / "class_names.json")
+    class_names = read_class_names(run_dir)
     pred = read_val_predictions(run_dir)
     written = []
 
@@ -53,11 +73,12 @@ def write_reports(run_dir) -> list[Path]:
                                      output_dict=True))
     written += [run_dir / "classification_report.txt", run_dir / "classification_report.json"]
 
-    matrix = confusion_matrix(pred["label"], pred["predicted"], labels=class_names)
-    frame = pd.DataFrame(matrix, index=pd.Index(class_names, name="true \\ predicted"), columns=class_names)
+    shown = _matrix_classes(pred, class_names)
+    matrix = confusion_matrix(pred["label"], pred["predicted"], labels=shown)
+    frame = pd.DataFrame(matrix, index=pd.Index(shown, name="true \\ predicted"), columns=shown)
     with atomic_write(run_dir / "confusion_matrix.csv", newline="", encoding="utf-8") as f:
         frame.to_csv(f)
-    _save_figure(_confusion_figure(matrix, class_names), run_dir / "confusion_matrix.png")
+    _save_figure(_confusion_figure(matrix, shown, len(class_names)), run_dir / "confusion_matrix.png")
     written += [run_dir / "confusion_matrix.csv", run_dir / "confusion_matrix.png"]
 
     history_path = run_dir / "history.csv"
@@ -121,8 +142,8 @@ def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst
     """One self-contained page (images embedded): config, metrics, per-class table, plots, worst mistakes."""
     from html import escape
 
-    config = read_json(run_dir / "config.json")
-    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
+    config = vars(read_config(run_dir))
+    metrics = read_metrics(run_dir)
     per_class = read_json(run_dir / "classification_report.json")
     accuracy = float((pred["label"] == pred["predicted"]).mean()) if len(pred) else 0.0
 
@@ -142,8 +163,11 @@ def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst
     rows = "".join(
         f"<tr><td>{escape(c)}</td>" + "".join(f"<td>{per_class[c][k]:.3f}</td>" for k in ("precision", "recall",
                                                                                           "f1-score"))
-        + f"<td>{int(per_class[c]['support'])}</td></tr>" for c in class_names if c in per_class)
-    parts.append("<h2>Per class</h2><section id=per-class><table><tr><th>class</th><th>precision</th><th>recall</th>"
+        + f"<td>{int(per_class[c]['support'])}</td></tr>" for c in _table_classes(per_class, class_names))
+    note = (f"<p>The {TABLE_ROWS_MAX} classes with most validation images of {len(class_names)}; all are in "
+            "classification_report.txt.</p>" if len(class_names) > TABLE_ROWS_MAX else "")
+    parts.append(f"<h2>Per class</h2>{note}<section id=per-class><table><tr><th>class</th><th>precision</th>"
+                 "<th>recall</th>"
                  f"<th>F1</th><th>support</th></tr>{rows}</table></section>")
 
     plots = []
@@ -172,7 +196,7 @@ def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst
             f"<body><main>{''.join(parts)}</main></body></html>\n")
 
 
-def _confusion_figure(matrix: np.ndarray, class_names: list[str]):
+def _confusion_figure(matrix: np.ndarray, class_names: list[str], total_classes: int):
     plt = _plt()
     n = len(class_names)
     size = min(14, max(4, 0.45 * n + 2))
@@ -189,7 +213,8 @@ def _confusion_figure(matrix: np.ndarray, class_names: list[str]):
                 if matrix[i, j]:
                     ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
                             color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_title("Confusion matrix (validation)")
+    ax.set_title("Confusion matrix (validation)" if total_classes == len(class_names) else
+                 f"Confusion matrix (validation; the {len(class_names)} most frequent of {total_classes} classes)")
     return fig
 
 

@@ -12,10 +12,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config
+from .config import Config, check_run_name
 from .errors import RunError
 
 MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+CLASS_NAMES_FILE = "class_names.json"
+METRICS_FILE = "metrics.json"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 MANIFEST_FILE = "manifest.json"
@@ -50,6 +53,9 @@ def read_json(path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if is_kit_run(path.parent):
+            raise RunError(f"{path}: missing; this kit run stopped before it wrote it (killed at its start?) or is "
+                           "still being written; train it again with --force") from None
         raise RunError(f"{path}: missing; is {path.parent} a kit run folder?") from None
     except json.JSONDecodeError as e:
         raise RunError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
@@ -97,20 +103,48 @@ def _lock_holder(run_dir: Path) -> int | None:
     return pid
 
 
+RUN_INFO_FILE = "run.json"
+MARK = {"written_by": "kit"}  # in run.json from the moment the folder exists: the folder is kit's
+OUTPUTS_IN_RUN = ("submission.csv", "export")  # what kit's output commands write into a run folder by default
+
+
+def is_kit_run(folder) -> bool:
+    """Whether a folder carries kit's mark: a run.json kit wrote (older kits: one with a data fingerprint)."""
+    try:
+        info = json.loads((Path(folder) / RUN_INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and (info.get("written_by") == "kit" or "data_fingerprint" in info)
+
+
+def is_run_output(path) -> bool:
+    """Whether `path` is where kit's own output commands write inside a kit run folder (RUN/submission.csv,
+    RUN/export/…), so that --force may replace it."""
+    path = Path(os.path.abspath(path))
+    for run in path.parents:
+        if is_kit_run(run):
+            return path.relative_to(run).parts[0] in OUTPUTS_IN_RUN
+    return False
+
+
 def create_run_dir(runs_dir, name: str, force: bool) -> Path:
-    """Make runs/NAME and lock it for this process; an existing run is replaced only with force, and never while
-    another process is training into it."""
-    run_dir = Path(runs_dir) / name
+    """Make runs/NAME, mark it as kit's and lock it for this process; an existing run is replaced only with
+    force, only when it carries kit's mark, and never while another process is training into it."""
+    run_dir = Path(runs_dir) / check_run_name(name)
+    if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
+        raise RunError(f"{run_dir}: exists and is not a run folder; refusing to replace it even with --force")
     if run_dir.exists():
         holder = _lock_holder(run_dir)
         if holder:
             raise RunError(f"{run_dir}: process {holder} is training into this run; wait for it or stop it first")
         if not force:
             raise RunError(f"{run_dir}: run already exists; pick another --name or pass --force to replace it")
-        if not (run_dir / "config.json").exists() and any(run_dir.iterdir()):
-            raise RunError(f"{run_dir}: exists and is not a kit run folder; refusing to replace it even with --force")
+        if not is_kit_run(run_dir) and any(run_dir.iterdir()):
+            raise RunError(f"{run_dir}: exists and is not a kit run folder (no run.json of kit's); refusing to "
+                           "replace it even with --force")
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
+    write_json(run_dir / RUN_INFO_FILE, MARK)
     lock_run_dir(run_dir)
     return run_dir
 
@@ -158,6 +192,64 @@ def environment_info() -> dict:
             "platform": platform.platform()}
 
 
+def read_config(run_dir) -> Config:
+    """A run's config.json, checked like flags: an unknown key (a newer kit's) is ignored with a warning; a
+    wrong type or value is one line naming the file and the key."""
+    from dataclasses import fields
+
+    from .errors import ConfigError, warn
+
+    path = Path(run_dir) / CONFIG_FILE
+    values = read_json(path)
+    if not isinstance(values, dict):
+        raise RunError(f"{path}: expected a JSON object of settings, found {type(values).__name__}")
+    known = {f.name for f in fields(Config)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        warn(f"{path}: ignoring setting(s) this kit does not know: {', '.join(unknown[:5])}"
+             + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""))
+    try:
+        config = Config(**{k: v for k, v in values.items() if k in known}).validate()
+    except ConfigError as e:  # "--image-size 7: expected …" → "config.json: key 'image_size' 7: expected …"
+        option, _, rest = str(e).partition(" ")
+        raise RunError(f"{path}: key '{option.lstrip('-').replace('-', '_')}' {rest}") from None
+    if not config.image_size or not config.channels:
+        raise RunError(f"{path}: image_size and channels must be set in a trained run (found "
+                       f"{config.image_size} and {config.channels})")
+    return config
+
+
+def read_class_names(run_dir) -> list[str]:
+    """class_names.json: a list of at least two distinct strings."""
+    path = Path(run_dir) / CLASS_NAMES_FILE
+    names = read_json(path)
+    if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) and n for n in names):
+        raise RunError(f"{path}: expected a list of at least two class names (non-empty strings)")
+    if len(set(names)) != len(names):
+        raise RunError(f"{path}: class names repeat ({_first_repeat(names)!r}); the list must be distinct")
+    return names
+
+
+def read_metrics(run_dir) -> dict:
+    """metrics.json as a dict ({} while the run has none)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return {}
+    metrics = read_json(path)
+    if not isinstance(metrics, dict):
+        raise RunError(f"{path}: expected a JSON object of metrics, found {type(metrics).__name__}")
+    return metrics
+
+
+def _first_repeat(values: list):
+    seen = set()
+    for v in values:
+        if v in seen:
+            return v
+        seen.add(v)
+    return None
+
+
 @dataclass
 class Run:
     """A finished (or interrupted) run folder, read back."""
@@ -174,8 +266,14 @@ class Run:
         path = Path(path)
         if not path.is_dir():
             raise RunError(f"{path}: no such run folder")
-        config = Config(**read_json(path / "config.json"))
-        classes = read_json(path / "class_names.json")
+        holder = _lock_holder(path)
+        if holder:
+            raise RunError(f"{path}: process {holder} is still training this run; wait for it to finish")
+        if not (path / CONFIG_FILE).is_file() and (path / RUN_INFO_FILE).is_file():
+            raise RunError(f"{path}: the run stopped before it wrote {CONFIG_FILE} (killed at its start?); "
+                           "train it again with --force")
+        config = read_config(path)
+        classes = read_class_names(path)
         return cls(path=path, config=config, class_names=classes, image_size=config.image_size,
                    channels=config.channels, trusted=tuple(trusted))
 
@@ -195,14 +293,28 @@ class Run:
         if not model_path.exists():
             raise RunError(f"{model_path}: missing; the run did not finish its first epoch")
         manifest = self.path / MANIFEST_FILE
-        expected = read_json(manifest).get(MODEL_FILE) if manifest.is_file() else None
+        recorded = read_json(manifest) if manifest.is_file() else {}
+        if not isinstance(recorded, dict) or not isinstance(recorded.get(MODEL_FILE, ""), str):
+            raise RunError(f"{manifest}: expected {{\"{MODEL_FILE}\": \"<sha256>\"}}")
+        expected = recorded.get(MODEL_FILE)
         actual = sha256_file(model_path)
         if actual != expected and actual not in self.trusted:
             why = (f"does not match the run's manifest ({str(expected)[:12]}…); the file was changed after kit "
                    "wrote it" if expected else "has no manifest; kit did not write it")
             raise RunError(f"{model_path}: sha256 {actual[:12]}… {why}. A model file can run code: if you trust "
                            f"it, pass --trust-model {actual}")
-        return load_keras_file(model_path)
+        return self._checked(load_keras_file(model_path))
+
+    def _checked(self, model):
+        """The model must take this run's images and give one probability per class of class_names.json."""
+        want_in = (self.image_size, self.image_size, self.channels)
+        if tuple(model.input_shape[1:]) != want_in:
+            raise RunError(f"{self.path / CONFIG_FILE}: image_size/channels {want_in} do not match the model's input "
+                           f"{tuple(model.input_shape[1:])}")
+        if model.output_shape[-1] != len(self.class_names):
+            raise RunError(f"{self.path / CLASS_NAMES_FILE}: {len(self.class_names)} classes, but the model has "
+                           f"{model.output_shape[-1]} outputs")
+        return model
 
 
 def load_keras_file(path, what: str = ""):
@@ -236,10 +348,15 @@ def list_runs(runs_dir) -> list[dict]:
     """One row per run folder under runs_dir (finished or not), best validation accuracy first."""
     rows = []
     for path in sorted(Path(runs_dir).iterdir()) if Path(runs_dir).is_dir() else []:
-        if not (path / "config.json").is_file():
+        if not (path / CONFIG_FILE).is_file():
             continue
-        config = read_json(path / "config.json")
-        metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+        try:
+            config, metrics = vars(read_config(path)), read_metrics(path)
+        except RunError as e:  # one damaged run must not hide the others
+            from .errors import warn
+
+            warn(f"{e} (run left out of the table)")
+            continue
         rows.append({
             "name": path.name,
             "date": metrics.get("started", ""),

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import METRICS
 from .errors import DataError, SubmissionError
+from .outputs import check_output, record_written
 from .runs import atomic_write
 
 
@@ -73,13 +75,13 @@ def check_submission(sub: pd.DataFrame, class_names: list[str], sample: pd.DataF
     return "probabilities"
 
 
-def write_submission(sub: pd.DataFrame, path, kind: str, force: bool = False) -> SubmissionResult:
-    path = Path(path)
-    if path.exists() and not force:
-        raise SubmissionError(f"{path}: already exists; pass --force to replace it or --output another file")
+def write_submission(sub: pd.DataFrame, path, kind: str, force: bool = False, data_dirs=()) -> SubmissionResult:
+    """Write the checked submission atomically; never into a data folder, never over a file kit did not write."""
+    path = check_output(path, "--output", force, data_dirs)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, newline="", encoding="utf-8") as f:
         sub.to_csv(f, index=False, float_format="%.6f" if kind == "probabilities" else None, lineterminator="\n")
+    record_written(path)
     return SubmissionResult(path=path, rows=len(sub), columns=list(sub.columns), kind=kind)
 
 
@@ -87,7 +89,7 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
                     log=None, trusted=()) -> SubmissionResult:
     """Predict DATA's test images with one run, all folds of a k-fold run, or a weighted ensemble of runs,
     and write a checked submission.csv. `trusted`: sha256s of model files to load despite their manifests."""
-    from .data import load_competition, validate
+    from .data import images_named_on_failure, load_competition, validate
     from .predict import predict_proba, probability_table
     from .runs import Run
 
@@ -99,29 +101,30 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
             raise SubmissionError(f"{run.path}: its classes differ from {runs[0].path}'s; cannot average them")
     cfg = runs[0].config
     output = Path(output) if output else runs[0].path / "submission.csv"
-    if output.exists() and not force:
-        raise SubmissionError(f"{output}: already exists; pass --force to replace it or --output another file")
+    data_dirs = {data or cfg.data, *(r.config.data for r in runs)}
+    check_output(output, "--output", force, data_dirs)  # before any work
     comp = load_competition(data or cfg.data, label_col=cfg.label_col or None, train_images=cfg.train_images or None,
-                            test_images=cfg.test_images or None)
+                            test_images=cfg.test_images or None, follow_symlinks=cfg.follow_symlinks)
     if comp.test is None:
         raise DataError(f"{comp.root}: no test table, sample submission or test/ folder to predict")
     report = validate(comp, check_train=False)
     if report.errors:
         raise DataError(f"{report.errors[0]}" + (f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""))
     total = np.zeros((len(comp.test), len(class_names)))
-    for run, weight in zip(runs, weights):
-        members = run.members()
-        for member in members:
-            if log:
-                log(f"Predicting {len(comp.test)} test images with {member.path}"
-                    + (f" ({tta} TTA views)" if tta > 1 else ""))
-            total += (weight / len(members)) * predict_proba(member.load_model(), comp.test["path"],
-                                                             member.image_size, member.channels, tta=tta,
-                                                             flips=member.config.augment == "strong")
+    with images_named_on_failure(comp.test["path"]):
+        for run, weight in zip(runs, weights):
+            members = run.members()
+            for member in members:
+                if log:
+                    log(f"Predicting {len(comp.test)} test images with {member.path}"
+                        + (f" ({tta} TTA views)" if tta > 1 else ""))
+                total += (weight / len(members)) * predict_proba(member.load_model(), comp.test["path"],
+                                                                 member.image_size, member.channels, tta=tta,
+                                                                 flips=member.config.augment == "strong")
     probs = probability_table(comp.test["id"], total, class_names)
     sub = build_submission(probs, class_names, comp.sample, comp.id_col, comp.label_col)
     kind = check_submission(sub, class_names, comp.sample)
-    return write_submission(sub, output, kind, force=force)
+    return write_submission(sub, output, kind, force=force, data_dirs=data_dirs)
 
 
 def _ensemble_weights(runs, weights) -> list[float]:
@@ -145,13 +148,14 @@ def ensemble_validation_accuracy(run_dirs, weights=None) -> float | None:
     if any(sorted(t.index) != ids for t in tables[1:]):
         return None
     columns = [f"p:{c}" for c in runs[0].class_names]
+    if any(c not in t.columns for t in tables for c in columns):  # many classes: only each row's top ones kept
+        return None
     mean = sum(w * t.loc[ids, columns].to_numpy(dtype=float) for w, t in zip(weights, tables))
     truth = tables[0].loc[ids, "label"].to_numpy()
     predicted = np.asarray(runs[0].class_names)[mean.argmax(1)]
     return float((predicted == truth).mean())
 
 
-METRICS = ("accuracy", "f1_macro", "log_loss")
 
 
 def score_submission(submission_path, answers_path, metric: str = "accuracy") -> float:

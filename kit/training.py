@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import signal
 import sys
 import time
@@ -14,9 +15,11 @@ import numpy as np
 import pandas as pd
 
 from .config import Config
-from .data import Competition, ValidationReport, load_competition, validate
-from .errors import DataError
-from .runs import atomic_write, create_run_dir, new_run_name, release_run_dir, save_model, write_json, write_manifest
+from .data import (MIN_IMAGES_PER_CLASS, Competition, ValidationReport, images_named_on_failure, load_competition,
+                   validate)
+from .errors import DataError, ImageError
+from .runs import (MARK, atomic_write, create_run_dir, new_run_name, release_run_dir, save_model, write_json,
+                   write_manifest)
 
 
 @dataclass
@@ -44,7 +47,7 @@ def load_and_validate(config: Config) -> tuple[Competition, ValidationReport, li
     """Read and check the folder; with on_bad_image="skip", drop bad training images instead of failing."""
     comp = load_competition(config.data, label_col=config.label_col or None,
                             train_images=config.train_images or None, test_images=config.test_images or None,
-                            group_col=config.group_col or None)
+                            group_col=config.group_col or None, follow_symlinks=config.follow_symlinks)
     report = validate(comp)
     skipped = []
     if config.on_bad_image == "skip":
@@ -78,7 +81,8 @@ def resolve_config(config: Config, report: ValidationReport) -> Config:
     channels = config.channels or report.channels
     name = config.name or new_run_name(config.model)
     augment = resolve_augment(config.augment, is_transfer(config.model))
-    return replace(config, image_size=image_size, channels=channels, name=name, augment=augment,
+    return replace(config, data=os.path.abspath(config.data), image_size=image_size, channels=channels, name=name,
+                   augment=augment,
                    optimizer=config.optimizer or optimizer, learning_rate=config.learning_rate or learning_rate)
 
 
@@ -90,12 +94,17 @@ def split_train_validation(comp: Competition, config: Config) -> tuple[pd.DataFr
 
     from sklearn.model_selection import train_test_split
 
-    n_val = math.ceil(config.validation_split * len(comp.train))
-    if n_val < len(comp.class_names) or len(comp.train) - n_val < len(comp.class_names):
-        raise DataError(f"{comp.train_file}: a validation split of {n_val} of {len(comp.train)} images cannot hold "
-                        f"all {len(comp.class_names)} classes on both sides; change --validation-split or add images")
-    train, val = train_test_split(comp.train, test_size=n_val, random_state=config.seed,
-                                  stratify=comp.train["label"])
+    counts = comp.train["label"].value_counts()
+    single = comp.train["label"].map(counts) < MIN_IMAGES_PER_CLASS  # kept in training only (one image each)
+    splittable = comp.train[~single]
+    classes = int((counts >= MIN_IMAGES_PER_CLASS).sum())
+    n_val = math.ceil(config.validation_split * len(splittable))
+    if n_val < classes or len(splittable) - n_val < classes:
+        raise DataError(f"{comp.train_file}: a validation split of {n_val} of {len(splittable)} images cannot hold "
+                        f"all {classes} classes on both sides; change --validation-split or add images")
+    train, val = train_test_split(splittable, test_size=n_val, random_state=config.seed,
+                                  stratify=splittable["label"])
+    train = pd.concat([train, comp.train[single]])
     return train.reset_index(drop=True), val.reset_index(drop=True)
 
 
@@ -131,6 +140,7 @@ class Progress:
         self.phase = record.get("phase", "frozen")  # transfer runs: "frozen" (head only), then "fine_tune"
         self.frozen_best = record.get("frozen_best")  # transfer runs: the best score of the frozen phase
         self.stopped = False  # early stopping or an interrupt: no further fit() calls
+        self.diverged_epoch = None  # the epoch (1-based) whose training loss became NaN or infinite
 
     def record(self) -> dict:
         return {"epoch": self.epoch, "step": self.step, "best": self.best, "best_epoch": self.best_epoch,
@@ -179,6 +189,11 @@ def _callbacks(run_dir: Path, config: Config, state: dict, target, val_ds=None, 
 
         def on_train_batch_end(self, batch, logs=None):
             self.progress.step = self.first_step + batch + 1
+            loss = (logs or {}).get("loss")
+            if loss is not None and not np.isfinite(float(loss)):  # diverged: stop, keep nothing of this epoch
+                self.model.stop_training = self.progress.stopped = self.mid_epoch = True
+                self.progress.diverged_epoch = self.progress.epoch + 1
+                return
             every = config.checkpoint_every
             last = batch + 1 == self.params.get("steps")
             if state.get("interrupted") and not last:  # on the last batch, let the epoch finish and count
@@ -277,11 +292,13 @@ RESUME_IGNORES = {"name", "runs_dir", "data"}  # where things are, not what is t
 
 def resume_config(run_dir, given: dict) -> Config:
     """The run's stored config; any setting given again must equal it (the data is checked by fingerprint)."""
+    from dataclasses import asdict
+
     from .errors import ConfigError
-    from .runs import read_json
+    from .runs import read_config
 
     run_dir = Path(run_dir)
-    stored = read_json(run_dir / "config.json")
+    stored = asdict(read_config(run_dir))
     changed = [f"--{k.replace('_', '-')} {v} (the run has {stored.get(k)})" for k, v in given.items()
                if v is not None and k not in RESUME_IGNORES and k in stored and stored[k] != v]
     if changed:
@@ -296,10 +313,10 @@ def resume_config(run_dir, given: dict) -> Config:
 def _check_resumable(config: Config) -> None:
     """Refuse what the run folder alone rules out, before the data folder is read and validated."""
     from .errors import RunError
-    from .runs import read_json
+    from .runs import read_json, read_metrics
 
     run_dir = Path(config.runs_dir) / config.name
-    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    metrics = read_metrics(run_dir)
     if read_json(run_dir / "run.json").get("ended") and not metrics.get("interrupted"):
         raise RunError(f"{run_dir}: the run already finished; nothing to resume")
     if not has_checkpoint(run_dir):
@@ -341,7 +358,7 @@ def _reopen_for_resume(config: Config, report: ValidationReport) -> Path:
 def _train_in(run_dir: Path, config: Config, comp, report, skipped, train_df, val_df, log,
               resume: bool = False) -> TrainResult:
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
-    run_info = {"config": config.__dict__, "data_fingerprint": report.fingerprint, "seed": config.seed,
+    run_info = {**MARK, "config": config.__dict__, "data_fingerprint": report.fingerprint, "seed": config.seed,
                 "started": started_at}
     if resume:
         from .runs import read_json
@@ -353,23 +370,49 @@ def _train_in(run_dir: Path, config: Config, comp, report, skipped, train_df, va
     write_json(run_dir / "config.json", config.__dict__)
     write_json(run_dir / "class_names.json", comp.class_names)
     if skipped:
-        with atomic_write(run_dir / "skipped.csv", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["file", "row", "reason"])
-            writer.writerows([p.file, p.row, p.message] for p in skipped)
+        write_skipped(run_dir, [(p.file, p.row, p.message) for p in skipped])
         log(f"Skipping {len(skipped)} bad training image(s); listed in {run_dir / 'skipped.csv'}")
     if config.folds >= 2:
         from .folds import train_folds
 
         result = train_folds(config, comp, run_dir, log, resume)
     else:
-        metrics = fit_run(config, comp.class_names, train_df, val_df, run_dir, log, resume=resume)
+        metrics = fit_skipping_broken(config, comp.class_names, train_df, val_df, run_dir, log, resume=resume)
         result = TrainResult(run_dir=run_dir, config=config, metrics=metrics,
                              interrupted=metrics.get("interrupted", False))
     from .runs import environment_info
 
     write_json(run_dir / "run.json", {**run_info, **environment_info(), "ended": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return result
+
+
+def write_skipped(run_dir: Path, rows: list[tuple]) -> None:
+    """Add (file, row, reason) rows to RUN/skipped.csv, the images training went on without."""
+    path = run_dir / "skipped.csv"
+    earlier = list(csv.reader(path.open(newline="", encoding="utf-8")))[1:] if path.is_file() else []
+    with atomic_write(path, newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "row", "reason"])
+        writer.writerows(earlier + [list(r) for r in rows])
+
+
+def fit_skipping_broken(config: Config, class_names: list[str], train_df: pd.DataFrame, val_df: pd.DataFrame,
+                        run_dir: Path, log=print, resume: bool = False) -> dict:
+    """fit_run; with --on-bad-image skip, an image that breaks while training runs (deleted, overwritten) is left
+    out and training goes on from the last checkpoint (or the start), the image listed in RUN/skipped.csv."""
+    from .checkpoints import read_progress
+
+    while True:
+        try:
+            return fit_run(config, class_names, train_df, val_df, run_dir, log, resume=resume)
+        except ImageError as e:
+            used = set(train_df["path"]) | set(val_df["path"])
+            if config.on_bad_image != "skip" or e.path not in used:
+                raise
+            train_df, val_df = (df[df["path"] != e.path].reset_index(drop=True) for df in (train_df, val_df))
+            write_skipped(run_dir, [(e.path, "", f"broke during training: {e}")])
+            log(f"Skipping an image that broke during training: {e}")
+            resume = read_progress(run_dir) is not None
 
 
 def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_df: pd.DataFrame, run_dir: Path,
@@ -438,7 +481,7 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     fit = dict(validation_data=val_ds, verbose=verbose, class_weight=class_weight, steps_per_epoch=steps_per_epoch,
                shuffle=False)  # the stream is already shuffled, per epoch, from the seed
     extra: dict = {}
-    with stop_on_first_interrupt(state):
+    with stop_on_first_interrupt(state), images_named_on_failure([*train_df["path"], *val_df["path"]]):
         if is_transfer(config.model):
             from .transfer import build_transfer_model
 
@@ -479,6 +522,13 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
             _fit_from(model, progress, config.epochs, steps_per_epoch, train_stream, callbacks, fit)
     epochs_run = len(callbacks[0].progress.rows)
     seconds = time.time() - started
+    if callbacks[0].progress.diverged_epoch:
+        from .errors import TrainingDiverged
+
+        raise TrainingDiverged(f"{run_dir}: the training loss became NaN or infinite in epoch "
+                               f"{callbacks[0].progress.diverged_epoch} (learning rate {config.learning_rate:g}, "
+                               f"optimizer {config.optimizer}); nothing from that epoch on was kept. Try a lower "
+                               "--learning-rate (e.g. a tenth) or --optimizer adamw")
     if not (run_dir / "model.keras").exists():
         if state.get("interrupted"):
             from .errors import Interrupted
@@ -492,7 +542,8 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     from .predict import predict_validation
     from .reports import write_reports
 
-    val_pred = predict_validation(run_dir, val_df, class_names, config)
+    with images_named_on_failure(val_df["path"]):
+        val_pred = predict_validation(run_dir, val_df, class_names, config)
     metrics = {
         "val_accuracy": float((val_pred["label"] == val_pred["predicted"]).mean()),
         "val_loss": float(-np.mean(np.log(np.clip(val_pred["p_true"], 1e-7, 1.0)))),

@@ -197,10 +197,11 @@ def _register_all():
             'rows'),
         "labels differing by case and space": (lambda d: train_csv(d, rows_with((3, ("00003", "Cat ")),
                                                                                (4, ("00004", "Cat ")))), 0,
-            "warning: train.csv: labels 'Cat', 'cat' differ only in case or number format; they are kept as separate "
-            'classes — fix train.csv if they are one class'),
-        "class with one image": (lambda d: train_csv(d, rows_with((3, ("00003", "fox")))), 2,
-            "error: train.csv:5: class 'fox' has only 1 image; need at least 2 for a stratified validation split"),
+            "warning: train.csv: labels 'Cat', 'cat' differ only in case, number format or invisible "
+            'characters; they are kept as separate classes — fix train.csv if they are one class'),
+        "class with one image": (lambda d: train_csv(d, rows_with((3, ("00003", "fox")))), 0,
+            "warning: train.csv:5: 1 class(es) have a single image ('fox'); they are kept in training only, never in "
+            "validation"),
         "renamed column": (lambda d: write_csv(d / "train.csv", ["image", "label"], TRAIN_ROWS), 0,
             'image sizes: 16x16 (24); modes: L (24)'),
         "empty table": (lambda d: (d / "train.csv").write_text("id,label\n"), 2,

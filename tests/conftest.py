@@ -2,10 +2,13 @@
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# kit's ledger of the files it wrote (kit.outputs) lives in a folder of the test session's own, never the home's.
+os.environ.setdefault("KIT_STATE_DIR", tempfile.mkdtemp(prefix="kit-state-"))
 
 import numpy as np
 import pytest

@@ -284,13 +284,13 @@ def test_a_run_being_trained_is_never_replaced(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (tmp_path / "runs" / "busy").mkdir(parents=True)
-        (tmp_path / "runs" / "busy" / "config.json").write_text("{}")
+        (tmp_path / "runs" / "busy" / "run.json").write_text('{"written_by": "kit"}')
         (tmp_path / "runs" / "busy" / ".lock").write_text(str(holder.pid))
         result = invoke("train", data, "--runs-dir", tmp_path / "runs", "--name", "busy", "--force", *FAST)
         assert result.exit_code == 2
         assert result.output.strip() == (f"Error: {tmp_path / 'runs' / 'busy'}: process {holder.pid} is training into "
                                          "this run; wait for it or stop it first")
-        assert (tmp_path / "runs" / "busy" / "config.json").read_text() == "{}"
+        assert (tmp_path / "runs" / "busy" / "run.json").read_text() == '{"written_by": "kit"}'
     finally:
         holder.kill()
         holder.wait()

@@ -87,7 +87,9 @@ def test_export_refuses_non_empty_folder(tmp_path):
     (tmp_path / "comp").mkdir()
     (tmp_path / "comp" / "mine.txt").write_text("keep")
     result = CliRunner().invoke(cli, ["datasets", "export", "digits", str(tmp_path / "comp")])
-    assert result.exit_code == 2 and "exists and is not empty" in result.output
+    assert result.exit_code == 2 and "already exists; pass --force" in result.output
+    result = CliRunner().invoke(cli, ["datasets", "export", "digits", str(tmp_path / "comp"), "--force"])
+    assert result.exit_code == 2 and "kit did not write it" in result.output
     assert (tmp_path / "comp" / "mine.txt").read_text() == "keep"
 
 

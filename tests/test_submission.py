@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit.errors import SubmissionError
+from kit.errors import OutputError, SubmissionError
 from kit.submission import build_submission, check_submission, write_submission
 
 CLASSES = ["cat", "dog"]
@@ -49,7 +49,7 @@ def test_write_never_overwrites_without_force(tmp_path):
     path = tmp_path / "s.csv"
     write_submission(sub, path, "labels")
     assert path.read_text() == "id,label\n007,cat\n"
-    with pytest.raises(SubmissionError, match="already exists"):
+    with pytest.raises(OutputError, match="already exists"):
         write_submission(sub, path, "labels")
     write_submission(sub.assign(label="dog"), path, "labels", force=True)
     assert path.read_text() == "id,label\n007,dog\n"
