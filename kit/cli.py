@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import KitError, image_error_in, os_error_line
+from .errors import KitError, image_error_in, one_line, os_error_line
 
 
 class KitGroup(click.Group):
@@ -20,7 +20,7 @@ class KitGroup(click.Group):
         except KitError as e:
             if ctx.params.get("debug"):
                 raise
-            click.echo(f"Error: {e}", err=True)
+            click.echo(f"Error: {one_line(str(e))}", err=True)
             ctx.exit(e.exit_code)
         except OSError as e:  # the operating system said no: disk full, read-only, permission denied, …
             if ctx.params.get("debug"):

@@ -132,7 +132,8 @@ class Config:
                 raise ConfigError(f"{flag(f.name)} {value!r}: expected {TYPE_WORDS[f.type]}")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"{flag(name)} {getattr(self, name)}: expected one of {', '.join(allowed)}")
+                choices = ", ".join(map(str, allowed))
+                raise ConfigError(f"{flag(name)} {getattr(self, name)!r}: expected one of {choices}")
         for name, (low, high) in RANGES.items():
             value = getattr(self, name)
             if not low <= value <= high:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import DataError, ImageError, image_error_in
+from .errors import DataError, ImageError, image_error_in, one_line
 from .images import (FORMAT_OF_EXTENSION, IMAGE_EXTENSIONS, PNG_SIGNATURE, ImageInfo, inspect_image, is_image_name,
                      plain_image, png_damage)
 
@@ -44,7 +44,7 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.row}" if self.row is not None else self.file
-        return f"{where}: {self.message}"
+        return one_line(f"{where}: {self.message}")
 
 
 @dataclass
@@ -93,14 +93,18 @@ def read_table(path: Path, root: Path | None = None) -> pd.DataFrame:
     try:
         header = [c.strip() for c in next(reader)]
         rows, lines = [], []
-        for row in reader:
+        while True:
+            line = reader.line_num + 1  # where the row starts (a quoted field may span lines)
+            row = next(reader, None)
+            if row is None:
+                break
             if not row or (len(row) == 1 and not row[0].strip() and len(header) > 1):
                 continue  # a blank line
             if len(row) != len(header):
-                raise DataError(f"{name}:{reader.line_num}: {len(row)} field(s) where the header has {len(header)} "
+                raise DataError(f"{name}:{line}: {len(row)} field(s) where the header has {len(header)} "
                                 f"({columns_text(header)}); check the quoting and delimiters of that line")
             rows.append(row)
-            lines.append(reader.line_num)
+            lines.append(line)
     except csv.Error as e:
         raise DataError(f"{name}:{reader.line_num}: cannot parse as CSV ({e})") from None
     repeated = sorted({c for c in header if header.count(c) > 1})
@@ -270,6 +274,11 @@ def _resolve_ids(root: Path, table: pd.DataFrame, id_col: str, table_name: str, 
         if reason:
             problems.append(Problem("error", "unsafe_path", table_name, f"id '{image_id}' {reason}; ids must name "
                                     "files inside the data folder", row))
+            paths.append("")
+            continue
+        if not image_id.strip():
+            problems.append(Problem("error", "empty_id", table_name, "empty id; every row needs the id of its image",
+                                    row))
             paths.append("")
             continue
         names = lookup(best, image_id)

@@ -54,6 +54,11 @@ def image_error_in(error: Exception) -> ImageError | None:
     return ImageError(match.group(1).strip()) if match else None
 
 
+def one_line(text: str) -> str:
+    """A message kept to one line: line breaks inside names (a quoted id, a file name) are shown as \\n."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def warn(message: str) -> None:
     """A warning the user should see, on stderr (results stay alone on stdout)."""
     import sys

@@ -201,6 +201,8 @@ def score_submission(submission_path, answers_path, metric: str = "accuracy") ->
         probs = sub[columns].to_numpy(dtype=float)
     except ValueError:
         raise SubmissionError(f"{name}: probability columns must be numbers") from None
+    if not np.isfinite(probs).all() or (probs < 0).any() or (probs > 1).any():
+        raise SubmissionError(f"{name}: probabilities must be finite numbers within 0..1")
     if metric == "log_loss":
         return float(log_loss(truth, np.clip(probs, 1e-15, 1), labels=columns))
     predicted = [columns[i] for i in probs.argmax(1)]

@@ -17,7 +17,8 @@ import pandas as pd
 from .config import Config
 from .data import (MIN_IMAGES_PER_CLASS, Competition, ValidationReport, images_named_on_failure, load_competition,
                    validate)
-from .errors import DataError, ImageError
+from .errors import DataError, ImageError, OutputError
+from .outputs import inside
 from .runs import (MARK, atomic_write, create_run_dir, new_run_name, release_run_dir, save_model, write_json,
                    write_manifest)
 
@@ -269,6 +270,10 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
         check_backbone_file(config.backbone_file, (config.trust_model,))
     elif not is_transfer(config.model):
         get_model_spec(config.model)  # an unknown model fails before any work
+    for option, folder in (("--runs-dir", config.runs_dir), ("--cache-dir", config.cache_dir)):
+        if folder and config.data and inside(folder, config.data):
+            raise OutputError(f"{option} {folder}: inside the data folder {config.data}; kit never writes there, so "
+                              f"choose a folder outside it")
     comp, report, skipped = load_and_validate(config)
     config = resolve_config(config, report)
     if config.folds < 2:
