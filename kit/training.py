@@ -100,13 +100,31 @@ def split_train_validation(comp: Competition, config: Config) -> tuple[pd.DataFr
     splittable = comp.train[~single]
     classes = int((counts >= MIN_IMAGES_PER_CLASS).sum())
     n_val = math.ceil(config.validation_split * len(splittable))
-    if n_val < classes or len(splittable) - n_val < classes:
-        raise DataError(f"{comp.train_file}: a validation split of {n_val} of {len(splittable)} images cannot hold "
-                        f"all {classes} classes on both sides; change --validation-split or add images")
-    train, val = train_test_split(splittable, test_size=n_val, random_state=config.seed,
-                                  stratify=splittable["label"])
+    if classes == 0:
+        raise DataError(f"{comp.train_file}: no class has two images, so nothing can be held out for validation; "
+                        "add images, or give a validation/ folder")
+    if n_val < classes or len(splittable) - n_val < classes:  # many small classes: stratifying is impossible
+        train, val = _split_keeping_every_class(splittable, n_val, config.seed)
+    else:
+        train, val = train_test_split(splittable, test_size=n_val, random_state=config.seed,
+                                      stratify=splittable["label"])
     train = pd.concat([train, comp.train[single]])
     return train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+def _split_keeping_every_class(table: pd.DataFrame, n_val: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A seeded random split of about n_val rows that leaves every class at least one training image (for sets with
+    more classes than a stratified split can place on both sides, e.g. thousands of two-image classes)."""
+    order = table.sample(frac=1.0, random_state=seed)
+    left = order["label"].value_counts().to_dict()
+    chosen = []
+    for index, label in zip(order.index, order["label"]):
+        if len(chosen) == n_val:
+            break
+        if left[label] > 1:
+            left[label] -= 1
+            chosen.append(index)
+    return table.drop(index=chosen), table.loc[chosen]
 
 
 @contextmanager
@@ -470,7 +488,11 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
                                     **common)
 
     counts = train_labels.value_counts().sort_index()
-    log("Class counts (train): " + ", ".join(f"{class_names[i]}: {n}" for i, n in counts.items()))
+    if len(counts) <= 30:
+        log("Class counts (train): " + ", ".join(f"{class_names[i]}: {n}" for i, n in counts.items()))
+    else:  # thousands of classes: a summary, not a line of thousands
+        log(f"Class counts (train): {len(counts)} classes, {counts.min()} to {counts.max()} images each (median "
+            f"{int(counts.median())})")
     class_weight = None
     if config.class_weight == "balanced":  # n / (classes × count): each class weighs the same in the loss
         class_weight = {int(i): len(train_labels) / (len(class_names) * n) for i, n in counts.items()}

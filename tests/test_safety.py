@@ -355,18 +355,20 @@ def test_a_diverging_training_stops_in_one_line_and_leaves_no_submission(tmp_pat
 # --------------------------------------------------------------------------------- operating system
 
 
-def test_read_only_folders_and_fifo_images(trained, tmp_path):
+@pytest.mark.parametrize("errno,reason", [(30, "Read-only file system"), (13, "Permission denied"),
+                                          (28, "No space left on device")])
+def test_the_operating_system_saying_no_is_one_line(trained, tmp_path, monkeypatch, errno, reason):
+    """Tests run as root here, whom permissions do not stop, so the system's refusal is made where kit writes."""
+    import tempfile
+
     tmp, data, run = trained
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user whom permissions do not stop (root)")
-        one_error(invoke("make-submission", run, "-o", locked / "s.csv"), str(locked))
-        assert list(locked.iterdir()) == []
-    finally:
-        locked.chmod(0o700)
+
+    def refuse(*args, dir=None, **kwargs):
+        raise OSError(errno, reason, str(dir))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    one_error(invoke("make-submission", run, "-o", tmp_path / "out" / "s.csv"), f"{tmp_path / 'out'}: {reason}")
+    assert not (tmp_path / "out" / "s.csv").exists()
 
 
 def test_a_fifo_given_as_an_image_is_one_line_not_a_hang(trained, tmp_path):
@@ -559,3 +561,20 @@ def test_score_refuses_probabilities_that_are_not_numbers_in_range(tmp_path):
         (tmp_path / "s.csv").write_text(f"id,cat,dog\n1,{values}\n2,0.2,0.8\n")
         one_error(invoke("score", tmp_path / "s.csv", tmp_path / "a.csv", "--metric", "log_loss"),
                   "probabilities must be finite numbers within 0..1")
+
+
+def test_many_two_image_classes_split_with_every_class_in_training(tmp_path):
+    import pandas as pd
+
+    from kit.config import Config
+    from kit.data import Competition
+    from kit.training import split_train_validation
+
+    labels = [f"w_{k // 2}" for k in range(400)] + ["w_0"] * 10  # 200 classes: a stratified 20% cannot hold them all
+    train = pd.DataFrame({"id": [str(k) for k in range(len(labels))], "path": "", "label": labels, "row": None})
+    comp = Competition(root=tmp_path, layout="csv", train=train, test=None, validation=None,
+                       class_names=sorted(set(labels)))
+    fit, val = split_train_validation(comp, Config(data=str(tmp_path), seed=3))
+    assert len(val) == 82 and len(fit) + len(val) == len(labels)
+    assert set(fit["label"]) == set(labels)  # every class keeps a training image
+    assert set(val["label"]) <= set(fit["label"])
