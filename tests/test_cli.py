@@ -237,12 +237,12 @@ def test_runs_table_lists_runs_best_first(tmp_path):
                                "submission"] and len(text) == 4
 
 
-def test_too_small_validation_split_is_one_line(tmp_path):
+def test_a_split_too_small_to_stratify_still_keeps_every_class_in_training(tmp_path):
     data = make_av_folder(tmp_path / "c", n_per_class=3)
-    result = invoke("train", data, "--runs-dir", tmp_path / "runs", *FAST)
-    assert result.exit_code == 2
-    assert result.output.strip() == ("Error: train.csv: a validation split of 2 of 9 images cannot hold all 3 classes "
-                                     "on both sides; change --validation-split or add images")
+    result = invoke("train", data, "--runs-dir", tmp_path / "runs", "--name", "r", *FAST)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())
+    assert (metrics["num_train"], metrics["num_validation"]) == (7, 2)  # 20% of 9, rounded up
 
 
 def test_tensorboard_logs(tmp_path):
