@@ -29,13 +29,19 @@ class KitGroup(click.Group):
             ctx.exit(2)
         except Exception as e:  # an image that broke inside tf.data, where a KitError arrives wrapped
             error = image_error_in(e)
-            if error is None or ctx.params.get("debug"):
+            if ctx.params.get("debug") or (error is None and not type(e).__module__.startswith("tensorflow")):
                 raise
-            click.echo(f"Error: {error}", err=True)
-            ctx.exit(error.exit_code)
+            click.echo(f"Error: {error or _tensorflow_line(e)}", err=True)
+            ctx.exit(2)
         except KeyboardInterrupt:  # the second Ctrl-C of a training run, or any Ctrl-C elsewhere
             click.echo("\nAborted (files kit writes are replaced atomically, so none is left half-written).", err=True)
             ctx.exit(130)
+
+
+def _tensorflow_line(error: Exception) -> str:
+    """A TensorFlow error kit did not foresee: its first line, never a traceback (--debug shows it)."""
+    first = (str(error).strip() or type(error).__name__).splitlines()[0][:300]
+    return f"TensorFlow: {one_line(first)} (run with --debug for the full report)"
 
 
 @click.group(cls=KitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,6 +62,26 @@ def _choice(setting: str) -> click.Choice:
     from .config import CHOICES
 
     return click.Choice([str(c) for c in CHOICES[setting] if c not in ("", 0)])
+
+
+READING_OPTIONS = [  # how to read DATA: `kit validate`, `kit train` and `kit run` take them alike
+    click.option("--label-col", help="Label column of the training table, when it is ambiguous."),
+    click.option("--train-csv", help="The training table (inside DATA), when kit does not find it by name."),
+    click.option("--test-csv", help="The test table (inside DATA)."),
+    click.option("--sample", help="The sample submission (inside DATA)."),
+    click.option("--train-images", help="Folder(s) inside DATA holding the training images (A,B to give several)."),
+    click.option("--test-images", help="Folder(s) inside DATA holding the test images (A,B to give several)."),
+    click.option("--label-from-name", metavar="REGEX",
+                 help="The class is in each training file's name: a regular expression with one group."),
+    click.option("--follow-symlinks/--no-follow-symlinks", default=None,
+                 help="Read linked files and folders that lead outside DATA (refused by default)."),
+]
+
+
+def _reading_options(f):
+    for option in reversed(READING_OPTIONS):
+        f = option(f)
+    return f
 
 
 def _training_options(f):
@@ -117,11 +143,9 @@ def _training_options(f):
         click.option("--mixed-precision", type=_choice("mixed_precision"),
                      help="float16 compute; auto = on GPUs with compute capability >= 7."),
         click.option("--jit-compile/--no-jit-compile", default=None, help="XLA-compile the training step."),
-        click.option("--label-col", help="Label column of the training table, when it is ambiguous."),
-        click.option("--train-images", help="Folder (inside DATA) holding the training images."),
-        click.option("--test-images", help="Folder (inside DATA) holding the test images."),
-        click.option("--follow-symlinks/--no-follow-symlinks", default=None,
-                     help="Read linked files and folders that lead outside DATA (refused by default)."),
+        *READING_OPTIONS,
+        click.option("--label-map", metavar="CLASS=VALUE,…",
+                     help="What the submission writes for each class, e.g. cat=0,dog=1."),
         click.option("--name", help="Run name. Default: timestamp + model."),
         click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs go. Default ./runs."),
         click.option("--force", is_flag=True, help="Replace an existing run of the same name."),
@@ -210,14 +234,11 @@ def _print_train_result(result, command: str = "train"):
 
 @cli.command()
 @click.argument("data", type=click.Path(file_okay=False))
-@click.option("--label-col", help="Label column of the training table, when it is ambiguous.")
-@click.option("--train-images", help="Folder (inside DATA) holding the training images.")
-@click.option("--test-images", help="Folder (inside DATA) holding the test images.")
+@_reading_options
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write a machine-readable report.")
-@click.option("--follow-symlinks", is_flag=True, help="Read linked files and folders that lead outside DATA.")
 @click.option("--strict", is_flag=True, help="Exit 1 when there are warnings (errors always exit 2).")
 @click.option("--force", is_flag=True, help="Replace a --json report kit wrote before.")
-def validate(data, label_col, train_images, test_images, json_file, follow_symlinks, strict, force):
+def validate(data, json_file, strict, force, **reading):
     """Check a data folder before training: every bad row named.
 
     Exit status: 0 clean, 1 warnings only (with --strict), 2 errors.
@@ -226,13 +247,14 @@ def validate(data, label_col, train_images, test_images, json_file, follow_symli
     Example:
       kit validate sample_data --json report.json
     """
-    from .data import load_competition, validate as validate_folder
+    from types import SimpleNamespace
+
+    from .data import ReadOptions, load_competition, validate as validate_folder
     from .outputs import check_output, record_written
     from .runs import write_json
 
     json_path = check_output(json_file, "--json", force, [data]) if json_file else None
-    comp = load_competition(data, label_col=label_col, train_images=train_images, test_images=test_images,
-                            follow_symlinks=follow_symlinks)
+    comp = load_competition(data, ReadOptions.of(SimpleNamespace(**reading)))
     report = validate_folder(comp)
     click.echo(f"{data}: {comp.layout} layout; train {comp.train_file}"
                + (f", test {comp.test_file}" if comp.test_file else "")
@@ -288,7 +310,11 @@ def run(data, config_file, force, output, **flags):
         return
     sub = write(result.run_dir, config.data, output, force=force)
     click.echo(f"Submission: {sub.path} ({sub.rows} rows, {', '.join(sub.columns)})")
-    if answers:  # a built-in dataset: its held-out answers are known
+    if not answers:  # a labelled test table (Kaggle's Fashion-MNIST CSVs) is an answer key too
+        from .sources import answer_key
+
+        answers = answer_key(config.data)
+    if answers:  # a built-in dataset, or a labelled test table: the held-out answers are known
         from .submission import score_submission
 
         click.echo(f"Held-out test accuracy: {score_submission(sub.path, answers):.4f} (against {answers})")

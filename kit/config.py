@@ -49,6 +49,17 @@ TYPE_CHECKS = {
 TYPE_WORDS = {"int": "a whole number", "float": "a finite number", "bool": "true or false", "str": "text"}
 
 
+def parse_label_map(text: str) -> dict[str, str]:
+    """--label-map cat=0,dog=1 → {"cat": "0", "dog": "1"}: what the submission writes for each class."""
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()] if text else []
+    if any(len(p) != 2 or not p[0].strip() for p in pairs):
+        raise ConfigError(f"--label-map {text}: expected CLASS=VALUE pairs separated by commas, e.g. cat=0,dog=1")
+    mapping = {k.strip(): v.strip() for k, v in pairs}
+    if len(set(mapping.values())) != len(mapping):
+        raise ConfigError(f"--label-map {text}: two classes map to the same value")
+    return mapping
+
+
 def flag(name: str) -> str:
     """The command-line spelling of a setting: image_size → --image-size."""
     return "--" + name.replace("_", "-")
@@ -115,7 +126,12 @@ class Config:
     jit_compile: bool = False
     label_col: str = ""
     follow_symlinks: bool = False  # read linked files and folders that lead outside the data folder
-    train_images: str = ""
+    train_csv: str = ""  # the tables, when kit's finding them by name is not enough (paths inside the data folder)
+    test_csv: str = ""
+    sample: str = ""
+    label_from_name: str = ""  # regular expression, one group: the class in each training file's name
+    label_map: str = ""  # cat=0,dog=1: what the submission writes for each class
+    train_images: str = ""  # folders inside the data folder, comma-separated
     test_images: str = ""
     name: str = ""
     runs_dir: str = "runs"
@@ -146,6 +162,7 @@ class Config:
             raise ConfigError(f"--folds {self.folds}: expected 0 (one split) or at least 2")
         if self.name:
             check_run_name(self.name)
+        parse_label_map(self.label_map)
         return self
 
     def to_json(self) -> str:

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 
@@ -27,8 +28,14 @@ from .images import (FORMAT_OF_EXTENSION, IMAGE_EXTENSIONS, PNG_SIGNATURE, Image
 TRAIN_IMAGE_DIRS = ("train", "train/images", "images/train", "Images/train", "train_images", "images", "Images", ".")
 TEST_IMAGE_DIRS = ("test", "test/images", "images/test", "Images/test", "test_images", "images", "Images", ".")
 VALIDATION_DIRS = ("validation", "valid", "val")
-# Folders that hold a split, never a class: the class-folder layout does not take them as classes.
-SPLIT_NAMES = {"train", "training", "test", "test1", "testing", "val", "valid", "validation", "images", "imgs"}
+# Folders that hold a split, never a class: the class-folder layout does not take them as classes (seg_train,
+# test1, train-jpg, images, …).
+SPLIT_NAME = re.compile(r"(^|[_\-\s.])(train|training|test|testing|val|valid|validation|pred|images?|imgs)"
+                        r"([_\-\s.\d]|jpg|png|$)", re.IGNORECASE)
+
+
+def is_split_name(name: str) -> bool:
+    return bool(SPLIT_NAME.search(name))
 MIN_IMAGES_PER_CLASS = 2
 
 
@@ -170,27 +177,53 @@ def _rel(path: Path, root: Path | None) -> str:
         return str(path)
 
 
-def _find_tables(root: Path) -> dict[str, Path | None]:
-    """Find train*.csv, test*.csv and sample_submission*.csv (any case, any suffix) in the folder's top level."""
+def table_kind(name: str) -> str | None:
+    """"train", "test" or "sample" for a CSV name as organisers spell them, else None: train.csv, train_v2.csv,
+    trainLabels.csv, train_labels.csv, labels.csv, fashion-mnist_train.csv; test.csv, Test_fCbTej3.csv;
+    sample_submission.csv, sampleSubmission.csv, Sample_Submission_lxuyBuB.csv, any *submission*.csv."""
+    stem = Path(name).stem.lower()
+    if "submission" in stem:
+        return "sample"
+    if stem.startswith("train") or re.search(r"[_\-]train$", stem) or stem == "labels":
+        return "train"
+    if stem.startswith("test") or re.search(r"[_\-]test$", stem):
+        return "test"
+    return None
+
+
+def _find_tables(root: Path, given: dict[str, str]) -> dict[str, Path | None]:
+    """The train, test and sample tables: given ones (--train-csv, --test-csv, --sample, relative to the folder),
+    else found by name at the top of the folder, else one folder down (train/train.csv)."""
     found: dict[str, list[Path]] = {"train": [], "test": [], "sample": []}
-    for entry in sorted(root.iterdir()):
-        if not entry.is_file() or entry.suffix.lower() != ".csv":
-            continue
-        stem = entry.stem.lower()
-        if re.match(r"sample[_\- ]?submission", stem):
-            found["sample"].append(entry)
-        elif stem.startswith("train"):
-            found["train"].append(entry)
-        elif stem.startswith("test"):
-            found["test"].append(entry)
+    for folder in [root] + sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+            kind = table_kind(entry.name) if entry.is_file() and entry.suffix.lower() == ".csv" else None
+            if kind and (folder == root or not found[kind]):
+                found[kind].append(entry)
+        if folder == root and found["train"]:
+            break  # a table at the top: nothing one folder down is needed
     chosen: dict[str, Path | None] = {}
     for kind, paths in found.items():
-        exact = [p for p in paths if p.stem.lower() == kind]
+        if given.get(kind):
+            chosen[kind] = _given_table(root, kind, given[kind])
+            continue
+        exact = [p for p in paths if p.stem.lower() == kind or (kind == "sample" and p.stem.lower() ==
+                                                                "sample_submission")]
         if len(paths) > 1 and len(exact) != 1:
-            names = ", ".join(p.name for p in paths)
-            raise DataError(f"{root}: several {kind} tables ({names}); keep one or move the others out")
+            names = ", ".join(_rel(p, root) for p in paths)
+            raise DataError(f"{root}: several {kind} tables ({names}); pass {TABLE_OPTIONS[kind]} FILE to choose one")
         chosen[kind] = exact[0] if exact else (paths[0] if paths else None)
     return chosen
+
+
+TABLE_OPTIONS = {"train": "--train-csv", "test": "--test-csv", "sample": "--sample"}
+
+
+def _given_table(root: Path, kind: str, value: str) -> Path:
+    path = root / value
+    if unsafe_path_reason(value) or not path.is_file():
+        raise DataError(f"{TABLE_OPTIONS[kind]} {value}: not a file inside {root}")
+    return path
 
 
 # ------------------------------------------------------------------------------------ image lookup
@@ -244,65 +277,81 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
-def _resolve_ids(root: Path, table: pd.DataFrame, id_col: str, table_name: str, dirs: tuple[str, ...],
-                 problems: list[Problem], follow: bool) -> tuple[list[str], ImageFolder]:
-    """Map every id to an image path (empty string when missing, with a problem recorded)."""
-    folders = [ImageFolder(root, d) for d in dirs]
-    folders = [f for f in folders if f.by_name or any("/" in str(v) or "\\" in str(v) for v in table[id_col][:50])]
+def image_dirs(root: Path, side: str, given: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Where a side's images may be: the folders given (--train-images/--test-images), else the usual names plus
+    every top-level folder whose name holds the side's name (train-jpg/, test-jpg-additional/, test1/, …) and
+    its images/ folder."""
+    if given:
+        return given
+    usual = TRAIN_IMAGE_DIRS if side == "train" else TEST_IMAGE_DIRS
+    named = [d.name for d in sorted(root.iterdir()) if d.is_dir() and side in d.name.lower()] if root.is_dir() else []
+    extra = [n for name in named for n in (name, f"{name}/images") if n not in usual]
+    return tuple(usual[:-1]) + tuple(extra) + (".",)
+
+
+def _resolve_ids(root: Path, table: pd.DataFrame, id_col: str, table_name: str, side: str,
+                 problems: list[Problem], options: "ReadOptions") -> tuple[list[str], list[ImageFolder]]:
+    """Map every id to an image path (empty string when missing, with a problem recorded). Each id is looked up
+    in the folder holding most of them first, then in the others (Planet's test images fill two folders)."""
     ids = table[id_col].tolist()
-
-    def lookup(folder: ImageFolder, image_id: str) -> list[str]:
-        if "/" in image_id or "\\" in image_id:
-            p = folder.path / image_id.replace("\\", "/")
-            return [image_id.replace("\\", "/")] if p.is_file() else []
-        return folder.candidates(image_id)
-
-    best, best_hits = None, -1
-    for folder in folders:
-        hits = sum(1 for i in ids if not unsafe_path_reason(i) and lookup(folder, i))
-        if hits > best_hits:
-            best, best_hits = folder, hits
-    if best is None or best_hits == 0:
-        looked = ", ".join(d + "/" for d in dirs if d != ".")
+    dirs = image_dirs(root, side, options.train_images if side == "train" else options.test_images)
+    follow = options.follow_symlinks
+    by_path = any("/" in str(v) or "\\" in str(v) for v in ids[:50])
+    folders = [f for f in (ImageFolder(root, d) for d in dirs) if f.by_name or (by_path and f.path.is_dir())]
+    hits = {id(f): sum(1 for i in ids if not unsafe_path_reason(i) and _lookup(f, i)) for f in folders}
+    folders = sorted((f for f in folders if hits[id(f)]), key=lambda f: -hits[id(f)])
+    if not folders:
+        looked = ", ".join(d + "/" for d in dirs if d != ".") or "no folder"
+        zips = sorted(p.name for p in root.glob("*.zip"))
+        hint = f"; the images may be in {', '.join(zips)}" if zips else ""
         raise DataError(f"{table_name}: no image found for any id (first id '{ids[0]}'; looked in {looked} and the "
-                        f"folder itself, with extensions {' '.join(IMAGE_EXTENSIONS)}); pass --train-images/--test-images")
-    _confined(best.path, root, follow)  # the folder itself may be a link out: named once, not per image
+                        f"folder itself, with extensions {' '.join(IMAGE_EXTENSIONS)}{hint}); pass --{side}-images "
+                        "FOLDER")
+    for folder in folders:
+        _confined(folder.path, root, follow)  # a folder that is a link out: named once, not per image
+    paths = [_resolved_path(root, folders, image_id, table_name, row, problems, follow)
+             for row, image_id in zip(table_lines(table), ids)]
+    return paths, folders
 
-    paths = []
-    for row, image_id in zip(table_lines(table), ids):
-        reason = unsafe_path_reason(image_id)
-        if reason:
-            problems.append(Problem("error", "unsafe_path", table_name, f"id '{image_id}' {reason}; ids must name "
-                                    "files inside the data folder", row))
-            paths.append("")
-            continue
-        if not image_id.strip():
-            problems.append(Problem("error", "empty_id", table_name, "empty id; every row needs the id of its image",
-                                    row))
-            paths.append("")
-            continue
-        names = lookup(best, image_id)
-        if not names and re.fullmatch(r"\d+\.0+", image_id):
-            names = lookup(best, image_id.split(".")[0])
-            if names:
-                problems.append(Problem("warning", "float_id", table_name, f"id '{image_id}' looks like a number "
-                                        f"saved as a float (Excel?); matched {names[0]}", row))
-        if not names:
-            problems.append(Problem("error", "missing_image", table_name, _missing_reason(best, image_id), row))
-            paths.append("")
-            continue
-        if len(names) > 1:
-            problems.append(Problem("warning", "ambiguous_image", table_name,
-                                    f"id '{image_id}' matches {', '.join(sorted(names))} in {best.rel}/; using {names[0]}",
-                                    row))
-        path = best.path / names[0]
-        if not follow and not _inside(path, root):
-            problems.append(Problem("error", "unsafe_path", table_name,
-                                    f"image '{names[0]}' is a symlink that leads outside the data folder", row))
-            paths.append("")
-            continue
-        paths.append(str(path))
-    return paths, best
+
+def _lookup(folder: ImageFolder, image_id: str) -> list[str]:
+    if "/" in image_id or "\\" in image_id:
+        p = folder.path / image_id.replace("\\", "/")
+        return [image_id.replace("\\", "/")] if p.is_file() else []
+    return folder.candidates(image_id)
+
+
+def _resolved_path(root: Path, folders: list[ImageFolder], image_id: str, table_name: str, row: int,
+                   problems: list[Problem], follow: bool) -> str:
+    """One id's image path, or "" with the problem recorded."""
+    reason = unsafe_path_reason(image_id)
+    if reason:
+        problems.append(Problem("error", "unsafe_path", table_name, f"id '{image_id}' {reason}; ids must name "
+                                "files inside the data folder", row))
+        return ""
+    if not image_id.strip():
+        problems.append(Problem("error", "empty_id", table_name, "empty id; every row needs the id of its image", row))
+        return ""
+    folder, names = next(((f, n) for f in folders for n in [_lookup(f, image_id)] if n), (folders[0], []))
+    if not names and re.fullmatch(r"\d+\.0+", image_id):
+        folder, names = next(((f, n) for f in folders for n in [_lookup(f, image_id.split(".")[0])] if n),
+                             (folders[0], []))
+        if names:
+            problems.append(Problem("warning", "float_id", table_name, f"id '{image_id}' looks like a number "
+                                    f"saved as a float (Excel?); matched {names[0]}", row))
+    if not names:
+        problems.append(Problem("error", "missing_image", table_name, _missing_reason(folders[0], image_id), row))
+        return ""
+    if len(names) > 1:
+        problems.append(Problem("warning", "ambiguous_image", table_name,
+                                f"id '{image_id}' matches {', '.join(sorted(names))} in {folder.rel}/; using {names[0]}",
+                                row))
+    path = folder.path / names[0]
+    if not follow and not _inside(path, root):
+        problems.append(Problem("error", "unsafe_path", table_name,
+                                f"image '{names[0]}' is a symlink that leads outside the data folder", row))
+        return ""
+    return str(path)
 
 
 def _missing_reason(folder: ImageFolder, image_id: str) -> str:
@@ -357,40 +406,60 @@ def _pick_columns(train: pd.DataFrame, sample: pd.DataFrame | None, test: pd.Dat
                     "pass --label-col NAME")
 
 
-def _read_csv_layout(root: Path, tables: dict[str, Path | None], label_col: str | None, image_dirs: tuple,
-                     group_col: str | None, follow: bool) -> Competition:
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read a data folder where kit's own finding is not enough: the flags of the same names."""
+
+    label_col: str = ""
+    group_col: str = ""
+    train_csv: str = ""
+    test_csv: str = ""
+    sample: str = ""
+    train_images: tuple[str, ...] = ()  # --train-images A,B: folders (inside the data folder) to look in
+    test_images: tuple[str, ...] = ()
+    label_from_name: str = ""  # a regular expression whose one group is the class, matched against file names
+    follow_symlinks: bool = False
+
+    @classmethod
+    def of(cls, settings) -> "ReadOptions":
+        """From a Config (or anything with these attributes); comma-separated folders become tuples."""
+        values = {f: getattr(settings, f, "") or "" for f in cls.__dataclass_fields__}
+        for f in ("train_images", "test_images"):
+            value = values[f]
+            values[f] = tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else \
+                tuple(value)
+        values["follow_symlinks"] = bool(values["follow_symlinks"])
+        return cls(**values)
+
+
+def _read_csv_layout(root: Path, tables: dict[str, Path | None], options: ReadOptions) -> Competition:
     problems: list[Problem] = []
-    train_images, test_images = image_dirs
-    train_path = tables["train"]
-    train_name = _rel(train_path, root)
-    train = read_table(train_path, root)
+    train_name = _rel(tables["train"], root)
+    train = read_table(tables["train"], root)
     sample = read_table(tables["sample"], root) if tables["sample"] else None
     test = read_table(tables["test"], root) if tables["test"] else None
-    id_col, label_col = _pick_columns(train, sample, test, train_name, label_col)
-    if group_col and group_col not in train.columns:
-        raise DataError(f"{train_name}: no column '{group_col}' (--group-col); columns are: "
+    if test is not None and sample is not None and sample.columns[0] not in test.columns:
+        test, tables = None, {**tables, "test": None}  # a table of something else (Planet's file mapping)
+    id_col, label_col = _pick_columns(train, sample, test, train_name, options.label_col)
+    if options.group_col and options.group_col not in train.columns:
+        raise DataError(f"{train_name}: no column '{options.group_col}' (--group-col); columns are: "
                         f"{columns_text(train.columns)}")
-
     train, repeated = _drop_repeated_rows(train, [id_col, label_col])
     for row in repeated:
         problems.append(Problem("warning", "repeated_row", train_name, "exact repeat of an earlier row; used once", row))
-    train_paths, train_folder = _resolve_ids(root, train, id_col, train_name,
-                                             (train_images,) if train_images else TRAIN_IMAGE_DIRS, problems, follow)
+    train_paths, folders = _resolve_ids(root, train, id_col, train_name, "train", problems, options)
     labels = train[label_col].str.strip()
     train_df = pd.DataFrame({"id": train[id_col], "path": train_paths, "label": labels, "row": train["_row"]})
-    if group_col:
-        train_df["group"] = train[group_col].to_numpy()
-    folders = [train_folder]
-
+    if options.group_col:
+        train_df["group"] = train[options.group_col].to_numpy()
     test_df, test_name = None, None
     if test is not None or sample is not None:
-        source, test_name = (test, _rel(tables["test"], root)) if test is not None else (sample, _rel(tables["sample"], root))
+        source, test_name = (test, _rel(tables["test"], root)) if test is not None else \
+            (sample, _rel(tables["sample"], root))
         test_id_col = id_col if id_col in source.columns else source.columns[0]
-        test_paths, test_folder = _resolve_ids(root, source, test_id_col, test_name,
-                                               (test_images,) if test_images else TEST_IMAGE_DIRS, problems, follow)
+        test_paths, test_folders = _resolve_ids(root, source, test_id_col, test_name, "test", problems, options)
         test_df = pd.DataFrame({"id": source[test_id_col], "path": test_paths, "row": table_lines(source)})
-        folders.append(test_folder)
-
+        folders += test_folders
     class_names = sorted(set(lab for lab in labels if lab))
     return Competition(root=root, layout="csv", train=train_df, test=test_df, validation=None, class_names=class_names,
                        id_col=id_col, label_col=label_col, train_file=train_name, test_file=test_name,
@@ -445,7 +514,7 @@ def _class_dirs(folder: Path, root: Path, follow: bool) -> list[Path]:
         return []
     _confined(folder, root, follow)
     dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
-                  and d.name.lower() not in SPLIT_NAMES)
+                  and not is_split_name(d.name))
     for d in dirs:
         _confined(d, root, follow)
     return dirs
@@ -461,64 +530,151 @@ def _labelled_folder(folder: Path, root: Path, follow: bool) -> pd.DataFrame:
     return table
 
 
-def _read_folder_layout(root: Path, tables: dict[str, Path | None], follow: bool) -> Competition:
-    train_dir = root / "train" if _class_dirs(root / "train", root, follow) else root
-    train = _labelled_folder(train_dir, root, follow)
-    if train.empty:
-        raise DataError(f"{root}: no train*.csv and no class folders with images (expected train.csv, "
-                        "or train/<class>/<image>, or <class>/<image>)")
-    validation = None
-    for name in VALIDATION_DIRS:
-        if _class_dirs(root / name, root, follow):
-            validation = _labelled_folder(root / name, root, follow)
+NAME_LABEL = r"^([A-Za-z][A-Za-z ]*?)[._ -]\d+\.[A-Za-z]+$"  # cat.0.jpg, dog.123.jpg: Dogs vs. Cats
+
+
+def _labelled_by_name(folder: Path, root: Path, options: ReadOptions) -> pd.DataFrame:
+    """Training images whose class is in their file name (`--label-from-name REGEX`, one group; by default a
+    word before a number, as in cat.0.jpg), when every file matches and each class has at least two."""
+    files = [f for f in _image_files(folder, root, options.follow_symlinks) if "/" not in f]
+    pattern = options.label_from_name or NAME_LABEL
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise DataError(f"--label-from-name {pattern}: not a regular expression ({e})") from None
+    if regex.groups != 1:
+        raise DataError(f"--label-from-name {pattern}: needs exactly one group, the class, e.g. '^([a-z]+)\\.'")
+    matches = [regex.search(f) for f in files]
+    labels = [m.group(1) for m in matches if m]
+    if not files or (not options.label_from_name and (len(labels) < len(files) or len(set(labels)) < 2
+                                                      or min(Counter(labels).values()) < 2)):
+        return pd.DataFrame(columns=["id", "path", "label", "row"])
+    unmatched = [f for f, m in zip(files, matches) if not m]
+    if unmatched:
+        raise DataError(f"{_rel(folder / unmatched[0], root)}: its name does not match --label-from-name {pattern} "
+                        f"({len(unmatched)} file(s) do not)")
+    return pd.DataFrame({"id": files, "path": [str(folder / f) for f in files], "label": labels, "row": None})
+
+
+def _train_folder(root: Path, options: ReadOptions) -> tuple[Path, pd.DataFrame]:
+    """The training images of a layout without a table: class folders (train/<class>/ or <class>/), or one folder
+    of images whose names carry the class (train/cat.0.jpg)."""
+    follow = options.follow_symlinks
+    named = [_unwrapped(root / d) for d in options.train_images or
+             [d.name for d in sorted(root.iterdir()) if d.is_dir() and "train" in d.name.lower()]]
+    for folder in named + [root]:
+        if folder.is_dir() and _class_dirs(folder, root, follow) and not options.label_from_name:
+            return folder, _labelled_folder(folder, root, follow)
+    for folder in named:
+        if folder.is_dir():
+            table = _labelled_by_name(folder, root, options)
+            if len(table):
+                return folder, table
+            if _image_files(folder, root, follow):
+                raise DataError(f"{_rel(folder, root)}/: images, but no class folders and no table says their "
+                                "classes; pass --label-from-name REGEX (one group, the class) if their names carry "
+                                "it, or --train-csv FILE")
+    raise DataError(f"{root}: no training table and no class folders with images (expected train.csv or "
+                    "labels.csv, or train/<class>/<image>, or <class>/<image>, or train/<class>.<n>.jpg)")
+
+
+def _unwrapped(folder: Path) -> Path:
+    """A folder that holds nothing but one folder stands for that folder (Intel's seg_train/seg_train/)."""
+    while folder.is_dir():
+        entries = [e for e in folder.iterdir() if not e.name.startswith(".")]
+        if len(entries) != 1 or not entries[0].is_dir():
             break
-    test, test_name = None, None
-    test_dir = root / "test"
-    sample = read_table(tables["sample"], root) if tables["sample"] else None
-    if test_dir.is_dir() and train_dir != root:
-        test_name = "test/"
-        if _class_dirs(test_dir, root, follow) and not [p for p in test_dir.iterdir()
-                                                        if p.is_file() and is_image_name(p.name)]:
-            test = _labelled_folder(test_dir, root, follow)  # a labelled test folder: ids carry the class (answers)
-        else:
-            files = _image_files(test_dir, root, follow)
-            test = pd.DataFrame({"id": files, "path": [str(test_dir / f) for f in files], "row": None})
+        folder = entries[0]
+    return folder
+
+
+def _validation_folder(root: Path, options: ReadOptions, problems: list[Problem]) -> pd.DataFrame | None:
+    """validation/, valid/ or val/: class folders, or images with a labels file beside them (Tiny ImageNet's
+    val_annotations.txt: file, class, … separated by tabs or commas); images with neither are left out, said so."""
+    follow = options.follow_symlinks
+    for name in VALIDATION_DIRS:
+        folder = root / name
+        if _class_dirs(folder, root, follow):
+            return _labelled_folder(folder, root, follow)
+        files = _image_files(folder, root, follow) if folder.is_dir() else []
+        if not files:
+            continue
+        by_name = {Path(f).name: f for f in files}
+        for labels_file in sorted(p for p in folder.iterdir() if p.suffix.lower() in (".txt", ".csv", ".tsv")):
+            rows = [re.split(r"[\t,]", line.strip()) for line in labels_file.read_text("utf-8", "replace").splitlines()]
+            pairs = [(r[0], r[1].strip()) for r in rows if len(r) >= 2 and Path(r[0]).name in by_name]
+            if len(pairs) >= len(files) // 2:
+                return pd.DataFrame({"id": [by_name[Path(f).name] for f, _ in pairs],
+                                     "path": [str(folder / by_name[Path(f).name]) for f, _ in pairs],
+                                     "label": [lab for _, lab in pairs], "row": None})
+        problems.append(Problem("warning", "unlabelled_validation", f"{name}/", f"{len(files)} image(s) with no class "
+                                "folders and no labels file beside them; not used (the validation split comes from "
+                                "the training images)"))
+    return None
+
+
+def _read_folder_layout(root: Path, tables: dict[str, Path | None], options: ReadOptions) -> Competition:
     problems: list[Problem] = []
+    train_dir, train = _train_folder(root, options)
+    validation = _validation_folder(root, options, problems)
+    if validation is not None:
+        unknown = sorted(set(validation["label"]) - set(train["label"]))
+        if unknown:
+            raise DataError(f"{_rel(Path(validation['path'].iloc[0]).parent, root)}/: validation classes "
+                            f"{_few(unknown)} are not among the training classes ({len(unknown)} of "
+                            f"{validation['label'].nunique()}); check the layout, or pass --train-images")
+    sample = read_table(tables["sample"], root) if tables["sample"] else None
+    test, test_name = _test_folder(root, train_dir, options)
     id_col = "id"
     if sample is not None:
-        id_col = sample.columns[0]
-        sample_name = _rel(tables["sample"], root)
-        paths, _ = _resolve_ids(root, sample, id_col, sample_name, (".", "test") if test_dir.is_dir() else (".",),
-                                problems, follow)
+        id_col, test_name = sample.columns[0], _rel(tables["sample"], root)
+        paths, _ = _resolve_ids(root, sample, id_col, test_name, "test", problems, options)
         test = pd.DataFrame({"id": sample[id_col], "path": paths, "row": table_lines(sample)})
-        test_name = sample_name
     label_col = sample.columns[1] if sample is not None and len(sample.columns) == 2 else "label"
-    class_names = sorted(set(train["label"]))
     return Competition(root=root, layout="folders", train=train, test=test, validation=validation,
-                       class_names=class_names, id_col=id_col, label_col=label_col,
+                       class_names=sorted(set(train["label"])), id_col=id_col, label_col=label_col,
                        train_file=_rel(train_dir, root) + "/" if train_dir != root else "./", test_file=test_name,
                        sample_file=_rel(tables["sample"], root) if tables["sample"] else None, sample=sample,
                        problems=problems)
 
 
-def load_competition(data_dir, label_col: str | None = None, train_images: str | None = None,
-                     test_images: str | None = None, group_col: str | None = None,
-                     follow_symlinks: bool = False) -> Competition:
-    """Read a competition folder: train/test tables and sample submission, or class folders."""
+def _test_folder(root: Path, train_dir: Path, options: ReadOptions) -> tuple[pd.DataFrame | None, str | None]:
+    """The test images of a layout without a test table: the first test folder holding images (test/, test1/, …);
+    a test folder of class folders is labelled (its ids carry the class: kept as answers)."""
+    follow = options.follow_symlinks
+    for rel in image_dirs(root, "test", options.test_images):
+        folder = _unwrapped(root / rel)
+        if rel == "." or not folder.is_dir() or folder == train_dir or train_dir == root:
+            continue
+        if _class_dirs(folder, root, follow) and not [p for p in folder.iterdir()
+                                                      if p.is_file() and is_image_name(p.name)]:
+            return _labelled_folder(folder, root, follow), f"{rel}/"
+        files = _image_files(folder, root, follow)
+        if files:
+            return pd.DataFrame({"id": files, "path": [str(folder / f) for f in files], "row": None}), f"{rel}/"
+    return None, None
+
+
+def load_competition(data_dir, options: ReadOptions | None = None, **flags) -> Competition:
+    """Read a competition folder as published: tables and image folders, class folders, images named by class,
+    zips or pixel tables (see kit.sources). `flags` are ReadOptions fields, for callers without a Config."""
+    from .sources import readable_folder
+
+    options = options or ReadOptions.of(SimpleNamespace(**flags))
     if not Path(data_dir).is_dir():
         raise DataError(f"{data_dir}: not a folder (expected a competition folder with train.csv or class folders)")
-    root = Path(os.path.abspath(data_dir))  # image paths absolute: a run folder works from any directory
-    for option, value in (("--train-images", train_images), ("--test-images", test_images)):
-        if value and (unsafe_path_reason(value) or not (root / value).is_dir()):
-            raise DataError(f"{option} {value}: not a folder inside {root}")
-        if value:
-            _confined(root / value, root, follow_symlinks)
-    tables = _find_tables(root)
+    root = readable_folder(Path(os.path.abspath(data_dir)))  # absolute: a run folder works from any directory
+    for option, values in (("--train-images", options.train_images), ("--test-images", options.test_images)):
+        for value in values:
+            if unsafe_path_reason(value) or not (root / value).is_dir():
+                raise DataError(f"{option} {value}: not a folder inside {root}")
+            _confined(root / value, root, options.follow_symlinks)
+    tables = _find_tables(root, {"train": options.train_csv, "test": options.test_csv, "sample": options.sample})
     if tables["train"] is not None:
-        return _read_csv_layout(root, tables, label_col, (train_images, test_images), group_col, follow_symlinks)
-    if group_col:
-        raise DataError(f"--group-col {group_col}: needs a training table (train.csv); {root} has class folders")
-    return _read_folder_layout(root, tables, follow_symlinks)
+        return _read_csv_layout(root, tables, options)
+    if options.group_col:
+        raise DataError(f"--group-col {options.group_col}: needs a training table (train.csv); {root} has none")
+    return _read_folder_layout(root, tables, options)
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -777,7 +933,9 @@ def validate(comp: Competition, check_images: bool = True, check_train: bool = T
                                     f"image ({_few(singles)}); they are kept in training only, never in validation",
                                     row))
         if len(counts) < 2:
-            problems.append(Problem("error", "one_class", name, f"found {len(counts)} class(es); need at least 2"))
+            hint = "; if a table gives the classes, pass --train-csv FILE" if comp.layout == "folders" else ""
+            problems.append(Problem("error", "one_class", name, f"found {len(counts)} class(es) "
+                                    f"({_few(sorted(counts))}); need at least 2{hint}"))
     if comp.test is not None:
         _check_duplicates(comp.test, comp.test_file, problems, labels=False)
     _check_sample(comp, problems)
@@ -835,6 +993,16 @@ def _check_duplicates(table: pd.DataFrame, file_name: str, problems: list[Proble
 
 
 def _check_sample(comp: Competition, problems: list[Problem]) -> None:
+    """The sample's ids are the test set's, and its columns are a submission kit can write (checked before any
+    training, so a run never fails after it)."""
+    if comp.sample is not None and len(comp.sample.columns) > 2 and \
+            set(comp.sample.columns[1:]) != set(comp.class_names):
+        extra = sorted(set(comp.sample.columns[1:]) - set(comp.class_names))
+        missing = sorted(set(comp.class_names) - set(comp.sample.columns[1:]))
+        problems.append(Problem("error", "sample_columns", comp.sample_file,
+                                f"columns after the id are neither one label nor one probability per training "
+                                f"class: {len(extra)} not a class ({_few(extra)}), {len(missing)} class(es) without a "
+                                f"column ({_few(missing)}); kit could not write this submission"))
     if comp.sample is None or comp.test is None or comp.test_file == comp.sample_file:
         return
     sample_ids = set(comp.sample[comp.sample.columns[0]])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import METRICS
+from .config import METRICS, parse_label_map
 from .errors import DataError, SubmissionError
 from .outputs import check_output, record_written
 from .runs import atomic_write
@@ -89,7 +89,7 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
                     log=None, trusted=()) -> SubmissionResult:
     """Predict DATA's test images with one run, all folds of a k-fold run, or a weighted ensemble of runs,
     and write a checked submission.csv. `trusted`: sha256s of model files to load despite their manifests."""
-    from .data import images_named_on_failure, load_competition, validate
+    from .data import ReadOptions, images_named_on_failure, load_competition, validate
     from .predict import predict_proba, probability_table
     from .runs import Run
 
@@ -103,8 +103,7 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
     output = Path(output) if output else runs[0].path / "submission.csv"
     data_dirs = {data or cfg.data, *(r.config.data for r in runs)}
     check_output(output, "--output", force, data_dirs)  # before any work
-    comp = load_competition(data or cfg.data, label_col=cfg.label_col or None, train_images=cfg.train_images or None,
-                            test_images=cfg.test_images or None, follow_symlinks=cfg.follow_symlinks)
+    comp = load_competition(data or cfg.data, ReadOptions.of(cfg))
     if comp.test is None:
         raise DataError(f"{comp.root}: no test table, sample submission or test/ folder to predict")
     report = validate(comp, check_train=False)
@@ -123,7 +122,10 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
                                                                  flips=member.config.augment == "strong")
     probs = probability_table(comp.test["id"], total, class_names)
     sub = build_submission(probs, class_names, comp.sample, comp.id_col, comp.label_col)
-    kind = check_submission(sub, class_names, comp.sample)
+    label_map = parse_label_map(cfg.label_map)
+    if label_map and len(sub.columns) == 2:  # the values the leaderboard expects (Dogs vs. Cats: dog = 1)
+        sub[sub.columns[1]] = sub[sub.columns[1]].map(lambda c: label_map.get(c, c))
+    kind = check_submission(sub, [label_map.get(c, c) for c in class_names], comp.sample)
     return write_submission(sub, output, kind, force=force, data_dirs=data_dirs)
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .config import Config
-from .data import (MIN_IMAGES_PER_CLASS, Competition, ValidationReport, images_named_on_failure, load_competition,
-                   validate)
+from .data import (MIN_IMAGES_PER_CLASS, Competition, ReadOptions, ValidationReport, images_named_on_failure,
+                   load_competition, validate)
 from .errors import DataError, ImageError, OutputError
 from .outputs import inside
 from .runs import (MARK, atomic_write, create_run_dir, new_run_name, release_run_dir, save_model, write_json,
@@ -46,9 +46,7 @@ SKIPPABLE = {"missing_image", "unreadable_image"}
 
 def load_and_validate(config: Config) -> tuple[Competition, ValidationReport, list]:
     """Read and check the folder; with on_bad_image="skip", drop bad training images instead of failing."""
-    comp = load_competition(config.data, label_col=config.label_col or None,
-                            train_images=config.train_images or None, test_images=config.test_images or None,
-                            group_col=config.group_col or None, follow_symlinks=config.follow_symlinks)
+    comp = load_competition(config.data, ReadOptions.of(config))
     report = validate(comp)
     skipped = []
     if config.on_bad_image == "skip":
@@ -293,6 +291,9 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
             raise OutputError(f"{option} {folder}: inside the data folder {config.data}; kit never writes there, so "
                               f"choose a folder outside it")
     comp, report, skipped = load_and_validate(config)
+    if command == "run" and comp.test is None:  # kit run ends with a submission: refuse now, not after training
+        raise DataError(f"{config.data}: no test table, sample submission or test folder, so no submission can be "
+                        "written; use `kit train`, or pass --test-csv/--sample/--test-images")
     config = resolve_config(config, report)
     if config.folds < 2:
         train_df, val_df = split_train_validation(comp, config)  # fails before a run folder exists

@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # kit's ledger of the files it wrote (kit.outputs) lives in a folder of the test session's own, never the home's.
 os.environ.setdefault("KIT_STATE_DIR", tempfile.mkdtemp(prefix="kit-state-"))
+os.environ.setdefault("KIT_CACHE_DIR", tempfile.mkdtemp(prefix="kit-cache-"))  # zips and pixel tables, derived
 
 import numpy as np
 import pytest

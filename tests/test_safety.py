@@ -248,7 +248,9 @@ def test_an_image_that_disappears_after_validation_is_named(tmp_path):
     (lambda d: (d / "train.csv").write_bytes(b"PK\x03\x04" + b"\0" * 20), ("xlsx",)),
     (lambda d: (d / "train.csv").write_bytes("id\tlabel\n".encode("utf-16-le")), ("NUL bytes",)),
     (lambda d: write_csv(d / "train.csv", ["id"] + [f"pixel{i}" for i in range(784)], [["0"] * 785]),
-     ("pixel4", "… (785 columns)")),
+     ("a table of pixel columns with no label column", "columns: id, pixel…")),
+    (lambda d: write_csv(d / "train.csv", ["id", "name", "kind"] + [f"c{i}" for i in range(10)], [["0"] * 13]),
+     ("cannot tell which column is the label", "c2, … (13 columns)")),
 ])
 def test_every_table_shape_gets_one_line(tmp_path, make_table, parts):
     data = make_av_folder(tmp_path / "c")
