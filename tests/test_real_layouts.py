@@ -378,3 +378,13 @@ def test_tables_given_by_flag_when_names_say_nothing(tmp_path):
     result = invoke("train", data, "--train-csv", "meta.csv", "--train-images", "pics", "--runs-dir",
                     tmp_path / "runs", "--name", "r", *FAST)
     assert result.exit_code == 0, result.output
+
+
+def test_a_zip_bomb_is_refused_before_it_is_extracted(tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "bomb"
+    _cactus(data, zipped=True)
+    with zipfile.ZipFile(data / "extra.zip", "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("zeros.bin", b"\0" * (24 << 20))  # 24 MB of zeros: about 24 KB zipped
+    refused_before_training(data, tmp_path, "extra.zip", "'zeros.bin' grows", "zip bomb")
+    assert not list((tmp_path / "cache").rglob("zeros.bin"))
