@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import functools
 
-import tensorflow as tf
-import keras
+from .quiet import keras, tensorflow as tf
 
 from .errors import ConfigError
 
@@ -20,6 +19,15 @@ def configure_devices(config) -> None:
             pass
     use_mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and _fast_float16(gpus))
     keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed else "float32")
+
+
+def device_description() -> str:
+    """What kit trains on, in a few words: "CPU", or the GPUs by name."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
+    return f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({', '.join(sorted(set(names)))})"
 
 
 def _fast_float16(gpus) -> bool:

@@ -46,15 +46,40 @@ def _tensorflow_line(error: Exception) -> str:
 
 @click.group(cls=KitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kit")
-@click.option("--debug", is_flag=True, help="Show full tracebacks.")
-def cli(debug):
+@click.option("--debug", is_flag=True, help="Show full tracebacks and TensorFlow's own log lines.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only results and errors (no progress).")
+@click.pass_context
+def cli(ctx, debug, quiet):
     """kit: image-classification competitions, from data folder to submission.csv.
+
+    Results go to stdout; progress, warnings and errors to stderr.
 
     \b
     Example:
       kit validate sample_data
       kit run sample_data
+      kit --quiet run sample_data | tee results.txt
     """
+    import os
+
+    if debug:
+        os.environ["KIT_DEBUG"] = "1"  # read by kit.quiet before TensorFlow loads
+    ctx.obj = Progress(quiet)
+
+
+class Progress:
+    """Where kit's progress lines go: stderr, so that stdout holds only results; nowhere with --quiet."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    def __call__(self, message: str = "") -> None:
+        if not self.quiet:
+            click.echo(message, err=True)
+
+
+def _progress() -> Progress:
+    return click.get_current_context().find_root().obj or Progress()
 
 
 def _choice(setting: str) -> click.Choice:
@@ -255,7 +280,7 @@ def validate(data, json_file, strict, force, **reading):
 
     json_path = check_output(json_file, "--json", force, [data]) if json_file else None
     comp = load_competition(data, ReadOptions.of(SimpleNamespace(**reading)))
-    report = validate_folder(comp)
+    report = validate_folder(comp, progress=not _progress().quiet)
     click.echo(f"{data}: {comp.layout} layout; train {comp.train_file}"
                + (f", test {comp.test_file}" if comp.test_file else "")
                + (f", sample {comp.sample_file}" if comp.sample_file else ""))
@@ -282,7 +307,7 @@ def train(data, config_file, force, **flags):
     from .training import train as train_run
 
     config, _ = _make_config(data, config_file, **flags)
-    result = train_run(config, force=force, log=click.echo, resume=bool(flags["resume_run"]))
+    result = train_run(config, force=force, log=_progress(), resume=bool(flags["resume_run"]))
     _print_train_result(result, "train")
 
 
@@ -304,7 +329,7 @@ def run(data, config_file, force, output, **flags):
         from .outputs import check_output
 
         check_output(output, "--output", force, [config.data])
-    result = train_run(config, force=force, log=click.echo, resume=bool(flags["resume_run"]), command="run")
+    result = train_run(config, force=force, log=_progress(), resume=bool(flags["resume_run"]), command="run")
     _print_train_result(result, "run")
     if result.metrics.get("worker"):
         return
@@ -340,7 +365,7 @@ def reproduce(run_dir, name, force):
     old = old if isinstance(old, dict) else {}
     config.name = name or f"{Path(run_dir).name}-reproduced"
     config.runs_dir = str(Path(run_dir).parent)
-    result = train_run(config.validate(), force=force, log=click.echo)
+    result = train_run(config.validate(), force=force, log=_progress())
     _print_train_result(result)
     new = read_json(result.run_dir / "run.json")
     if old.get("data_fingerprint") and old["data_fingerprint"] != new["data_fingerprint"]:
@@ -382,7 +407,7 @@ def make_submission(run_dirs, output, weights, tta, force, trusted):
         score = ensemble_validation_accuracy(runs, parsed)
         click.echo(f"Ensemble validation accuracy: {score:.4f}" if score is not None else
                    "Ensemble validation accuracy: not available (the runs were validated on different images)")
-    sub = write(runs, data[0] if data else None, output, force=force, weights=parsed, tta=tta, log=click.echo,
+    sub = write(runs, data[0] if data else None, output, force=force, weights=parsed, tta=tta, log=_progress(),
                 trusted=trusted)
     click.echo(f"Wrote {sub.path}: {sub.rows} rows, columns {', '.join(sub.columns)} ({sub.kind})")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
+from tqdm import tqdm
 
 from .errors import DataError, ImageError, image_error_in, one_line
 from .images import (FORMAT_OF_EXTENSION, IMAGE_EXTENSIONS, PNG_SIGNATURE, ImageInfo, inspect_image, is_image_name,
@@ -804,7 +805,7 @@ def images_named_on_failure(paths):
 
 
 def _check_images(table: pd.DataFrame, file_name: str, root: Path, problems: list[Problem], stats: dict,
-                  labels: bool) -> dict[str, list]:
+                  labels: bool, progress: bool = False) -> dict[str, list]:
     """Decode every image in parallel; record errors, fallbacks, sizes, and content hashes for duplicate checks."""
     rows = {p: (r, i, lab) for p, r, i, lab in zip(table["path"], table["row"], table["id"],
                                                     table["label"] if labels else [None] * len(table))}
@@ -818,7 +819,9 @@ def _check_images(table: pd.DataFrame, file_name: str, root: Path, problems: lis
 
     hashes: dict[str, list] = {}
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        for path, info, digest, error in pool.map(check, paths, chunksize=64):
+        checked = pool.map(check, paths, chunksize=64)
+        for path, info, digest, error in tqdm(checked, total=len(paths), desc=f"Checking {file_name}", unit="img",
+                                              leave=False, disable=not progress or len(paths) < 1000 or None):
             row, image_id, label = rows[path]
             rel = _rel(Path(path), root)
             if isinstance(error, str):  # damaged, but Pillow (which reads this file) decodes its pixels
@@ -915,7 +918,8 @@ def _check_labels(train: pd.DataFrame, raw_labels: pd.Series | None, name: str, 
                                 "class name; if it means 'missing', remove those rows"))
 
 
-def validate(comp: Competition, check_images: bool = True, check_train: bool = True) -> ValidationReport:
+def validate(comp: Competition, check_images: bool = True, check_train: bool = True,
+             progress: bool = False) -> ValidationReport:
     """Check everything training and submission rely on; name every bad row."""
     problems = [p for p in comp.problems if check_train or p.file in (comp.test_file, comp.sample_file)]
     train, name = comp.train, comp.train_file
@@ -944,13 +948,14 @@ def validate(comp: Competition, check_images: bool = True, check_train: bool = T
     if check_images:
         train_hashes: dict = {}
         if check_train:
-            train_hashes = _check_images(train, name, comp.root, problems, stats, labels=True)
+            train_hashes = _check_images(train, name, comp.root, problems, stats, labels=True, progress=progress)
             if comp.validation is not None:
                 for digest, items in _check_images(comp.validation, "validation/", comp.root, problems, stats,
-                                                   labels=True).items():
+                                                   labels=True, progress=progress).items():
                     train_hashes.setdefault(digest, []).extend(items)
         test_stats = {"sizes": Counter(), "modes": Counter(), "fallbacks": stats["fallbacks"], "bad": stats["bad"]}
-        test_hashes = _check_images(comp.test, comp.test_file, comp.root, problems, test_stats, labels=False) \
+        test_hashes = _check_images(comp.test, comp.test_file, comp.root, problems, test_stats, labels=False,
+                                    progress=progress) \
             if comp.test is not None else {}
         _check_duplicate_images(train_hashes, test_hashes, problems)
         if comp.unlisted_images:

@@ -64,7 +64,7 @@ def _load_idx_dataset(folder: str, npz: str | None, class_names: list[str]) -> A
 
 
 def _keras_load(name: str, wanted: str):
-    import keras
+    from .quiet import keras
 
     try:
         return getattr(keras.datasets, name).load_data()
@@ -89,7 +89,7 @@ def flowers_folder() -> Path:
     for candidate in (cache / "flower_photos", cache / "flower_photos_extracted" / "flower_photos"):
         if candidate.is_dir():
             return candidate
-    import keras
+    from .quiet import keras
 
     url = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
     try:

@@ -25,7 +25,7 @@ class ExportResult:
 
 def export_run(run_dir, fmt: str, output=None, force: bool = False, check_images: int = 500,
                trusted=()) -> ExportResult:
-    import tensorflow as tf
+    from .quiet import tensorflow as tf
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
@@ -79,7 +79,7 @@ def _validation_images(run: Run, limit: int) -> np.ndarray:
 
 
 def _run_export(fmt: str, path: Path, images: np.ndarray) -> np.ndarray:
-    import tensorflow as tf
+    from .quiet import tensorflow as tf
 
     if fmt == "savedmodel":
         serve = tf.saved_model.load(str(path)).signatures["serving_default"]

@@ -41,7 +41,7 @@ def train_folds(config: Config, comp: Competition, run_dir: Path, log=print, res
     """
     import shutil
 
-    import keras
+    from .quiet import keras
 
     from .checkpoints import read_progress
     from .reports import write_reports

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import keras
-from keras import layers
+from .quiet import keras
+
+layers = keras.layers
 
 from .errors import ConfigError
 

@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
-import keras
+from .quiet import keras, tensorflow as tf
 
 from .images import plain_image, read_image, read_images, resize_pixels
 

@@ -37,7 +37,7 @@ def predict_proba(model, paths, image_size: int, channels: int, tta: int = 0, fl
 def tta_views(n: int, flips: bool, image_size: int) -> list:
     """Test-time views: the image itself, then (when the run trained with flips) its mirror image, then shifts
     of about 8% of the side in the four directions (edges reflected), in that order, n views in all."""
-    import tensorflow as tf
+    from .quiet import tensorflow as tf
 
     if n <= 1:
         return [None]

@@ -184,7 +184,7 @@ def environment_info() -> dict:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = None
-    import tensorflow as tf
+    from .quiet import tensorflow as tf
 
     return {"kit": __version__, "python": platform.python_version(), "packages": packages,
             "hardware": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
@@ -319,7 +319,7 @@ class Run:
 
 def load_keras_file(path, what: str = ""):
     """keras.models.load_model with safe mode on; a refused layer (Lambda, arbitrary code) is a one-line error."""
-    import keras
+    from .quiet import keras
 
     try:
         return keras.models.load_model(path, safe_mode=True, compile=False)

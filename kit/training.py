@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -44,10 +44,10 @@ class ValidationFailed(DataError):
 SKIPPABLE = {"missing_image", "unreadable_image"}
 
 
-def load_and_validate(config: Config) -> tuple[Competition, ValidationReport, list]:
+def load_and_validate(config: Config, progress: bool = False) -> tuple[Competition, ValidationReport, list]:
     """Read and check the folder; with on_bad_image="skip", drop bad training images instead of failing."""
     comp = load_competition(config.data, ReadOptions.of(config))
-    report = validate(comp)
+    report = validate(comp, progress=progress)
     skipped = []
     if config.on_bad_image == "skip":
         skipped = sorted((p for p in report.errors if p.code in SKIPPABLE and p.file == comp.train_file),
@@ -172,7 +172,7 @@ def _callbacks(run_dir: Path, config: Config, state: dict, target, val_ds=None, 
     from the full model's validation predictions). With `checkpoints`, the fitted model's full state is saved
     after every epoch, every config.checkpoint_every batches, and when Ctrl-C stops the run.
     """
-    import keras
+    from .quiet import keras
 
     from .checkpoints import save_checkpoint
 
@@ -290,7 +290,7 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
         if folder and config.data and inside(folder, config.data):
             raise OutputError(f"{option} {folder}: inside the data folder {config.data}; kit never writes there, so "
                               f"choose a folder outside it")
-    comp, report, skipped = load_and_validate(config)
+    comp, report, skipped = load_and_validate(config, progress=not getattr(log, "quiet", False))
     if command == "run" and comp.test is None:  # kit run ends with a submission: refuse now, not after training
         raise DataError(f"{config.data}: no test table, sample submission or test folder, so no submission can be "
                         "written; use `kit train`, or pass --test-csv/--sample/--test-images")
@@ -445,11 +445,11 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
 
     With resume, training continues from the run folder's last checkpoint (see kit/checkpoints.py).
     """
-    import keras
+    from .quiet import keras
 
     from .transfer import is_transfer
 
-    from .accelerate import configure_devices, make_strategy
+    from .accelerate import configure_devices, device_description, make_strategy
     from .pipeline import cache_bytes, disk_cache, make_dataset
 
     strategy = make_strategy(config.strategy)
@@ -458,7 +458,7 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     batch_size = config.batch_size * replicas  # --batch-size is per replica
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
-        import tensorflow as tf
+        from .quiet import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
     index = {name: i for i, name in enumerate(class_names)}
@@ -500,16 +500,19 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     val_ds = make_dataset(val_df["path"], val_labels, cache=val_cache, **common)
     log(f"Training {config.model} on {len(train_df)} images ({len(val_df)} for validation), "
         f"{config.image_size}x{config.image_size}x{config.channels}, {len(class_names)} classes"
-        + (f", {replicas} replicas ({type(strategy).__name__})" if replicas > 1 else "") + f" → {run_dir}")
+        + (f", {replicas} replicas ({type(strategy).__name__})" if replicas > 1 else "")
+        + f" on {device_description()} → {run_dir}")
 
     started = time.time()
     started_at = time.strftime("%Y-%m-%d %H:%M:%S")
     state: dict = {}
-    verbose = 1 if sys.stdout.isatty() else 2
+    # Keras' progress goes where kit's does (stderr: stdout keeps only results); none with --quiet.
+    verbose = 0 if getattr(log, "quiet", False) else 1 if sys.stderr.isatty() else 2
     fit = dict(validation_data=val_ds, verbose=verbose, class_weight=class_weight, steps_per_epoch=steps_per_epoch,
                shuffle=False)  # the stream is already shuffled, per epoch, from the seed
     extra: dict = {}
-    with stop_on_first_interrupt(state), images_named_on_failure([*train_df["path"], *val_df["path"]]):
+    with stop_on_first_interrupt(state), images_named_on_failure([*train_df["path"], *val_df["path"]]), \
+            redirect_stdout(sys.stderr):
         if is_transfer(config.model):
             from .transfer import build_transfer_model
 

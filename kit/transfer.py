@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import keras
-from keras import layers
+from .quiet import keras
+
+layers = keras.layers
 
 from .errors import ConfigError, RunError
 
