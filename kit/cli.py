@@ -544,23 +544,27 @@ def datasets_export(name, out_dir, layout, limit, answers, force):
 
 
 @cli.command()
-@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, exists=True))
+@click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
 @click.option("--format", "fmt", type=click.Choice(["savedmodel", "tflite", "onnx"]), default="savedmodel",
               show_default=True)
 @click.option("--output", "-o", type=click.Path(), help="Default RUN/export/<savedmodel|model.tflite|model.onnx>.")
+@click.option("--weights", help="Several runs: ensemble weights, one per run, comma-separated (default equal).")
 @click.option("--force", is_flag=True, help="Replace an existing export.")
 @click.option("--trust-model", "trusted", multiple=True, metavar="SHA256",
               help="Also load a model file with this sha256 that the run's manifest does not vouch for.")
-def export(run_dir, fmt, output, force, trusted):
-    """Export a run's model and check it predicts what kit predicts on the validation images.
+def export(run_dirs, fmt, output, weights, force, trusted):
+    """Export a run's model — one model averaging the folds of a k-fold run, or several runs — and check it
+    predicts what kit predicts on the validation images.
 
     \b
     Example:
       kit export runs/first --format tflite
+      kit export runs/kfold runs/other --weights 2,1
     """
     from .export import export_run
 
-    result = export_run(run_dir, fmt, output, force=force, trusted=trusted)
+    result = export_run(run_dirs, fmt, output, force=force, trusted=trusted,
+                        weights=_parse_weights(weights) if weights else None)
     click.echo(f"Wrote {result.path} ({result.format}); on {result.checked} validation images it agrees with kit on "
                f"{result.agreement:.2%} (largest probability difference {result.max_abs_diff:.2g})")
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import shutil
+import tempfile
+
 import numpy as np
 
 from .errors import ConfigError, RunError
 from .outputs import check_output, record_written, remove_output
 from .runs import Run
+from .submission import ensemble_weights
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 
@@ -23,43 +27,33 @@ class ExportResult:
     max_abs_diff: float  # largest probability difference
 
 
-def export_run(run_dir, fmt: str, output=None, force: bool = False, check_images: int = 500,
-               trusted=()) -> ExportResult:
-    from .quiet import tensorflow as tf
-
+def export_run(run_dirs, fmt: str, output=None, force: bool = False, check_images: int = 500,
+               trusted=(), weights=None) -> ExportResult:
+    """Export one run's model — or, for a k-fold run or several runs, one model averaging the members'
+    probabilities (weighted as kit make-submission weighs them) — and check the export predicts what kit predicts
+    on up to `check_images` validation images."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
-    run = Run.open(run_dir, trusted)
-    if run.config.folds >= 2:
-        raise RunError(f"{run.path}: a k-fold run has one model per fold; export {run.path / 'fold0'} (etc.)")
-    model = run.load_model()
+    runs = [Run.open(r, trusted) for r in ([run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs)]
+    first = runs[0]
+    for run in runs[1:]:
+        if (run.image_size, run.channels, run.class_names) != (first.image_size, first.channels, first.class_names):
+            raise RunError(f"{run.path}: its image size, channels or classes differ from {first.path}'s; an "
+                           "exported ensemble needs them equal")
+    members = []
+    for run, weight in zip(runs, ensemble_weights(runs, weights)):
+        folds = run.members()
+        members += [(weight / len(folds), fold.load_model()) for fold in folds]
     suffix = {"savedmodel": "savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}[fmt]
-    out = check_output(Path(output) if output else run.path / "export" / suffix, "--output", force,
-                       [run.config.data], folder=fmt == "savedmodel")
+    out = check_output(Path(output) if output else first.path / "export" / suffix, "--output", force,
+                       {r.config.data for r in runs}, folder=fmt == "savedmodel")
     out.parent.mkdir(parents=True, exist_ok=True)
-    import shutil
-    import tempfile
-
+    images = _validation_images(first, check_images)
+    expected = sum(w * np.asarray(m.predict(images, verbose=0), dtype=np.float64) for w, m in members) \
+        if len(images) else np.zeros((0, len(first.class_names)))
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=".export."))
     try:
-        saved = staging / "savedmodel"
-        model.export(str(saved), format="tf_saved_model", verbose=False)
-        if fmt == "savedmodel":
-            produced = saved
-        elif fmt == "tflite":
-            produced = staging / "model.tflite"
-            produced.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
-        else:
-            try:
-                import tf2onnx
-            except ImportError:
-                raise ConfigError("--format onnx needs tf2onnx: pip install 'kit[onnx]' (or pip install tf2onnx)") \
-                    from None
-            produced = staging / "model.onnx"
-            spec = (tf.TensorSpec((None, run.image_size, run.image_size, run.channels), tf.uint8, name="image"),)
-            tf2onnx.convert.from_keras(model, input_signature=spec, output_path=str(produced))
-        images = _validation_images(run, check_images)
-        expected = np.asarray(model.predict(images, verbose=0), dtype=np.float64)
+        produced = _convert(averaged(members, first), fmt, staging, first)
         got = _run_export(fmt, produced, images)
         remove_output(out)
         produced.rename(out)
@@ -68,6 +62,41 @@ def export_run(run_dir, fmt: str, output=None, force: bool = False, check_images
         shutil.rmtree(staging, ignore_errors=True)
     agreement = float((expected.argmax(1) == got.argmax(1)).mean()) if len(images) else 1.0
     return ExportResult(out, fmt, len(images), agreement, float(np.abs(expected - got).max()) if len(images) else 0.0)
+
+
+def averaged(members: list, run: Run):
+    """One Keras model of uint8 images → the weighted mean of the members' probabilities (itself for one)."""
+    from .quiet import keras
+
+    if len(members) == 1:
+        return members[0][1]
+    inputs = keras.Input((run.image_size, run.image_size, run.channels), dtype="uint8", name="image")
+    outputs = []
+    for k, (weight, model) in enumerate(members):
+        member = keras.Model(model.inputs[0], model.outputs[0], name=f"member{k}")  # unique names when nested
+        outputs.append(keras.layers.Rescaling(weight, name=f"weight{k}")(member(inputs)))
+    return keras.Model(inputs, keras.layers.Add(name="mean")(outputs), name="ensemble")
+
+
+def _convert(model, fmt: str, staging: Path, run: Run) -> Path:
+    from .quiet import tensorflow as tf
+
+    saved = staging / "savedmodel"
+    model.export(str(saved), format="tf_saved_model", verbose=False)
+    if fmt == "savedmodel":
+        return saved
+    if fmt == "tflite":
+        produced = staging / "model.tflite"
+        produced.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
+        return produced
+    try:
+        import tf2onnx
+    except ImportError:
+        raise ConfigError("--format onnx needs tf2onnx: pip install 'kit[onnx]' (or pip install tf2onnx)") from None
+    produced = staging / "model.onnx"
+    spec = (tf.TensorSpec((None, run.image_size, run.image_size, run.channels), tf.uint8, name="image"),)
+    tf2onnx.convert.from_keras(model, input_signature=spec, output_path=str(produced))
+    return produced
 
 
 def _validation_images(run: Run, limit: int) -> np.ndarray:

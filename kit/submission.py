@@ -94,7 +94,7 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
     from .runs import Run
 
     runs = [Run.open(r, trusted) for r in (run_dirs if isinstance(run_dirs, (list, tuple)) else [run_dirs])]
-    weights = _ensemble_weights(runs, weights)
+    weights = ensemble_weights(runs, weights)
     class_names = runs[0].class_names
     for run in runs[1:]:
         if run.class_names != class_names:
@@ -129,7 +129,7 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
     return write_submission(sub, output, kind, force=force, data_dirs=data_dirs)
 
 
-def _ensemble_weights(runs, weights) -> list[float]:
+def ensemble_weights(runs, weights) -> list[float]:
     if not weights:
         return [1.0 / len(runs)] * len(runs)
     if len(weights) != len(runs) or any(w < 0 for w in weights) or sum(weights) <= 0:
@@ -144,7 +144,7 @@ def ensemble_validation_accuracy(run_dirs, weights=None) -> float | None:
     from .runs import Run
 
     runs = [Run.open(r) for r in run_dirs]
-    weights = _ensemble_weights(runs, weights)
+    weights = ensemble_weights(runs, weights)
     tables = [read_val_predictions(r.path).set_index("id") for r in runs]
     ids = sorted(tables[0].index)
     if any(sorted(t.index) != ids for t in tables[1:]):

@@ -180,7 +180,23 @@ def test_export_matches_kit_predictions(kfold_run, fmt):
     assert invoke("export", run, "--format", fmt).exit_code == 2  # never overwritten without --force
 
 
-def test_export_of_kfold_run_points_to_a_fold(kfold_run):
-    tmp, _, _ = kfold_run
-    result = invoke("export", tmp / "runs" / "kf")
-    assert result.exit_code == 2 and "export " in result.output and "fold0" in result.output
+def test_a_kfold_run_exports_as_one_model_averaging_its_folds(kfold_run, tmp_path):
+    import tensorflow as tf
+
+    from kit.pipeline import load_images
+    from kit.predict import predict_proba
+    from kit.runs import Run
+
+    tmp, data, _ = kfold_run
+    run = tmp / "runs" / "kf"
+    out = tmp_path / "kf-savedmodel"
+    result = invoke("export", run, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "it agrees with kit on 100.00%" in result.output
+    folds = Run.open(run).members()
+    assert len(folds) >= 2
+    paths = sorted((data / "test").iterdir())
+    kit_mean = np.mean([predict_proba(f.load_model(), paths, f.image_size, f.channels) for f in folds], axis=0)
+    serve = tf.saved_model.load(str(out)).signatures["serving_default"]
+    exported = list(serve(tf.constant(load_images(paths, folds[0].image_size, folds[0].channels))).values())[0]
+    assert np.allclose(exported.numpy(), kit_mean, atol=1e-5)  # the folds' average, as make-submission takes it
