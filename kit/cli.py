@@ -109,6 +109,35 @@ def _reading_options(f):
     return f
 
 
+# `kit train --help` in sections, so forty options read like a page: each option's section, by its name.
+HELP_SECTIONS = {
+    "Data": ["dataset", "recipe", "config_file", "label_col", "train_csv", "test_csv", "sample", "train_images",
+             "test_images", "label_from_name", "follow_symlinks", "on_bad_image", "label_map", "output"],
+    "Model": ["model", "image_size", "channels"],
+    "Training": ["epochs", "batch_size", "learning_rate", "optimizer", "validation_split", "seed", "deterministic",
+                 "folds", "group_col", "augment", "early_stopping", "metric", "class_weight", "sampling",
+                 "tensorboard"],
+    "Transfer learning": ["weights", "backbone_file", "trust_model", "fine_tune_epochs", "fine_tune_layers",
+                          "feature_views", "head", "feature_cache"],
+    "Hardware": ["strategy", "mixed_precision", "jit_compile", "cache_dir", "cache_memory_gb"],
+    "Run folder": ["name", "runs_dir", "force", "resume_run", "checkpoint_every"],
+}
+
+
+class SectionedCommand(click.Command):
+    """A command whose options are listed under HELP_SECTIONS' headings (the rest under "Other")."""
+
+    def format_options(self, ctx, formatter):
+        rows = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx) if isinstance(p, click.Option)}
+        placed = {name for names in HELP_SECTIONS.values() for name in names}
+        sections = [*HELP_SECTIONS.items(), ("Other", [n for n in rows if n not in placed])]
+        for title, names in sections:
+            records = [rows[n] for n in names if rows.get(n)]
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
 def _training_options(f):
     """Every option of `kit train` (also accepted by `kit run`); None means "not given"."""
     options = [
@@ -295,7 +324,7 @@ def validate(data, json_file, strict, force, **reading):
     sys.exit(2 if report.errors else 1 if strict and report.warnings else 0)
 
 
-@cli.command()
+@cli.command(cls=SectionedCommand)
 @_training_options
 def train(data, config_file, force, **flags):
     """Train one model on DATA into runs/NAME/.
@@ -311,7 +340,7 @@ def train(data, config_file, force, **flags):
     _print_train_result(result, "train")
 
 
-@cli.command()
+@cli.command(cls=SectionedCommand)
 @_training_options
 @click.option("--output", type=click.Path(dir_okay=False), help="Submission path. Default RUN/submission.csv.")
 def run(data, config_file, force, output, **flags):
