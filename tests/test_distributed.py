@@ -31,7 +31,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
                            str(tmp_path / "runs"), "--name", "m"], capture_output=True, text=True, env=_env(),
                           timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    assert "2 replicas (MirroredStrategy)" in proc.stdout
+    assert "2 replicas (MirroredStrategy)" in proc.stderr  # progress: stderr; results: stdout
     assert json.loads((tmp_path / "runs" / "m" / "metrics.json").read_text())["epochs_run"] == 2
 
 
@@ -76,7 +76,7 @@ def test_multiworker_two_processes_agree_across_folds(tmp_path):
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, out + err[-3000:]
-    assert "2 replicas (CollectiveAllReduceStrategy)" in outputs[0][0]
+    assert "2 replicas (CollectiveAllReduceStrategy)" in outputs[0][1]  # progress is on stderr
     assert "Worker done after 4 epoch(s)" in outputs[1][0]
     assert json.loads((tmp_path / "runs" / "w" / "metrics.json").read_text())["epochs_run"] == 4
     assert not (tmp_path / "worker0").exists()  # the chief writes the real run folder only
