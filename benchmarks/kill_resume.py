@@ -73,7 +73,7 @@ def main():
     cut = argv.index("--") if "--" in argv else len(argv)  # what follows -- goes to kit train as it is
     args = parser.parse_args(argv[:cut])
     args.extra = argv[cut + 1:]
-    from kit.training import has_checkpoint
+    from kit.resume import has_checkpoint
 
     rng = random.Random(args.seed)
     flags = FLAGS + ["--epochs", str(args.epochs)] + args.extra

@@ -37,17 +37,18 @@ class EpochTimer:
 
 def kit_train_epochs(args) -> list[float]:
     """Seconds per epoch of kit.training.train, measured by a callback added to kit's own."""
+    import kit.fit
     import kit.training
     from kit.config import Config
 
     timer = EpochTimer()
-    original = kit.training._callbacks
-    kit.training._callbacks = lambda *a, **k: original(*a, **k) + [timer.callback]
+    original = kit.fit.make_callbacks
+    kit.fit.make_callbacks = lambda *a, **k: original(*a, **k) + [timer.callback]
     with tempfile.TemporaryDirectory() as runs:
         config = Config(data=args.data, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                         augment="none", runs_dir=runs, name="bench").validate()
         kit.training.train(config, log=lambda *_: None)
-    kit.training._callbacks = original
+    kit.fit.make_callbacks = original
     return timer.seconds
 
 

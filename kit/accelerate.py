@@ -108,3 +108,14 @@ def _let_keras_fit_on_many_workers() -> None:
 
     trainer.reduce_per_replica = reduce_scalars_across_workers
     trainer.TensorFlowTrainer._maybe_symbolic_build = build_from_local_batch
+
+
+def is_chief() -> bool:
+    """Under MultiWorkerMirroredStrategy only the chief (worker 0) writes the run folder."""
+    import json
+    import os
+
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    task = cluster.get("task", {})
+    return task.get("type", "chief") == "chief" or (task.get("type") == "worker" and task.get("index", 0) == 0
+                                                      and "chief" not in cluster.get("cluster", {}))

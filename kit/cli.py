@@ -215,7 +215,7 @@ def _make_config(data, config_file, dataset=None, recipe=None, resume_run=None, 
     if flags.get("channels") is not None:
         flags["channels"] = int(flags["channels"])
     if resume_run:
-        from .training import resume_config
+        from .resume import resume_config
 
         if config_file or dataset or recipe:
             raise click.UsageError("--resume takes the run's own settings; drop --config, --dataset and --recipe")
@@ -280,7 +280,7 @@ def _print_train_result(result, command: str = "train"):
                f"epoch(s) in {m['train_seconds']:.0f} s")
     click.echo(f"Run folder: {result.run_dir}")
     if result.interrupted:
-        from .training import resume_hint
+        from .resume import resume_hint
 
         click.echo(f"Interrupted. {resume_hint(result.run_dir, command)}", err=True)
         sys.exit(130)

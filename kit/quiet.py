@@ -46,5 +46,5 @@ def _load_tensorflow() -> None:
 
 
 _load_tensorflow()
-import keras  # noqa: E402 - after TensorFlow's quiet start
-import tensorflow  # noqa: E402
+import keras  # noqa: E402,F401 - after TensorFlow's quiet start; re-exported
+import tensorflow  # noqa: E402,F401 - re-exported: `from .quiet import tensorflow as tf`

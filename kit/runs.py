@@ -15,10 +15,17 @@ from pathlib import Path
 from .config import Config, check_run_name
 from .errors import RunError
 
+# Every file of a run folder, named here and nowhere else.
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 CLASS_NAMES_FILE = "class_names.json"
 METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+VAL_PREDICTIONS_FILE = "val_predictions.csv"
+OOF_FILE = "oof.csv"  # a k-fold run's out-of-fold predictions
+FOLDS_FILE = "folds.csv"
+SKIPPED_FILE = "skipped.csv"
+SUBMISSION_FILE = "submission.csv"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 MANIFEST_FILE = "manifest.json"
@@ -59,6 +66,40 @@ def read_json(path):
         raise RunError(f"{path}: missing; is {path.parent} a kit run folder?") from None
     except json.JSONDecodeError as e:
         raise RunError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+
+
+def write_table(path, frame) -> None:
+    """A pandas table as CSV, atomically."""
+    with atomic_write(path, newline="", encoding="utf-8") as f:
+        frame.to_csv(f, index=False)
+
+
+def write_history(run_dir, rows: list[dict]) -> None:
+    """history.csv: one row per finished epoch (metrics, learning rate, seconds)."""
+    import csv
+
+    with atomic_write(Path(run_dir) / HISTORY_FILE, newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_skipped(run_dir, rows: list[tuple]) -> None:
+    """Add (file, row, reason) rows to skipped.csv, the images training went on without."""
+    import csv
+
+    path = Path(run_dir) / SKIPPED_FILE
+    earlier = list(csv.reader(path.open(newline="", encoding="utf-8")))[1:] if path.is_file() else []
+    with atomic_write(path, newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "row", "reason"])
+        writer.writerows(earlier + [list(r) for r in rows])
+
+
+def write_run_settings(run_dir, config: Config, class_names: list[str]) -> None:
+    """config.json and class_names.json: what `make-submission` and `report` need besides the model."""
+    write_json(Path(run_dir) / CONFIG_FILE, config.__dict__)
+    write_json(Path(run_dir) / CLASS_NAMES_FILE, class_names)
 
 
 def save_model(model, path) -> None:
@@ -105,7 +146,7 @@ def _lock_holder(run_dir: Path) -> int | None:
 
 RUN_INFO_FILE = "run.json"
 MARK = {"written_by": "kit"}  # in run.json from the moment the folder exists: the folder is kit's
-OUTPUTS_IN_RUN = ("submission.csv", "export")  # what kit's output commands write into a run folder by default
+OUTPUTS_IN_RUN = (SUBMISSION_FILE, "export")  # what kit's output commands write into a run folder by default
 
 
 def is_kit_run(folder) -> bool:

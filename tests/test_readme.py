@@ -36,7 +36,7 @@ def test_every_command_and_option_in_the_readme_exists():
     checked = 0
     for line in shown_commands():
         words = shlex.split(line.replace("…", ""))
-        command, context = cli, []
+        command = cli
         while words and isinstance(command, click.Group) and words[0].startswith("-"):
             assert words[0] in option_names(command), f"kit {line}: {words[0]}"
             words = words[1:]

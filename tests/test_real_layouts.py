@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 from conftest import folder_hash, make_image, write_csv
 from kit.cli import cli

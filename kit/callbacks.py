@@ -1,0 +1,189 @@
+"""Where a run stands (Progress), Ctrl-C (Interrupt), checkpoints saved and restored (Checkpointer), and the two
+Keras callbacks that keep them: one per batch (position, divergence, interrupt, periodic checkpoints), one per
+epoch (history, best model, early stopping, the epoch's checkpoint)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoints import read_progress, restore_checkpoint, save_checkpoint
+from .config import Config
+from .errors import ConfigError
+from .quiet import keras
+from .runs import MODEL_FILE, save_model, write_history
+
+
+class Progress:
+    """Where a run stands: the next epoch and batch, the best score so far and the history rows.
+
+    It is what a checkpoint stores besides the variables, so a resumed run picks up all of it.
+    """
+
+    def __init__(self, record: dict | None = None):
+        record = record or {}
+        self.epoch = record.get("epoch", 0)  # the epoch being trained (0-based)
+        self.step = record.get("step", 0)  # batches of that epoch already trained
+        self.best = record.get("best", -np.inf)
+        self.best_epoch = record.get("best_epoch", 0)
+        self.rows = record.get("history", [])
+        self.phase = record.get("phase", "frozen")  # transfer runs: "frozen" (head only), then "fine_tune"
+        self.frozen_best = record.get("frozen_best")  # transfer runs: the best score of the frozen phase
+        self.stopped = False  # early stopping, an interrupt or divergence: no further fit() calls
+        self.partial_epoch = False  # stopped inside an epoch: its end counts for nothing
+        self.diverged_epoch = None  # the epoch (1-based) whose training loss became NaN or infinite
+
+    def record(self) -> dict:
+        return {"epoch": self.epoch, "step": self.step, "best": self.best, "best_epoch": self.best_epoch,
+                "history": self.rows, "phase": self.phase, "frozen_best": self.frozen_best}
+
+
+class Interrupt:
+    """Ctrl-C during training: the first finishes the current batch and stops cleanly, the second stops at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    @contextmanager
+    def catching(self):
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            print("\nStopping after this batch (Ctrl-C again to abort at once)…", file=sys.stderr, flush=True)
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+class Checkpointer:
+    """Save and restore a run's checkpoints (kit.checkpoints), in one place; `enabled` is False on the workers
+    that do not write the run folder."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True):
+        self.run_dir, self.enabled = run_dir, enabled
+
+    def save(self, model, progress: Progress) -> None:
+        if self.enabled:
+            save_checkpoint(self.run_dir, model, progress.record())
+
+    def exists(self) -> bool:
+        return read_progress(self.run_dir) is not None
+
+    def progress(self) -> Progress:
+        """Where the last checkpoint stands (a fresh Progress when there is none)."""
+        return Progress(read_progress(self.run_dir))
+
+    def restore(self, model) -> None:
+        restore_checkpoint(self.run_dir, model)
+
+
+@dataclass
+class Watched:
+    """What the callbacks of one run watch and write."""
+
+    run_dir: Path
+    config: Config
+    target: object  # the full model to save (the head may be what is fit)
+    validation: tuple  # (validation dataset, its labels), for f1_macro
+    checkpointer: Checkpointer
+
+
+def epoch_score(config: Config, logs: dict, target, validation) -> float:
+    """The score that picks the best epoch: accuracy, minus the validation loss, or macro F1 (computed from the
+    full model's validation predictions and added to the logs)."""
+    if config.metric == "log_loss":
+        return -logs.get("val_loss", np.inf)
+    if config.metric == "f1_macro":
+        from sklearn.metrics import f1_score
+
+        val_ds, val_labels = validation
+        score = f1_score(val_labels, np.asarray(target.predict(val_ds, verbose=0)).argmax(1), average="macro")
+        logs["val_f1_macro"] = score
+        return score
+    return logs.get("val_accuracy", -np.inf)
+
+
+class BatchWatch(keras.callbacks.Callback):
+    """After each batch: the position in the epoch, a diverged loss (stop), Ctrl-C (stop, checkpoint), and the
+    checkpoint every config.checkpoint_every batches."""
+
+    def __init__(self, progress: Progress, interrupt: Interrupt, watched: Watched):
+        super().__init__()
+        self.progress, self.interrupt, self.watched = progress, interrupt, watched
+        self.first_step = progress.step  # a resumed epoch starts part-way through
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch != self.progress.epoch:
+            self.progress.epoch, self.progress.step, self.first_step = epoch, 0, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.first_step = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        p = self.progress
+        p.step = self.first_step + batch + 1
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):  # diverged: stop, keep nothing of this epoch
+            self.model.stop_training = p.stopped = p.partial_epoch = True
+            p.diverged_epoch = p.epoch + 1
+            return
+        last = batch + 1 == self.params.get("steps")
+        every = self.watched.config.checkpoint_every
+        if self.interrupt.requested and not last:  # on the last batch, let the epoch finish and count
+            self.model.stop_training = p.stopped = p.partial_epoch = True
+            self.watched.checkpointer.save(self.model, p)
+        elif every and p.step % every == 0 and not last:  # the epoch's end saves its own
+            self.watched.checkpointer.save(self.model, p)
+
+
+class EpochRecord(keras.callbacks.Callback):
+    """After each whole epoch: its history row, the best model (saved atomically), early stopping, and the
+    epoch's checkpoint."""
+
+    def __init__(self, progress: Progress, interrupt: Interrupt, watched: Watched):
+        super().__init__()
+        self.progress, self.interrupt, self.watched = progress, interrupt, watched
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        p, w = self.progress, self.watched
+        if p.partial_epoch:  # stopped inside the epoch: its checkpoint is saved, nothing else counts
+            return
+        logs = dict(logs or {})
+        score = epoch_score(w.config, logs, w.target, w.validation)
+        lr = self.model.optimizer.learning_rate
+        p.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"},
+                       "learning_rate": float(lr.numpy() if hasattr(lr, "numpy") else lr),
+                       "seconds": round(time.perf_counter() - self.started, 2)})  # training + validation
+        write_history(w.run_dir, p.rows)
+        if score > p.best:  # every worker saves (collective ops need all); only the chief's is the run's
+            p.best, p.best_epoch = float(score), epoch + 1
+            save_model(w.target, w.run_dir / MODEL_FILE)
+        p.epoch, p.step = epoch + 1, 0
+        patience = w.config.early_stopping
+        if self.interrupt.requested or (patience and p.epoch - p.best_epoch >= patience):
+            self.model.stop_training = p.stopped = True
+        w.checkpointer.save(self.model, p)
+
+
+def make_callbacks(progress: Progress, interrupt: Interrupt, watched: Watched) -> list:
+    callbacks = [BatchWatch(progress, interrupt, watched), EpochRecord(progress, interrupt, watched)]
+    if watched.config.tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard")
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(watched.run_dir / "tensorboard")))
+    return callbacks

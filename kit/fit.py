@@ -1,0 +1,324 @@
+"""Fit one model on one split: a plan (device strategy, batch size, streams, validation set, class weights) is
+trained from scratch or in two transfer phases, the best epoch kept, and the result — metrics and validation
+predictions — returned and written to the run folder. kit.training (one run) and kit.folds (k of them) sit on it.
+
+TensorFlow is imported at the top: nothing reaches this module before training starts.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .accelerate import configure_devices, device_description, is_chief, make_strategy
+from .callbacks import Checkpointer, Interrupt, Progress, Watched, make_callbacks
+from .config import Config
+from .data import images_named_on_failure
+from .errors import DataError, ImageError, Interrupted, TrainingDiverged
+from .models import build_model, make_optimizer
+from .pipeline import (augment_batches, cache_bytes, disk_cache, make_array_stream, make_balanced_dataset,
+                       make_dataset, make_training_stream)
+from .predict import predict_validation
+from .quiet import keras, tensorflow as tf
+from .reports import write_reports
+from .runs import METRICS_FILE, MODEL_FILE, write_json, write_manifest, write_skipped
+from .transfer import build_transfer_model, extract_features, is_transfer, unfreeze_top
+
+
+@dataclass
+class FitResult:
+    metrics: dict
+    val_predictions: pd.DataFrame | None  # None on workers that do not write the run folder
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.metrics.get("interrupted"))
+
+
+@dataclass
+class Plan:
+    """Everything a fit needs, decided once before it starts."""
+
+    config: Config
+    class_names: list[str]
+    train_df: pd.DataFrame
+    val_df: pd.DataFrame
+    run_dir: Path
+    strategy: object
+    batch_size: int  # global: --batch-size per replica × replicas
+    steps: int  # per epoch
+    train_labels: pd.Series
+    val_ds: object
+    train_cache: bool | str
+    class_weight: dict | None
+    verbose: int
+
+    @property
+    def image_args(self) -> dict:
+        return dict(image_size=self.config.image_size, channels=self.config.channels, batch_size=self.batch_size)
+
+    def train_stream(self, first_epoch: int, last_epoch: int, skip: int = 0):
+        """Training batches for epochs first_epoch..last_epoch-1, skipping `skip` batches already trained."""
+        c, paths = self.config, self.train_df["path"]
+        if c.sampling == "balanced":
+            return make_balanced_dataset(paths, self.train_labels, seed=c.seed, augment=c.augment,
+                                         skip_batches=first_epoch * self.steps + skip, **self.image_args)
+        return make_training_stream(paths, self.train_labels, seed=c.seed, augment=c.augment, epochs=last_epoch,
+                                    first_epoch=first_epoch, skip_batches=skip, cache=self.train_cache,
+                                    **self.image_args)
+
+    def fit_args(self) -> dict:
+        return dict(validation_data=self.val_ds, verbose=self.verbose, class_weight=self.class_weight,
+                    steps_per_epoch=self.steps, shuffle=False)  # the stream is already shuffled, per epoch
+
+
+def fit_skipping_broken(config: Config, class_names: list[str], train_df: pd.DataFrame, val_df: pd.DataFrame,
+                        run_dir: Path, log=print, resume: bool = False) -> FitResult:
+    """fit_run; with --on-bad-image skip, an image that breaks while training runs (deleted, overwritten) is left
+    out and training goes on from the last checkpoint (or the start), the image listed in RUN/skipped.csv."""
+    while True:
+        try:
+            return fit_run(config, class_names, train_df, val_df, run_dir, log, resume=resume)
+        except ImageError as e:
+            used = set(train_df["path"]) | set(val_df["path"])
+            if config.on_bad_image != "skip" or e.path not in used:
+                raise
+            train_df, val_df = (df[df["path"] != e.path].reset_index(drop=True) for df in (train_df, val_df))
+            write_skipped(run_dir, [(e.path, "", f"broke during training: {e}")])
+            log(f"Skipping an image that broke during training: {e}")
+            resume = Checkpointer(run_dir).exists()
+
+
+def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_df: pd.DataFrame, run_dir: Path,
+            log=print, resume: bool = False) -> FitResult:
+    """Train on train_df, keep the best model on val_df, and write model, history, metrics and reports.
+
+    With resume, training continues from the run folder's last checkpoint (see kit/checkpoints.py).
+    """
+    plan = make_plan(config, class_names, train_df, val_df, run_dir, log)
+    checkpointer = Checkpointer(run_dir, enabled=is_chief())
+    progress, interrupt = checkpointer.progress() if resume else Progress(), Interrupt()
+    started, started_at = time.time(), time.strftime("%Y-%m-%d %H:%M:%S")
+    with interrupt.catching(), images_named_on_failure([*train_df["path"], *val_df["path"]]), \
+            redirect_stdout(sys.stderr):  # Keras' progress goes where kit's does: stderr
+        if is_transfer(config.model):
+            extra = fit_transfer(plan, progress, interrupt, checkpointer, log, resume)
+        else:
+            fit_scratch(plan, progress, interrupt, checkpointer, log, resume)
+            extra = {}
+    _check_ended(plan, progress, interrupt)
+    if not is_chief():
+        return FitResult({"interrupted": interrupt.requested, "epochs_run": len(progress.rows), "worker": True}, None)
+    write_manifest(run_dir)
+    with images_named_on_failure(val_df["path"]):
+        val_pred = predict_validation(run_dir, val_df, class_names, config)
+    metrics = {**summary_metrics(val_pred), "epochs_run": len(progress.rows),
+               "train_seconds": round(time.time() - started, 1), "num_train": len(train_df),
+               "num_validation": len(val_df), "interrupted": interrupt.requested, "started": started_at,
+               "model": config.model, **extra}
+    write_json(run_dir / METRICS_FILE, metrics)
+    write_reports(run_dir)
+    return FitResult(metrics, val_pred)
+
+
+def summary_metrics(val_pred: pd.DataFrame) -> dict:
+    """Validation accuracy and loss from validation (or out-of-fold) predictions."""
+    return {"val_accuracy": float((val_pred["label"] == val_pred["predicted"]).mean()),
+            "val_loss": float(-np.mean(np.log(np.clip(val_pred["p_true"], 1e-7, 1.0))))}
+
+
+def _check_ended(plan: Plan, progress: Progress, interrupt: Interrupt) -> None:
+    """Stop with one line when nothing worth keeping came out of the fit."""
+    config, run_dir = plan.config, plan.run_dir
+    if progress.diverged_epoch:
+        raise TrainingDiverged(f"{run_dir}: the training loss became NaN or infinite in epoch "
+                               f"{progress.diverged_epoch} (learning rate {config.learning_rate:g}, optimizer "
+                               f"{config.optimizer}); nothing from that epoch on was kept. Try a lower "
+                               "--learning-rate (e.g. a tenth) or --optimizer adamw")
+    if not (run_dir / MODEL_FILE).exists():
+        if interrupt.requested:
+            raise Interrupted(f"{run_dir}: interrupted before the first epoch ended")  # train() says how to resume
+        raise DataError(f"{run_dir}: training stopped before the first epoch ended; nothing to keep")
+
+
+def make_plan(config: Config, class_names: list[str], train_df: pd.DataFrame, val_df: pd.DataFrame, run_dir: Path,
+              log) -> Plan:
+    """Device strategy, seeds, the order of the training files, caches, class weights and the validation set."""
+    strategy = make_strategy(config.strategy)
+    configure_devices(config)
+    replicas = strategy.num_replicas_in_sync
+    batch_size = config.batch_size * replicas  # --batch-size is per replica
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    index = {name: i for i, name in enumerate(class_names)}
+    # One fixed random order of the training files, whatever the seed: the shuffle buffer mixes classes even
+    # when it holds less than the whole set, and an on-disk cache of that order serves every run.
+    train_df = train_df.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    train_labels, val_labels = train_df["label"].map(index), val_df["label"].map(index)
+    train_cache, val_cache = _caches(config, train_df, val_df, log)
+    counts = train_labels.value_counts().sort_index()
+    _log_counts(log, counts, class_names)
+    class_weight = None
+    if config.class_weight == "balanced":  # n / (classes × count): each class weighs the same in the loss
+        class_weight = {int(i): len(train_labels) / (len(class_names) * n) for i, n in counts.items()}
+    image_args = dict(image_size=config.image_size, channels=config.channels, batch_size=batch_size)
+    val_ds = make_dataset(val_df["path"], val_labels, cache=val_cache, **image_args)
+    log(f"Training {config.model} on {len(train_df)} images ({len(val_df)} for validation), "
+        f"{config.image_size}x{config.image_size}x{config.channels}, {len(class_names)} classes"
+        + (f", {replicas} replicas ({type(strategy).__name__})" if replicas > 1 else "")
+        + f" on {device_description()} → {run_dir}")
+    # Keras' progress goes where kit's does (stderr: stdout keeps only results); none with --quiet.
+    verbose = 0 if getattr(log, "quiet", False) else 1 if sys.stderr.isatty() else 2
+    return Plan(config, class_names, train_df, val_df, run_dir, strategy, batch_size,
+                -(-len(train_df) // batch_size), train_labels, val_ds, train_cache, class_weight, verbose)
+
+
+def _caches(config: Config, train_df: pd.DataFrame, val_df: pd.DataFrame, log) -> tuple:
+    """In memory (True), or kit's disk cache (a file prefix) beyond --cache-memory-gb or with --cache-dir."""
+    decoded_bytes = cache_bytes(len(train_df) + len(val_df), config.image_size, config.channels)
+    if not config.cache_dir and decoded_bytes <= config.cache_memory_gb * 2**30:
+        return True, True
+    caches = tuple(disk_cache(df["path"], config.image_size, config.channels, config.cache_dir, name)
+                   for df, name in ((train_df, "train"), (val_df, "val")))
+    log(f"Caching the decoded images ({decoded_bytes / 2**30:.1f} GB) on disk in {Path(caches[0]).parent}")
+    return caches
+
+
+def _log_counts(log, counts: pd.Series, class_names: list[str]) -> None:
+    if len(counts) <= 30:
+        log("Class counts (train): " + ", ".join(f"{class_names[i]}: {n}" for i, n in counts.items()))
+    else:  # thousands of classes: a summary, not a line of thousands
+        log(f"Class counts (train): {len(counts)} classes, {counts.min()} to {counts.max()} images each (median "
+            f"{int(counts.median())})")
+
+
+def fit_scratch(plan: Plan, progress: Progress, interrupt: Interrupt, checkpointer: Checkpointer, log,
+                resume: bool) -> None:
+    """A model of kit's registry, trained from its first (or its checkpoint's) epoch to the last."""
+    config = plan.config
+    with plan.strategy.scope():
+        model = build_model(config.model, config.image_size, config.channels, len(plan.class_names))
+        if plan.strategy.num_replicas_in_sync > 1:  # batch statistics over the global batch: every replica keeps
+            for layer in model.layers:  # the same moving statistics (Keras updates each replica's copy alone)
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.synchronized = True
+        model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, config.epochs * plan.steps),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=config.jit_compile)
+        if resume:
+            checkpointer.restore(model)
+    if resume:
+        log(f"Resuming at epoch {progress.epoch + 1}, batch {progress.step + 1} of {plan.steps}")
+    callbacks = make_callbacks(progress, interrupt, _watched(plan, model, checkpointer))
+    fit_from(model, progress, config.epochs, plan.steps, plan.train_stream, callbacks, plan.fit_args())
+
+
+def _watched(plan: Plan, target, checkpointer: Checkpointer) -> Watched:
+    index = {name: i for i, name in enumerate(plan.class_names)}
+    return Watched(plan.run_dir, plan.config, target, (plan.val_ds, plan.val_df["label"].map(index).to_numpy()),
+                   checkpointer)
+
+
+def fit_from(model, progress: Progress, epochs: int, steps: int, train_stream, callbacks, fit: dict) -> None:
+    """fit() from where `progress` stands up to `epochs`; a part-trained epoch is finished by its own fit() call."""
+    if progress.step and progress.epoch < epochs:
+        epoch = progress.epoch
+        model.fit(train_stream(epoch, epoch + 1, progress.step), initial_epoch=epoch, epochs=epoch + 1,
+                  callbacks=callbacks, **{**fit, "steps_per_epoch": steps - progress.step})
+    if progress.epoch < epochs and not progress.stopped:
+        model.fit(train_stream(progress.epoch, epochs), initial_epoch=progress.epoch, epochs=epochs,
+                  callbacks=callbacks, **fit)
+
+
+def fit_transfer(plan: Plan, progress: Progress, interrupt: Interrupt, checkpointer: Checkpointer, log,
+                 resume: bool) -> dict:
+    """Phase 1: the head on a frozen backbone (on cached features by default); phase 2: fine-tune the top.
+
+    Both phases checkpoint like kit's own CNNs. progress.phase says which model a checkpoint holds (the head, or
+    the whole model with its top unfrozen), so a resumed run restores it and goes on.
+    """
+    config = plan.config
+    with plan.strategy.scope():
+        tm = build_transfer_model(config.model, config.image_size, config.channels, len(plan.class_names),
+                                  weights=config.weights, backbone_file=config.backbone_file,
+                                  trusted=(config.trust_model,), head=config.head)
+    if resume:
+        log(f"Resuming at epoch {progress.epoch + 1} ({progress.phase.replace('_', '-')} phase), "
+            f"batch {progress.step + 1}")
+    callbacks = make_callbacks(progress, interrupt, _watched(plan, tm.model, checkpointer))
+    if config.epochs and progress.phase == "frozen":
+        _fit_frozen(plan, tm, progress, callbacks, checkpointer if resume else None, log)
+        progress.frozen_best = float(progress.best)
+    if config.fine_tune_epochs and not interrupt.requested:
+        _fine_tune(plan, tm, progress, callbacks, checkpointer if resume else None, log)
+    best = progress.frozen_best if progress.frozen_best is not None else progress.best
+    return {"frozen_val_accuracy": round(float(best), 6)}
+
+
+LOSS, METRICS = "sparse_categorical_crossentropy", ["accuracy"]
+
+
+def _fit_frozen(plan: Plan, tm, progress: Progress, callbacks, restore_from: Checkpointer | None, log) -> None:
+    """The head on the frozen backbone: on cached features (computed once per view), or a plain frozen fit."""
+    config = plan.config
+    frozen = tm.head if config.feature_cache else tm.model
+    with plan.strategy.scope():
+        frozen.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, config.epochs * plan.steps),
+                       loss=LOSS, metrics=METRICS, jit_compile=config.jit_compile and frozen is tm.model)
+    if restore_from:
+        restore_from.restore(frozen)
+    if progress.epoch >= config.epochs:
+        return
+    if not config.feature_cache:
+        fit_from(tm.model, progress, config.epochs, plan.steps, plan.train_stream, callbacks, plan.fit_args())
+        return
+    x, y, val_features = _cached_features(plan, tm, log)
+    steps = -(-len(x) // plan.batch_size)
+
+    def feature_stream(first_epoch: int, last_epoch: int, skip: int = 0):
+        return make_array_stream(x, y, batch_size=plan.batch_size, seed=config.seed, epochs=last_epoch,
+                                 first_epoch=first_epoch, skip_batches=skip)
+
+    fit_from(tm.head, progress, config.epochs, steps, feature_stream, callbacks,
+             {**plan.fit_args(), "validation_data": val_features, "steps_per_epoch": steps})
+
+
+def _cached_features(plan: Plan, tm, log) -> tuple:
+    """The frozen backbone's features of every training image (view 0 plain, further views augmented with
+    --feature-views N) and of the validation images."""
+    config = plan.config
+    t0 = time.time()
+    views = config.feature_views if config.augment != "none" else 1
+    plain = make_dataset(plan.train_df["path"], plan.train_labels, cache=plan.train_cache, **plan.image_args)
+    xs, ys = zip(*[extract_features(tm.features, augment_batches(plain, config.augment, config.seed + v)
+                                    if v else plain) for v in range(views)])
+    val_x, val_y = extract_features(tm.features, plan.val_ds)
+    log(f"Frozen phase: features of {len(plan.train_df)} images × {views} view(s) computed in "
+        f"{time.time() - t0:.0f} s")
+    val_features = make_array_stream(val_x, val_y, batch_size=plan.batch_size, seed=config.seed, epochs=1)
+    return np.concatenate(xs), np.concatenate(ys), val_features
+
+
+def _fine_tune(plan: Plan, tm, progress: Progress, callbacks, restore_from: Checkpointer | None, log) -> None:
+    """The top layers unfrozen (BatchNorm stays frozen), at a tenth of the learning rate."""
+    config = plan.config
+    progress.stopped = False  # early stopping ends the frozen phase, not the fine-tuning
+    opened = unfreeze_top(tm.backbone, config.fine_tune_layers)
+    log(f"Fine-tuning the top {opened} layers of the backbone (BatchNorm frozen) for {config.fine_tune_epochs} "
+        f"epoch(s) at learning rate {config.learning_rate / 10:g}")
+    with plan.strategy.scope():  # a changed `trainable` needs a fresh compile to take effect
+        tm.model.compile(optimizer=make_optimizer("adamw", config.learning_rate / 10,
+                                                 config.fine_tune_epochs * plan.steps),
+                         loss=LOSS, metrics=METRICS, jit_compile=config.jit_compile)
+    if progress.phase == "fine_tune":  # resumed inside the fine-tuning
+        restore_from.restore(tm.model)
+    else:
+        progress.phase, progress.epoch, progress.step = "fine_tune", config.epochs, 0
+    fit_from(tm.model, progress, config.epochs + config.fine_tune_epochs, plan.steps, plan.train_stream, callbacks,
+             plan.fit_args())
