@@ -17,7 +17,7 @@ from .checkpoints import read_progress, restore_checkpoint, save_checkpoint
 from .config import Config
 from .errors import ConfigError
 from .quiet import keras
-from .runs import MODEL_FILE, save_model, write_history
+from .runs import MODEL_FILE, TENSORBOARD_DIR, save_model, write_history
 
 
 class Progress:
@@ -185,5 +185,5 @@ def make_callbacks(progress: Progress, interrupt: Interrupt, watched: Watched) -
 
         if importlib.util.find_spec("tensorboard") is None:
             raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard")
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(watched.run_dir / "tensorboard")))
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(watched.run_dir / TENSORBOARD_DIR)))
     return callbacks

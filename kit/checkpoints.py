@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RunError
-from .runs import atomic_write, load_keras_file, read_json, sha256_file, write_json
-
-CHECKPOINT_DIR = "checkpoints"
-STATE_FILE = "checkpoint.json"
+from .runs import CHECKPOINT_DIR, CHECKPOINT_STATE_FILE as STATE_FILE, atomic_write, load_keras_file, read_json, \
+    sha256_file, write_json
 
 
 def _variables(model) -> list:

@@ -209,34 +209,10 @@ def _training_options(f):
     return f
 
 
-def _make_config(data, config_file, dataset=None, recipe=None, resume_run=None, **flags):
-    from .config import load_config_file, make_config
+def _settings(data, config_file, flags: dict):
+    from .settings import assemble
 
-    if flags.get("channels") is not None:
-        flags["channels"] = int(flags["channels"])
-    if resume_run:
-        from .resume import resume_config
-
-        if config_file or dataset or recipe:
-            raise click.UsageError("--resume takes the run's own settings; drop --config, --dataset and --recipe")
-        return resume_config(resume_run, {"data": data, **flags}), None
-    file_values = load_config_file(config_file) if config_file else {}
-    if recipe:  # a recipe's settings sit under the config file's and the flags'
-        from .recipes import get_recipe
-
-        chosen = get_recipe(recipe)
-        file_values = {**chosen.settings, **file_values}
-        dataset = dataset or (None if data or file_values.get("data") else chosen.dataset)
-    answers = None
-    if dataset:
-        from .datasets import dataset_folder
-
-        folder, answers = dataset_folder(dataset)
-        data = str(folder)
-    config = make_config(file_values, data=data, **flags)
-    if not config.data:
-        raise click.UsageError("give a DATA folder, --dataset NAME, or `data` in the --config file")
-    return config, answers
+    return assemble(data, config_file, **flags)
 
 
 @cli.command("runs")
@@ -335,7 +311,7 @@ def train(data, config_file, force, **flags):
     """
     from .training import train as train_run
 
-    config, _ = _make_config(data, config_file, **flags)
+    config, _ = _settings(data, config_file, flags)
     result = train_run(config, force=force, log=_progress(), resume=bool(flags["resume_run"]))
     _print_train_result(result, "train")
 
@@ -353,7 +329,7 @@ def run(data, config_file, force, output, **flags):
     from .submission import make_submission as write
     from .training import train as train_run
 
-    config, answers = _make_config(data, config_file, **flags)
+    config, answers = _settings(data, config_file, flags)
     if output:  # refused before training, not after
         from .outputs import check_output
 
@@ -386,17 +362,17 @@ def reproduce(run_dir, name, force):
     Example:
       kit reproduce runs/first
     """
-    from .runs import read_config, read_json, read_metrics
+    from .runs import RUN_INFO_FILE, read_config, read_json, read_metrics
     from .training import train as train_run
 
     config = read_config(run_dir)
-    old = read_json(Path(run_dir) / "run.json") if (Path(run_dir) / "run.json").is_file() else {}
+    old = read_json(Path(run_dir) / RUN_INFO_FILE) if (Path(run_dir) / RUN_INFO_FILE).is_file() else {}
     old = old if isinstance(old, dict) else {}
     config.name = name or f"{Path(run_dir).name}-reproduced"
     config.runs_dir = str(Path(run_dir).parent)
     result = train_run(config.validate(), force=force, log=_progress())
     _print_train_result(result)
-    new = read_json(result.run_dir / "run.json")
+    new = read_json(result.run_dir / RUN_INFO_FILE)
     if old.get("data_fingerprint") and old["data_fingerprint"] != new["data_fingerprint"]:
         click.echo("Note: the data changed since the original run (different fingerprint).")
     before = read_metrics(run_dir).get("val_accuracy")
@@ -425,9 +401,10 @@ def make_submission(run_dirs, output, weights, tta, force, trusted):
       kit make-submission runs/first sample_data -o submission.csv
       kit make-submission runs/a runs/b --weights 2,1 --tta 4
     """
+    from .runs import CONFIG_FILE
     from .submission import ensemble_validation_accuracy, make_submission as write
 
-    runs = [r for r in run_dirs if (Path(r) / "config.json").is_file()]
+    runs = [r for r in run_dirs if (Path(r) / CONFIG_FILE).is_file()]
     data = [r for r in run_dirs if r not in runs]
     if len(data) > 1 or (data and run_dirs[-1] != data[0]):
         raise click.UsageError(f"not run folders: {', '.join(data)} (only the last argument may be the DATA folder)")
@@ -486,10 +463,11 @@ def report(run_dir):
       kit report runs/first
     """
     from .reports import write_reports
+    from .runs import REPORT_TEXT
 
     for path in write_reports(run_dir):
         click.echo(f"Wrote {path}")
-    click.echo((Path(run_dir) / "classification_report.txt").read_text(encoding="utf-8"))
+    click.echo((Path(run_dir) / REPORT_TEXT).read_text(encoding="utf-8"))
 
 
 @cli.command()

@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import ConfigError, RunError
 from .outputs import check_output, record_written, remove_output
-from .runs import Run
+from .runs import EXPORT_DIR, Run
 from .submission import ensemble_weights
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -45,7 +45,7 @@ def export_run(run_dirs, fmt: str, output=None, force: bool = False, check_image
         folds = run.members()
         members += [(weight / len(folds), fold.load_model()) for fold in folds]
     suffix = {"savedmodel": "savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}[fmt]
-    out = check_output(Path(output) if output else first.path / "export" / suffix, "--output", force,
+    out = check_output(Path(output) if output else first.path / EXPORT_DIR / suffix, "--output", force,
                        {r.config.data for r in runs}, folder=fmt == "savedmodel")
     out.parent.mkdir(parents=True, exist_ok=True)
     images = _validation_images(first, check_images)

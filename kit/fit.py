@@ -296,9 +296,10 @@ def _cached_features(plan: Plan, tm, log) -> tuple:
     t0 = time.time()
     views = config.feature_views if config.augment != "none" else 1
     plain = make_dataset(plan.train_df["path"], plan.train_labels, cache=plan.train_cache, **plan.image_args)
+    shown = plan.verbose > 0
     xs, ys = zip(*[extract_features(tm.features, augment_batches(plain, config.augment, config.seed + v)
-                                    if v else plain) for v in range(views)])
-    val_x, val_y = extract_features(tm.features, plan.val_ds)
+                                    if v else plain, shown) for v in range(views)])
+    val_x, val_y = extract_features(tm.features, plan.val_ds, shown)
     log(f"Frozen phase: features of {len(plan.train_df)} images × {views} view(s) computed in "
         f"{time.time() - t0:.0f} s")
     val_features = make_array_stream(val_x, val_y, batch_size=plan.batch_size, seed=config.seed, epochs=1)

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import sys
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .runs import Run, atomic_write
+from .runs import VAL_PREDICTIONS_FILE, Run, atomic_write
 
 PREDICT_BATCH = 256  # inference needs no gradients, so large batches are cheap and fast
 PROBABILITY_COLUMNS_MAX = 100  # val_predictions.csv keeps one p:CLASS column per class up to this many classes,
 TOP_KEPT = 10  # and beyond it the TOP_KEPT most probable classes of each row
 
 
-def predict_proba(model, paths, image_size: int, channels: int, tta: int = 0, flips: bool = False) -> np.ndarray:
-    """Class probabilities for each image file, in the order given; averaged over `tta` views when tta > 1."""
+def predict_proba(model, paths, image_size: int, channels: int, tta: int = 0, flips: bool = False,
+                  progress: bool = False) -> np.ndarray:
+    """Class probabilities for each image file, in the order given; averaged over `tta` views when tta > 1. With
+    progress, Keras' progress bar on a terminal (on stderr)."""
     from .pipeline import make_dataset
 
     paths = list(paths)
@@ -24,8 +28,10 @@ def predict_proba(model, paths, image_size: int, channels: int, tta: int = 0, fl
     ds = make_dataset(paths, image_size=image_size, channels=channels, batch_size=PREDICT_BATCH,
                       cache=tta > 1)  # decode once, reuse for every view
     views = tta_views(tta, flips, image_size)
-    probs = np.mean([np.asarray(model.predict(ds.map(view) if view else ds, verbose=0), dtype=np.float64)
-                     for view in views], axis=0)
+    verbose = 1 if progress and sys.stderr.isatty() else 0
+    with redirect_stdout(sys.stderr):
+        probs = np.mean([np.asarray(model.predict(ds.map(view) if view else ds, verbose=verbose), dtype=np.float64)
+                         for view in views], axis=0)
     if not np.isfinite(probs).all():  # a diverged model: its answers are noise, never a submission
         from .errors import TrainingDiverged
 
@@ -83,7 +89,7 @@ def predict_validation(run_dir, val_df: pd.DataFrame, class_names: list[str], co
         top = np.argsort(-probs, axis=1)[:, :TOP_KEPT]
         table["top_classes"] = [" ".join(class_names[i] for i in row) for row in top]
         table["top_probabilities"] = [" ".join(f"{p:.6g}" for p in probs[r, row]) for r, row in enumerate(top)]
-    with atomic_write(Path(run_dir) / "val_predictions.csv", newline="", encoding="utf-8") as f:
+    with atomic_write(Path(run_dir) / VAL_PREDICTIONS_FILE, newline="", encoding="utf-8") as f:
         table.to_csv(f, index=False)
     return table
 

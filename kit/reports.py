@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import RunError
-from .runs import atomic_write, read_class_names, read_config, read_json, read_metrics, write_json
+from .runs import (CURVES_PNG, HISTORY_FILE, MATRIX_CSV, MATRIX_PNG, OOF_FILE, REPORT_HTML, REPORT_JSON, REPORT_TEXT,
+                   VAL_PREDICTIONS_FILE, atomic_write, read_class_names, read_config, read_json, read_metrics,
+                   write_json)
 
 
 def _plt():
@@ -48,9 +50,9 @@ def _table_classes(per_class: dict, class_names: list[str]) -> list[str]:
 
 def read_val_predictions(run_dir) -> pd.DataFrame:
     """The run's validation predictions; for a k-fold run, its out-of-fold predictions."""
-    path = Path(run_dir) / "val_predictions.csv"
-    if not path.exists() and (Path(run_dir) / "oof.csv").exists():
-        path = Path(run_dir) / "oof.csv"
+    path = Path(run_dir) / VAL_PREDICTIONS_FILE
+    if not path.exists() and (Path(run_dir) / OOF_FILE).exists():
+        path = Path(run_dir) / OOF_FILE
     if not path.exists():
         raise RunError(f"{path}: missing; the run has no validation predictions (did training finish?)")
     return pd.read_csv(path, dtype={"id": str, "label": str, "predicted": str}, keep_default_na=False)
@@ -66,28 +68,28 @@ def write_reports(run_dir) -> list[Path]:
     written = []
 
     text = classification_report(pred["label"], pred["predicted"], labels=class_names, zero_division=0, digits=4)
-    with atomic_write(run_dir / "classification_report.txt", encoding="utf-8") as f:
+    with atomic_write(run_dir / REPORT_TEXT, encoding="utf-8") as f:
         f.write(text)
-    write_json(run_dir / "classification_report.json",
+    write_json(run_dir / REPORT_JSON,
                classification_report(pred["label"], pred["predicted"], labels=class_names, zero_division=0,
                                      output_dict=True))
-    written += [run_dir / "classification_report.txt", run_dir / "classification_report.json"]
+    written += [run_dir / REPORT_TEXT, run_dir / REPORT_JSON]
 
     shown = _matrix_classes(pred, class_names)
     matrix = confusion_matrix(pred["label"], pred["predicted"], labels=shown)
     frame = pd.DataFrame(matrix, index=pd.Index(shown, name="true \\ predicted"), columns=shown)
-    with atomic_write(run_dir / "confusion_matrix.csv", newline="", encoding="utf-8") as f:
+    with atomic_write(run_dir / MATRIX_CSV, newline="", encoding="utf-8") as f:
         frame.to_csv(f)
-    _save_figure(_confusion_figure(matrix, shown, len(class_names)), run_dir / "confusion_matrix.png")
-    written += [run_dir / "confusion_matrix.csv", run_dir / "confusion_matrix.png"]
+    _save_figure(_confusion_figure(matrix, shown, len(class_names)), run_dir / MATRIX_PNG)
+    written += [run_dir / MATRIX_CSV, run_dir / MATRIX_PNG]
 
-    history_path = run_dir / "history.csv"
+    history_path = run_dir / HISTORY_FILE
     if history_path.exists():
-        _save_figure(_curves_figure(pd.read_csv(history_path)), run_dir / "curves.png")
-        written.append(run_dir / "curves.png")
-    with atomic_write(run_dir / "report.html", encoding="utf-8") as f:
+        _save_figure(_curves_figure(pd.read_csv(history_path)), run_dir / CURVES_PNG)
+        written.append(run_dir / CURVES_PNG)
+    with atomic_write(run_dir / REPORT_HTML, encoding="utf-8") as f:
         f.write(render_html(run_dir, pred, class_names))
-    written.append(run_dir / "report.html")
+    written.append(run_dir / REPORT_HTML)
     return written
 
 
@@ -144,7 +146,7 @@ def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst
 
     config = vars(read_config(run_dir))
     metrics = read_metrics(run_dir)
-    per_class = read_json(run_dir / "classification_report.json")
+    per_class = read_json(run_dir / REPORT_JSON)
     accuracy = float((pred["label"] == pred["predicted"]).mean()) if len(pred) else 0.0
 
     cards = [("validation accuracy", f"{accuracy:.2%}"),
@@ -165,13 +167,13 @@ def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst
                                                                                           "f1-score"))
         + f"<td>{int(per_class[c]['support'])}</td></tr>" for c in _table_classes(per_class, class_names))
     note = (f"<p>The {TABLE_ROWS_MAX} classes with most validation images of {len(class_names)}; all are in "
-            "classification_report.txt.</p>" if len(class_names) > TABLE_ROWS_MAX else "")
+            f"{REPORT_TEXT}.</p>" if len(class_names) > TABLE_ROWS_MAX else "")
     parts.append(f"<h2>Per class</h2>{note}<section id=per-class><table><tr><th>class</th><th>precision</th>"
                  "<th>recall</th>"
                  f"<th>F1</th><th>support</th></tr>{rows}</table></section>")
 
     plots = []
-    for title, name in (("Confusion matrix", "confusion_matrix.png"), ("Learning curves", "curves.png")):
+    for title, name in (("Confusion matrix", MATRIX_PNG), ("Learning curves", CURVES_PNG)):
         if (run_dir / name).exists():
             plots.append(f"<div><h2>{title}</h2><img class=plot alt='{title}' src='{_png_data_uri(run_dir / name)}'>"
                          "</div>")

@@ -26,6 +26,13 @@ OOF_FILE = "oof.csv"  # a k-fold run's out-of-fold predictions
 FOLDS_FILE = "folds.csv"
 SKIPPED_FILE = "skipped.csv"
 SUBMISSION_FILE = "submission.csv"
+EXPORT_DIR = "export"
+TENSORBOARD_DIR = "tensorboard"
+CHECKPOINT_DIR = "checkpoints"  # kit.checkpoints: the .npz files and CHECKPOINT_STATE_FILE
+CHECKPOINT_STATE_FILE = "checkpoint.json"
+REPORT_TEXT, REPORT_JSON = "classification_report.txt", "classification_report.json"
+MATRIX_CSV, MATRIX_PNG, CURVES_PNG, REPORT_HTML = ("confusion_matrix.csv", "confusion_matrix.png", "curves.png",
+                                                   "report.html")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 MANIFEST_FILE = "manifest.json"
@@ -146,7 +153,7 @@ def _lock_holder(run_dir: Path) -> int | None:
 
 RUN_INFO_FILE = "run.json"
 MARK = {"written_by": "kit"}  # in run.json from the moment the folder exists: the folder is kit's
-OUTPUTS_IN_RUN = (SUBMISSION_FILE, "export")  # what kit's output commands write into a run folder by default
+OUTPUTS_IN_RUN = (SUBMISSION_FILE, EXPORT_DIR)  # what kit's output commands write into a run folder by default
 
 
 def is_kit_run(folder) -> bool:

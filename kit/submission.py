@@ -11,7 +11,7 @@ import pandas as pd
 from .config import METRICS, parse_label_map
 from .errors import DataError, SubmissionError
 from .outputs import check_output, record_written
-from .runs import atomic_write
+from .runs import SUBMISSION_FILE, atomic_write
 
 
 @dataclass
@@ -100,7 +100,7 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
         if run.class_names != class_names:
             raise SubmissionError(f"{run.path}: its classes differ from {runs[0].path}'s; cannot average them")
     cfg = runs[0].config
-    output = Path(output) if output else runs[0].path / "submission.csv"
+    output = Path(output) if output else runs[0].path / SUBMISSION_FILE
     data_dirs = {data or cfg.data, *(r.config.data for r in runs)}
     check_output(output, "--output", force, data_dirs)  # before any work
     comp = load_competition(data or cfg.data, ReadOptions.of(cfg))
@@ -117,9 +117,9 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
                 if log:
                     log(f"Predicting {len(comp.test)} test images with {member.path}"
                         + (f" ({tta} TTA views)" if tta > 1 else ""))
-                total += (weight / len(members)) * predict_proba(member.load_model(), comp.test["path"],
-                                                                 member.image_size, member.channels, tta=tta,
-                                                                 flips=member.config.augment == "strong")
+                total += (weight / len(members)) * predict_proba(
+                    member.load_model(), comp.test["path"], member.image_size, member.channels, tta=tta,
+                    flips=member.config.augment == "strong", progress=bool(log) and not getattr(log, "quiet", False))
     probs = probability_table(comp.test["id"], total, class_names)
     sub = build_submission(probs, class_names, comp.sample, comp.id_col, comp.label_col)
     label_map = parse_label_map(cfg.label_map)

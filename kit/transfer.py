@@ -180,10 +180,14 @@ def unfreeze_top(backbone: keras.Model, count: int) -> int:
     return opened
 
 
-def extract_features(features: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Run the frozen part once over a labelled dataset: (feature vectors, labels)."""
+def extract_features(features: keras.Model, dataset, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Run the frozen part once over a labelled dataset: (feature vectors, labels); a progress bar on a terminal."""
+    from tqdm import tqdm
+
     xs, ys = [], []
-    for images, labels in dataset:
+    batches = int(dataset.cardinality())
+    for images, labels in tqdm(dataset, total=batches if batches > 0 else None, desc="Backbone features",
+                               unit="batch", leave=False, disable=not progress or None):
         xs.append(features(images, training=False).numpy())
         ys.append(labels.numpy())
     return np.concatenate(xs), np.concatenate(ys)

@@ -1,0 +1,37 @@
+"""Settings assembled once: defaults < a recipe < a config file < flags given, or a run's own settings to resume;
+a built-in dataset stands for DATA. The CLI only parses flags and calls assemble."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import Config, load_config_file, make_config
+from .datasets import dataset_folder
+from .errors import ConfigError
+from .recipes import get_recipe
+from .resume import resume_config
+
+
+def assemble(data=None, config_file=None, dataset=None, recipe=None, resume_run=None, **flags
+             ) -> tuple[Config, Path | None]:
+    """The run's Config, and the held-out answers when a built-in dataset was chosen. `flags` are the Config
+    fields given on the command line (None: not given)."""
+    if flags.get("channels") is not None:
+        flags["channels"] = int(flags["channels"])
+    if resume_run:
+        if config_file or dataset or recipe:
+            raise ConfigError("--resume takes the run's own settings; drop --config, --dataset and --recipe")
+        return resume_config(resume_run, {"data": data, **flags}), None
+    file_values = load_config_file(config_file) if config_file else {}
+    if recipe:  # a recipe's settings sit under the config file's and the flags'
+        chosen = get_recipe(recipe)
+        file_values = {**chosen.settings, **file_values}
+        dataset = dataset or (None if data or file_values.get("data") else chosen.dataset)
+    answers = None
+    if dataset:
+        folder, answers = dataset_folder(dataset)
+        data = str(folder)
+    config = make_config(file_values, data=data, **flags)
+    if not config.data:
+        raise ConfigError("give a DATA folder, --dataset NAME, or `data` in the --config file")
+    return config, answers
