@@ -70,13 +70,13 @@ def kit_epochs(paths, size, channels, batch, pillow_only=False):
     """Images/s of kit's training stream (no augmentation): the first epoch decodes, later ones read the cache.
 
     pillow_only: every file through kit's Pillow loader, none through TensorFlow's decoders (see
-    kit.images.plain_image), as before plain files went to TensorFlow."""
-    import kit.pipeline
+    kit.headers.plain_image), as before plain files went to TensorFlow."""
+    import kit.decode
     from kit.pipeline import make_training_stream
 
-    plain_image = kit.pipeline.plain_image
+    plain_image = kit.decode.plain_image
     if pillow_only:
-        kit.pipeline.plain_image = lambda path, channels: None
+        kit.decode.plain_image = lambda path, channels: None
 
     steps = -(-len(paths) // batch)
     streams = []
@@ -93,7 +93,7 @@ def kit_epochs(paths, size, channels, batch, pillow_only=False):
     try:
         return timed(first_epoch), timed(later_epochs)
     finally:
-        kit.pipeline.plain_image = plain_image
+        kit.decode.plain_image = plain_image
 
 
 def decode_limit(paths, size, channels, batch):

@@ -23,8 +23,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from .errors import DataError, ImageError, image_error_in, one_line
-from .images import (FORMAT_OF_EXTENSION, IMAGE_EXTENSIONS, PNG_SIGNATURE, ImageInfo, inspect_image, is_image_name,
-                     plain_image, png_damage)
+from .headers import PNG_SIGNATURE, plain_image, png_damage
+from .images import FORMAT_OF_EXTENSION, IMAGE_EXTENSIONS, ImageInfo, inspect_image, is_image_name
 
 TRAIN_IMAGE_DIRS = ("train", "train/images", "images/train", "Images/train", "train_images", "images", "Images", ".")
 TEST_IMAGE_DIRS = ("test", "test/images", "images/test", "Images/test", "test_images", "images", "Images", ".")
@@ -764,7 +764,7 @@ def check_image(path: str) -> tuple[ImageInfo, str, str | None]:
     """Decode one image as training will and describe it: (info, content hash, damage Pillow tolerates or None).
 
     Pillow decodes every file fully; a PNG with a bad chunk CRC that TensorFlow's decoder would get in training
-    (kit.images.plain_image) is an ImageError, as libpng refuses it."""
+    (kit.headers.plain_image) is an ImageError, as libpng refuses it."""
     info = inspect_image(path)
     with open(path, "rb") as f:
         data = f.read()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from .quiet import keras, tensorflow as tf
 
-from .images import plain_image, read_image, read_images, resize_pixels
+from .decode import DECODE_CHUNK, decoded_images
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -30,155 +30,6 @@ def make_augmenter(level: str, seed: int) -> keras.Sequential | None:
         layers = [keras.layers.RandomFlip("horizontal", seed=seed + 2), keras.layers.RandomRotation(0.05, seed=seed + 3),
                   *layers, keras.layers.RandomContrast(0.2, seed=seed + 4)]
     return keras.Sequential(layers, name=f"augment_{level}")
-
-
-DECODE_CHUNK = 32  # files per call: one call per image costs more than decoding a small PNG
-# Pillow holds the GIL for the Python-level work around each image (about 0.1 ms), and releases it only while
-# it decodes and resizes pixels. Small images are nearly all such work, so threads leave the second core idle
-# (28-px PNGs on 2 cores: 2,300 images/s on threads, below a plain loop's 6,000; 9,800 on two processes), and
-# kit decodes many of them in one process per core. Large images are more GIL-free pixel work, and moving
-# their pixels from other processes cost more than it saved (224-px photos: 1,470 images/s on threads, 730 on
-# processes piping the pixels back, 1,180 writing them to shared memory), so they stay on tf.data's threads,
-# except plain JPEGs and PNGs, which skip Pillow altogether (_decoded_images).
-# Numbers: `python benchmarks/pipeline.py`, this module's history in git.
-PROCESSES_FROM = 2_000  # images: starting the processes (0.3 s) must pay off
-PROCESS_MAX_IMAGE_BYTES = 32 << 10  # decoded bytes per image (64×64 RGB is 12 KB, 224×224 RGB 147 KB)
-_decoding_pool = None
-
-
-def _decoded_images(paths, image_size: int, channels: int) -> tf.data.Dataset:
-    """Every image decoded to uint8 (image_size, image_size, channels), in the files' order, on every core.
-
-    Plain JPEGs and PNGs (kit.images.plain_image: most competition images) decode in TensorFlow's own decoders,
-    which give the very pixels kit's Pillow loader gives but never hold Python's GIL, so they keep every core
-    busy (see the README's Performance table). Everything else goes through kit's one loader, read_image.
-    """
-    paths = [str(p) for p in paths]
-    found = [plain_image(p, channels) for p in paths]
-    plain = np.array([f is not None for f in found])
-    if not plain.any():
-        return _decoded_chunks(paths, image_size, channels).unbatch()
-    is_png = np.array([f is not None and f[0] == "png" for f in found])
-    height, width = np.array([f[1:] if f else (0, 0) for f in found]).T
-    # Pillow's draft() (in read_image) decodes a JPEG at the largest of 1/2, 1/4, 1/8 that keeps both sides at
-    # least image_size, then resizes what is still not image_size; the same choice, made here for each file.
-    scale = np.where(is_png, 1, np.minimum(height // image_size, width // image_size))
-    ratio = np.select([scale >= 8, scale >= 4, scale >= 2], [8, 4, 2], 1)
-    resize = plain & ((-(-height // ratio) != image_size) | (-(-width // ratio) != image_size))
-    codec = np.where(is_png, CODECS.index("png"), np.log2(ratio).astype(np.int32))  # see CODECS
-    decode_plain = _native_decoder(image_size, channels, set(codec[plain]), set(resize[plain]))
-    if plain.all():
-        ds = tf.data.Dataset.from_tensor_slices((paths, codec, resize))
-        return ds.map(decode_plain, num_parallel_calls=AUTOTUNE)
-
-    def load(path):
-        return read_image(path.decode("utf-8"), image_size, channels)
-
-    def decode(path, codec, resize, is_plain):
-        return tf.cond(is_plain, lambda: decode_plain(path, codec, resize),
-                       lambda: tf.ensure_shape(tf.numpy_function(load, [path], tf.uint8, stateful=False),
-                                               (image_size, image_size, channels)))
-
-    ds = tf.data.Dataset.from_tensor_slices((paths, codec, resize, plain))
-    return ds.map(decode, num_parallel_calls=AUTOTUNE)
-
-
-CODECS = ("jpeg", "jpeg/2", "jpeg/4", "jpeg/8", "png")  # how TensorFlow decodes a plain file: JPEGs at a scaling
-
-
-def _native_decoder(image_size: int, channels: int, codecs: set, resizes: set):
-    """(path, codec, resize) → read_image's pixels of a plain file, with TensorFlow's decoders: for JPEGs libjpeg's
-    accurate integer DCT (what Pillow uses) at the scaling Pillow's draft() picks; then, where `resize`,
-    read_image's own Pillow resize. Branches only on what varies between the files: control flow in a tf.data
-    function costs time on every image."""
-    def decoding(codec: int):
-        if CODECS[codec] == "png":
-            return lambda data: tf.io.decode_png(data, channels=channels)
-        return lambda data: tf.io.decode_jpeg(data, channels=channels, ratio=2 ** codec, dct_method="INTEGER_ACCURATE")
-
-    def pillow_resize(pixels):
-        return tf.numpy_function(lambda p: resize_pixels(p, image_size), [pixels], tf.uint8, stateful=False)
-
-    def decode(path, codec, resize):
-        data = tf.io.read_file(path)
-        if len(codecs) == 1:
-            pixels = decoding(int(next(iter(codecs))))(data)
-        else:
-            pixels = tf.switch_case(codec, [lambda c=c: decoding(c)(data) for c in range(len(CODECS))])
-        if resizes == {True}:
-            pixels = pillow_resize(pixels)
-        elif len(resizes) == 2:
-            pixels = tf.cond(resize, lambda: pillow_resize(pixels), lambda: pixels)
-        return tf.ensure_shape(pixels, (image_size, image_size, channels))
-
-    return decode
-
-
-def _decoded_chunks(paths, image_size: int, channels: int) -> tf.data.Dataset:
-    """Chunks of images decoded by kit's one loader (Pillow) in the files' order, on every core."""
-    spec = tf.TensorSpec((None, image_size, image_size, channels), tf.uint8)
-    pool, processes = (None, 1)
-    if len(paths) >= PROCESSES_FROM and cache_bytes(1, image_size, channels) <= PROCESS_MAX_IMAGE_BYTES:
-        pool, processes = _decoding_processes()
-    if pool is None:
-        def load(chunk):
-            return read_images([p.decode("utf-8") for p in chunk], image_size, channels)
-
-        def in_threads(chunk):  # AUTOTUNE runs several chunks at once
-            return tf.ensure_shape(tf.numpy_function(load, [chunk], tf.uint8, stateful=False), spec.shape)
-
-        return tf.data.Dataset.from_tensor_slices(paths).batch(DECODE_CHUNK).map(in_threads,
-                                                                                num_parallel_calls=AUTOTUNE)
-
-    def in_processes():  # a few chunks in flight per process: memory stays bounded
-        from collections import deque
-
-        from . import images  # by module: what the processes import
-
-        pending = deque()
-        for start in range(0, len(paths), DECODE_CHUNK):
-            pending.append(pool.submit(images.read_images, paths[start:start + DECODE_CHUNK], image_size, channels))
-            if len(pending) > 4 * processes:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-    return tf.data.Dataset.from_generator(in_processes, output_signature=spec)
-
-
-def _decoding_processes():
-    """(pool, size): one decoding process per usable core, started once and kept; (None, 1) on one core.
-
-    Spawned processes import only kit.images (no TensorFlow). multiprocessing would also re-run the caller's
-    main script in each of them, which breaks a script without an `if __name__ == "__main__":` guard (or one
-    read from stdin); kit hides the script from them while they start, as they never need it.
-    """
-    global _decoding_pool
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if cores < 2:
-        return None, 1
-    if _decoding_pool is None:
-        import multiprocessing
-        import sys
-        import time
-        from concurrent.futures import ProcessPoolExecutor
-
-        from .images import decoding_process_setup
-
-        pool = ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=decoding_process_setup, initargs=(os.getpid(),))
-        main = sys.modules["__main__"]
-        hidden = {name: main.__dict__.pop(name) for name in ("__file__", "__spec__") if name in main.__dict__}
-        main.__spec__ = None  # multiprocessing reads it unguarded
-        try:  # each submit starts one more process while none is idle yet, so `cores` submits start them all
-            first_tasks = [pool.submit(time.sleep, 0) for _ in range(cores)]
-        finally:
-            del main.__spec__
-            main.__dict__.update(hidden)
-        for task in first_tasks:
-            task.result()
-        _decoding_pool = pool
-    return _decoding_pool, cores
 
 
 SHUFFLE_BUFFER_BYTES = 256 << 20  # decoded images held for shuffling: all of a small set, ~1,700 at 224 px RGB
@@ -235,7 +86,7 @@ def _decoded(paths, labels, image_size: int, channels: int, cache: bool | str) -
         images = _read_disk_cache(_write_disk_cache(cache, paths, image_size, channels), count, image_size,
                                   channels).unbatch()
     else:
-        images = _decoded_images(paths, image_size, channels)
+        images = decoded_images(paths, image_size, channels)
     ds = images.apply(tf.data.experimental.assert_cardinality(count))  # unbatch() forgets it, map() may not know it
     if labels is not None:
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(np.asarray(labels, dtype=np.int32))))
@@ -249,7 +100,7 @@ def _write_disk_cache(prefix: str, paths, image_size: int, channels: int) -> str
     path = f"{prefix}.u8"
     if not Path(path).exists():
         with atomic_write(path, "wb") as f:
-            for chunk in _decoded_images(paths, image_size, channels).batch(DECODE_CHUNK).as_numpy_iterator():
+            for chunk in decoded_images(paths, image_size, channels).batch(DECODE_CHUNK).as_numpy_iterator():
                 f.write(chunk.tobytes())
     return path
 

@@ -159,7 +159,7 @@ def test_exif_orientation_is_read_wherever_the_segment_is(tmp_path):
 def test_plain_image_accepts_only_what_tensorflow_decodes_like_pillow(tmp_path, monkeypatch):
     from PIL import PngImagePlugin
 
-    from kit.images import plain_image
+    from kit.headers import plain_image
 
     photo = _photo(30, 40)
     exif = photo.getexif()

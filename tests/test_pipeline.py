@@ -117,14 +117,14 @@ def test_datasets_know_their_length(tmp_path):
 
 
 def test_many_small_images_decode_in_processes_in_the_files_order(tmp_path, monkeypatch):
-    import kit.pipeline
+    import kit.decode
 
     paths = _files(tmp_path, n=70)  # chunks of 32, 32 and 6
-    on_threads = np.concatenate(list(kit.pipeline._decoded_chunks(paths, 12, 1).as_numpy_iterator()))
-    monkeypatch.setattr(kit.pipeline, "PROCESSES_FROM", 20)
-    monkeypatch.setattr(kit.pipeline, "read_images", lambda *a: 1 / 0)  # this process must decode none of them
-    in_processes = np.concatenate(list(kit.pipeline._decoded_chunks(paths, 12, 1).as_numpy_iterator()))
-    assert kit.pipeline._decoding_pool is not None
+    on_threads = np.concatenate(list(kit.decode._decoded_chunks(paths, 12, 1).as_numpy_iterator()))
+    monkeypatch.setattr(kit.decode, "PROCESSES_FROM", 20)
+    monkeypatch.setattr(kit.decode, "read_images", lambda *a: 1 / 0)  # this process must decode none of them
+    in_processes = np.concatenate(list(kit.decode._decoded_chunks(paths, 12, 1).as_numpy_iterator()))
+    assert kit.decode._decoding_pool is not None
     np.testing.assert_array_equal(in_processes, on_threads)
 
 
@@ -133,8 +133,8 @@ DECODE_THEN_WAIT = """
 import os, sys, time
 with open(sys.argv[1], "a") as f:
     f.write("ran\\n")
-import kit.pipeline
-pool, n = kit.pipeline._decoding_processes()
+import kit.decode
+pool, n = kit.decode._decoding_processes()
 print(" ".join(str(p) for p in {pool.submit(os.getpid).result() for _ in range(20)}), flush=True)
 time.sleep(60)
 """
@@ -186,7 +186,7 @@ def test_images_decoded_by_tensorflow_have_exactly_the_loaders_pixels(tmp_path, 
     """Plain JPEGs and PNGs skip Pillow for TensorFlow's decoders: at every JPEG scaling, with and without the final
     resize, gray or RGB, mixed with files only Pillow reads (EXIF rotation, CMYK, palette), the pixels are
     read_image's."""
-    import kit.pipeline
+    import kit.decode
     from kit.images import read_image
     from test_images import _exif_segment, _jpeg_with, _photo
 
@@ -213,11 +213,11 @@ def test_images_decoded_by_tensorflow_have_exactly_the_loaders_pixels(tmp_path, 
     pngs = [p for p in plain if p.endswith(".png")]
 
     pillow_reads = []
-    monkeypatch.setattr(kit.pipeline, "read_image", lambda path, *a: pillow_reads.append(path) or read_image(path, *a))
+    monkeypatch.setattr(kit.decode, "read_image", lambda path, *a: pillow_reads.append(path) or read_image(path, *a))
     for paths in (plain, mixed, jpegs, pngs, jpegs[:2], jpegs[:1]):  # all plain; mixed; fewer codecs and resizes
         for channels in (3, 1):
             pillow_reads.clear()
-            got = np.stack(list(kit.pipeline._decoded_images(paths, 16, channels).as_numpy_iterator()))
+            got = np.stack(list(kit.decode.decoded_images(paths, 16, channels).as_numpy_iterator()))
             want = np.stack([read_image(p, 16, channels) for p in paths])
             assert got.shape == want.shape and (got == want).all(), (len(paths), channels)
             rgb_pngs = [str(tmp_path / name) for name in ("rgb.png", "interlaced.png")]  # Pillow's to make gray

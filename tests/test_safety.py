@@ -179,7 +179,7 @@ def test_validation_agrees_with_tensorflows_decoder_on_damaged_files(tmp_path):
 
     from kit.data import check_image
     from kit.errors import ImageError
-    from kit.images import plain_image
+    from kit.headers import plain_image
 
     rng = np.random.default_rng(0)
     variants = {}
