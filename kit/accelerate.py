@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
-
-from .quiet import keras, tensorflow as tf
+import json
+import os
 
 from .errors import ConfigError
+from .quiet import keras
+from .quiet import tensorflow as tf
 
 
 def configure_devices(config) -> None:
@@ -112,8 +114,6 @@ def _let_keras_fit_on_many_workers() -> None:
 
 def is_chief() -> bool:
     """Under MultiWorkerMirroredStrategy only the chief (worker 0) writes the run folder."""
-    import json
-    import os
 
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
     task = cluster.get("task", {})

@@ -7,14 +7,23 @@ older .npz files go: killed at any instant, checkpoint.json names a complete fil
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .errors import RunError
-from .runs import CHECKPOINT_DIR, CHECKPOINT_STATE_FILE as STATE_FILE, atomic_write, load_keras_file, read_json, \
-    sha256_file, write_json
+from .runs import (
+    CHECKPOINT_DIR,
+    atomic_write,
+    load_keras_file,
+    read_json,
+    sha256_file,
+    write_json,
+)
+from .runs import CHECKPOINT_STATE_FILE as STATE_FILE
 
 
 def _variables(model) -> list:
@@ -67,9 +76,7 @@ def restore_checkpoint(run_dir, model) -> dict:
 
 def unreadable_files(run_dir) -> list[tuple[Path, str]]:
     """Every file in a run folder (temporary files aside) that does not parse or load in full, with the reason."""
-    import json
 
-    import pandas as pd
 
     bad = []
     for path in sorted(Path(run_dir).rglob("*")):

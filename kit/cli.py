@@ -279,7 +279,8 @@ def validate(data, json_file, strict, force, **reading):
     """
     from types import SimpleNamespace
 
-    from .data import ReadOptions, load_competition, validate as validate_folder
+    from .data import ReadOptions, load_competition
+    from .data import validate as validate_folder
     from .outputs import check_output, record_written
     from .runs import write_json
 
@@ -402,7 +403,8 @@ def make_submission(run_dirs, output, weights, tta, force, trusted):
       kit make-submission runs/a runs/b --weights 2,1 --tta 4
     """
     from .runs import CONFIG_FILE
-    from .submission import ensemble_validation_accuracy, make_submission as write
+    from .submission import ensemble_validation_accuracy
+    from .submission import make_submission as write
 
     runs = [r for r in run_dirs if (Path(r) / CONFIG_FILE).is_file()]
     data = [r for r in run_dirs if r not in runs]

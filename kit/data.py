@@ -22,9 +22,16 @@ from types import SimpleNamespace
 import pandas as pd
 from tqdm import tqdm
 
-from .errors import DataError, ImageError, image_error_in, one_line
+from .errors import DataError, ImageError, columns_text, image_error_in, one_line
 from .headers import PNG_SIGNATURE, plain_image, png_damage
-from .images import FORMAT_OF_EXTENSION, IMAGE_EXTENSIONS, ImageInfo, inspect_image, is_image_name
+from .images import (
+    FORMAT_OF_EXTENSION,
+    IMAGE_EXTENSIONS,
+    ImageInfo,
+    inspect_image,
+    is_image_name,
+)
+from .sources import readable_folder
 
 TRAIN_IMAGE_DIRS = ("train", "train/images", "images/train", "Images/train", "train_images", "images", "Images", ".")
 TEST_IMAGE_DIRS = ("test", "test/images", "images/test", "Images/test", "test_images", "images", "Images", ".")
@@ -124,14 +131,6 @@ def read_table(path: Path, root: Path | None = None) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=header, dtype=str)
     table.attrs["lines"] = lines
     return table
-
-
-def columns_text(columns, first: int = 6) -> str:
-    """Column names for a message: all of a narrow table, the first few and the count of a wide one."""
-    columns = [str(c) for c in columns]
-    if len(columns) <= first:
-        return ", ".join(columns)
-    return f"{', '.join(columns[:first])}, … ({len(columns)} columns)"
 
 
 # What a table file really is when it is not text: its first bytes say so.
@@ -659,8 +658,6 @@ def _test_folder(root: Path, train_dir: Path, options: ReadOptions) -> tuple[pd.
 def load_competition(data_dir, options: ReadOptions | None = None, **flags) -> Competition:
     """Read a competition folder as published: tables and image folders, class folders, images named by class,
     zips or pixel tables (see kit.sources). `flags` are ReadOptions fields, for callers without a Config."""
-    from .sources import readable_folder
-
     options = options or ReadOptions.of(SimpleNamespace(**flags))
     if not Path(data_dir).is_dir():
         raise DataError(f"{data_dir}: not a folder (expected a competition folder with train.csv or class folders)")

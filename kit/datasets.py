@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DataError
+from .outputs import check_output, record_written, remove_output
 from .runs import atomic_write
 
 LAYOUTS = ("av", "digits", "folders")
@@ -164,7 +165,6 @@ def export_arrays(ds: ArrayDataset, out_dir, layout: str = "av", limit: int = 0,
     folder is replaced only with force and only if kit exported it; the new folder is written beside it and
     swapped in, so an interrupted export leaves the old one. Returns the answers path.
     """
-    from .outputs import check_output, record_written, remove_output
 
     if layout not in LAYOUTS:
         raise DataError(f"--layout {layout}: expected one of {', '.join(LAYOUTS)}")

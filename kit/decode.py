@@ -5,12 +5,24 @@ one process per core. kit.pipeline builds datasets on top of decoded_images."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
+import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+from . import images  # by module: what the processes import
 from .headers import plain_image
-from .images import draft_ratios, read_image, read_images, resize_pixels
+from .images import (
+    decoding_process_setup,
+    draft_ratios,
+    read_image,
+    read_images,
+    resize_pixels,
+)
 from .quiet import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -110,9 +122,7 @@ def _decoded_chunks(paths, image_size: int, channels: int) -> tf.data.Dataset:
                                                                                 num_parallel_calls=AUTOTUNE)
 
     def in_processes():  # a few chunks in flight per process: memory stays bounded
-        from collections import deque
 
-        from . import images  # by module: what the processes import
 
         pending = deque()
         for start in range(0, len(paths), DECODE_CHUNK):
@@ -137,12 +147,7 @@ def _decoding_processes():
     if cores < 2:
         return None, 1
     if _decoding_pool is None:
-        import multiprocessing
-        import sys
-        import time
-        from concurrent.futures import ProcessPoolExecutor
 
-        from .images import decoding_process_setup
 
         pool = ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=decoding_process_setup, initargs=(os.getpid(),))

@@ -1,5 +1,8 @@
 """The one place for kit's errors: each carries a one-line message naming the file (and row)."""
 
+import re
+import sys
+
 
 class KitError(Exception):
     """Base class: the CLI prints `Error: <message>` and exits non-zero, without a traceback."""
@@ -48,8 +51,6 @@ class Interrupted(RunError):
 def image_error_in(error: Exception) -> ImageError | None:
     """The ImageError kit's loader raised inside a tf.data pipeline, which TensorFlow re-raises as an error of its
     own whose long text holds the original's "ImageError: <message>" line; None when there is none."""
-    import re
-
     match = re.search(r"ImageError: ([^\n]+)", str(error))
     return ImageError(match.group(1).strip()) if match else None
 
@@ -59,10 +60,16 @@ def one_line(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def columns_text(columns, first: int = 6) -> str:
+    """Column names for a message: all of a narrow table, the first few and the count of a wide one."""
+    columns = [str(c) for c in columns]
+    if len(columns) <= first:
+        return ", ".join(columns)
+    return f"{', '.join(columns[:first])}, … ({len(columns)} columns)"
+
+
 def warn(message: str) -> None:
     """A warning the user should see, on stderr (results stay alone on stdout)."""
-    import sys
-
     print(f"Warning: {message}", file=sys.stderr, flush=True)
 
 

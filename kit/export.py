@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import shutil
 import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .errors import ConfigError, RunError
 from .outputs import check_output, record_written, remove_output
+from .pipeline import load_images
+from .reports import read_val_predictions
 from .runs import EXPORT_DIR, Run
 from .submission import ensemble_weights
 
@@ -100,9 +101,6 @@ def _convert(model, fmt: str, staging: Path, run: Run) -> Path:
 
 
 def _validation_images(run: Run, limit: int) -> np.ndarray:
-    from .pipeline import load_images
-    from .reports import read_val_predictions
-
     paths = [p for p in read_val_predictions(run.path)["path"] if Path(p).is_file()][:limit]
     return load_images(paths, run.image_size, run.channels)
 

@@ -22,10 +22,18 @@ from .config import Config
 from .data import images_named_on_failure
 from .errors import DataError, ImageError, Interrupted, TrainingDiverged
 from .models import build_model, make_optimizer
-from .pipeline import (augment_batches, cache_bytes, disk_cache, make_array_stream, make_balanced_dataset,
-                       make_dataset, make_training_stream)
+from .pipeline import (
+    augment_batches,
+    cache_bytes,
+    disk_cache,
+    make_array_stream,
+    make_balanced_dataset,
+    make_dataset,
+    make_training_stream,
+)
 from .predict import predict_validation
-from .quiet import keras, tensorflow as tf
+from .quiet import keras
+from .quiet import tensorflow as tf
 from .reports import write_reports
 from .runs import METRICS_FILE, MODEL_FILE, write_json, write_manifest, write_skipped
 from .transfer import build_transfer_model, extract_features, is_transfer, unfreeze_top
@@ -112,6 +120,7 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
         else:
             fit_scratch(plan, progress, interrupt, checkpointer, log, resume)
             extra = {}
+    seconds = round(time.time() - started, 1)  # training and its validation, not the predictions after it
     _check_ended(plan, progress, interrupt)
     if not is_chief():
         return FitResult({"interrupted": interrupt.requested, "epochs_run": len(progress.rows), "worker": True}, None)
@@ -119,7 +128,7 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     with images_named_on_failure(val_df["path"]):
         val_pred = predict_validation(run_dir, val_df, class_names, config)
     metrics = {**summary_metrics(val_pred), "epochs_run": len(progress.rows),
-               "train_seconds": round(time.time() - started, 1), "num_train": len(train_df),
+               "train_seconds": seconds, "num_train": len(train_df),
                "num_validation": len(val_df), "interrupted": interrupt.requested, "started": started_at,
                "model": config.model, **extra}
     write_json(run_dir / METRICS_FILE, metrics)

@@ -17,7 +17,15 @@ from .errors import DataError, RunError
 from .fit import FitResult, fit_skipping_broken, summary_metrics
 from .quiet import keras
 from .reports import read_val_predictions, write_reports
-from .runs import FOLDS_FILE, METRICS_FILE, OOF_FILE, read_metrics, write_json, write_run_settings, write_table
+from .runs import (
+    FOLDS_FILE,
+    METRICS_FILE,
+    OOF_FILE,
+    read_metrics,
+    write_json,
+    write_run_settings,
+    write_table,
+)
 
 
 def fold_assignments(labels, k: int, seed: int, groups=None) -> np.ndarray:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
-from .quiet import keras, tensorflow as tf
 
 from .decode import DECODE_CHUNK, decoded_images
+from .errors import DataError
+from .quiet import keras
+from .quiet import tensorflow as tf
+from .runs import atomic_write
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -53,7 +60,6 @@ def disk_cache(paths, image_size: int, channels: int, cache_dir: str = "", name:
     prefix is keyed by the file list, its order and the image shape, so a --cache-dir is reused by every run
     on the same images. A cache left half-written by a killed process is deleted, never read.
     """
-    import hashlib
 
     folder = Path(cache_dir or _temporary_cache_dir())
     folder.mkdir(parents=True, exist_ok=True)
@@ -66,10 +72,6 @@ def disk_cache(paths, image_size: int, channels: int, cache_dir: str = "", name:
 
 
 def _temporary_cache_dir() -> str:
-    import atexit
-    import shutil
-    import tempfile
-
     folder = tempfile.mkdtemp(prefix="kit-cache-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
@@ -95,7 +97,6 @@ def _decoded(paths, labels, image_size: int, channels: int, cache: bool | str) -
 
 def _write_disk_cache(prefix: str, paths, image_size: int, channels: int) -> str:
     """Decode every image once, in order, into PREFIX.u8 (written atomically) unless it is already there."""
-    from .runs import atomic_write
 
     path = f"{prefix}.u8"
     if not Path(path).exists():
@@ -109,7 +110,6 @@ def _read_disk_cache(path: str, count: int, image_size: int, channels: int) -> t
     """Chunks of images read back from a raw cache file with plain reads (page cache, not process memory)."""
     image_bytes = image_size * image_size * channels
     if Path(path).stat().st_size != count * image_bytes:
-        from .errors import DataError
 
         raise DataError(f"{path}: holds {Path(path).stat().st_size} bytes, not {count} images of {image_bytes}; "
                         "delete it")

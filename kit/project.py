@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import string
-import tomllib
 from importlib import resources
 from pathlib import Path
 
+import tomllib
+
 from . import __version__
+from .datasets import export_arrays, load_digits_arrays
 from .errors import ConfigError, KitError
 from .outputs import record_written, written_by_kit
 from .runs import atomic_write
@@ -58,7 +60,6 @@ def render_template(name: str, out_dir, force: bool = False, with_data: bool = T
         record_written(target)
         rendered.append(target)
     if with_data:
-        from .datasets import export_arrays, load_digits_arrays
 
         try:
             export_arrays(load_digits_arrays(), out / "data", layout="av", limit=300, answers=out / "answers.csv",

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import base64
+import io
+from html import escape
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
-from .errors import RunError
-from .runs import (CURVES_PNG, HISTORY_FILE, MATRIX_CSV, MATRIX_PNG, OOF_FILE, REPORT_HTML, REPORT_JSON, REPORT_TEXT,
-                   VAL_PREDICTIONS_FILE, atomic_write, read_class_names, read_config, read_json, read_metrics,
-                   write_json)
+from .errors import ImageError, RunError
+from .images import read_image
+from .runs import (
+    CURVES_PNG,
+    HISTORY_FILE,
+    MATRIX_CSV,
+    MATRIX_PNG,
+    OOF_FILE,
+    REPORT_HTML,
+    REPORT_JSON,
+    REPORT_TEXT,
+    VAL_PREDICTIONS_FILE,
+    atomic_write,
+    read_class_names,
+    read_config,
+    read_json,
+    read_metrics,
+    write_json,
+)
 
 
 def _plt():
@@ -115,20 +134,10 @@ img.plot{max-width:100%;background:#fff;border:1px solid #dde1e7;border-radius:6
 
 
 def _png_data_uri(path: Path) -> str:
-    import base64
-
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _thumbnail_uri(image_path: str, channels: int) -> str | None:
-    import base64
-    import io
-
-    from PIL import Image
-
-    from .errors import ImageError
-    from .images import read_image
-
     try:
         arr = read_image(image_path, None, channels)
     except ImageError:
@@ -142,7 +151,6 @@ def _thumbnail_uri(image_path: str, channels: int) -> str | None:
 
 def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst: int = 24) -> str:
     """One self-contained page (images embedded): config, metrics, per-class table, plots, worst mistakes."""
-    from html import escape
 
     config = vars(read_config(run_dir))
     metrics = read_metrics(run_dir)

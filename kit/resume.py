@@ -10,8 +10,15 @@ from .checkpoints import read_progress
 from .config import Config
 from .data import ValidationReport
 from .errors import ConfigError, RunError
-from .runs import (METRICS_FILE, RUN_INFO_FILE, lock_run_dir, read_config, read_json, read_metrics,
-                   remove_partial_files)
+from .runs import (
+    METRICS_FILE,
+    RUN_INFO_FILE,
+    lock_run_dir,
+    read_config,
+    read_json,
+    read_metrics,
+    remove_partial_files,
+)
 
 RESUME_IGNORES = {"name", "runs_dir", "data"}  # where things are, not what is trained
 

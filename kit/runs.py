@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import platform
 import shutil
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from importlib import metadata
 from pathlib import Path
 
+from . import __version__
 from .config import Config, check_run_name
-from .errors import RunError
+from .errors import ConfigError, RunError, warn
 
 # Every file of a run folder, named here and nowhere else.
 MODEL_FILE = "model.keras"
@@ -83,7 +87,6 @@ def write_table(path, frame) -> None:
 
 def write_history(run_dir, rows: list[dict]) -> None:
     """history.csv: one row per finished epoch (metrics, learning rate, seconds)."""
-    import csv
 
     with atomic_write(Path(run_dir) / HISTORY_FILE, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]), extrasaction="ignore")
@@ -93,7 +96,6 @@ def write_history(run_dir, rows: list[dict]) -> None:
 
 def write_skipped(run_dir, rows: list[tuple]) -> None:
     """Add (file, row, reason) rows to skipped.csv, the images training went on without."""
-    import csv
 
     path = Path(run_dir) / SKIPPED_FILE
     earlier = list(csv.reader(path.open(newline="", encoding="utf-8")))[1:] if path.is_file() else []
@@ -221,10 +223,7 @@ def release_run_dir(run_dir) -> None:
 
 def environment_info() -> dict:
     """Versions and hardware, for run.json."""
-    import platform
-    from importlib import metadata
 
-    from . import __version__
 
     packages = {}
     for name in ("tensorflow", "keras", "numpy", "pandas", "pillow", "scikit-learn", "click"):
@@ -243,9 +242,7 @@ def environment_info() -> dict:
 def read_config(run_dir) -> Config:
     """A run's config.json, checked like flags: an unknown key (a newer kit's) is ignored with a warning; a
     wrong type or value is one line naming the file and the key."""
-    from dataclasses import fields
 
-    from .errors import ConfigError, warn
 
     path = Path(run_dir) / CONFIG_FILE
     values = read_json(path)
@@ -401,7 +398,6 @@ def list_runs(runs_dir) -> list[dict]:
         try:
             config, metrics = vars(read_config(path)), read_metrics(path)
         except RunError as e:  # one damaged run must not hide the others
-            from .errors import warn
 
             warn(f"{e} (run left out of the table)")
             continue

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
-from .errors import DataError
+from .errors import DataError, columns_text
 
 PIXEL_COLUMN = re.compile(r"pixels?_?(\d+)$", re.IGNORECASE)
 MAX_UNZIPPED_BYTES = 200 << 30  # a download that claims more than this is refused before anything is written
@@ -194,10 +195,12 @@ def _pixel_table_to_images(out: Path, table: Path, is_train: bool, sample_ids) -
             if bad.any():
                 first = int(np.argwhere(bad)[0][0])
                 raise DataError(f"{table.name}:{line + first}: pixel values must be whole numbers 0..255")
-            for k, pixel_row in enumerate(values.astype(np.uint8)):
-                number = line - 1 + k  # 1-based row number
-                rows.append(_write_row_image(images, chunk, k, number, pixel_row, id_col, label_col, sample_ids,
-                                             is_train))
+            numbers = range(line - 1, line - 1 + len(chunk))  # 1-based row numbers
+            ids = chunk[id_col].tolist() if id_col else [_row_id(n, sample_ids, is_train) for n in numbers]
+            labels = chunk[label_col].tolist() if label_col else [None] * len(chunk)
+            for image_id, pixel_row in zip(ids, values.astype(np.uint8)):
+                _write_image(images / f"{_safe(image_id)}.png", pixel_row)
+            rows += zip(ids, labels)
             line += len(chunk)
     except ValueError as e:
         raise DataError(f"{table.name}: a pixel column holds something that is not a number "
@@ -216,28 +219,25 @@ def _label_column(table: Path, others: list[str], is_train: bool) -> str | None:
     if len(candidates) == 1:
         return candidates[0]
     if is_train:
-        from .data import columns_text
-
         raise DataError(f"{table.name}: a table of pixel columns with no label column kit can tell (columns: "
                         f"{columns_text(others + ['pixel…'])}); name it label")
     return None
 
 
-def _write_row_image(images: Path, chunk, k: int, number: int, pixel_row, id_col, label_col, sample_ids,
-                     is_train: bool) -> tuple[str, str | None]:
-    from PIL import Image
+def _row_id(number: int, sample_ids, is_train: bool) -> str:
+    """A row's id without an id column: the sample's id of that row for a test table (Digit Recognizer's ImageId),
+    else the 1-based row number."""
+    if not is_train and sample_ids is not None and number <= len(sample_ids):
+        return str(sample_ids.iloc[number - 1])
+    return str(number)
 
-    if id_col:
-        image_id = str(chunk[id_col].iloc[k])
-    elif not is_train and sample_ids is not None and number <= len(sample_ids):
-        image_id = str(sample_ids.iloc[number - 1])
-    else:
-        image_id = str(number)
+
+def _write_image(path: Path, pixel_row: np.ndarray) -> None:
+    """One row of pixels as a PNG: a square of gray, or three squares' worth of RGB."""
     n = len(pixel_row)
     side = math.isqrt(n)
     shape = (side, side) if side * side == n else (math.isqrt(n // 3), math.isqrt(n // 3), 3)
-    Image.fromarray(pixel_row.reshape(shape)).save(images / f"{_safe(image_id)}.png", compress_level=1)
-    return image_id, (str(chunk[label_col].iloc[k]) if label_col else None)
+    Image.fromarray(pixel_row.reshape(shape)).save(path, compress_level=1)
 
 
 def _safe(image_id: str) -> str:

@@ -14,15 +14,33 @@ import pandas as pd
 
 from .accelerate import is_chief
 from .config import Config, resolve_augment
-from .data import MIN_IMAGES_PER_CLASS, Competition, ReadOptions, ValidationReport, load_competition, validate
+from .data import (
+    MIN_IMAGES_PER_CLASS,
+    Competition,
+    ReadOptions,
+    ValidationReport,
+    load_competition,
+    validate,
+)
 from .errors import DataError, Interrupted, OutputError
 from .fit import fit_skipping_broken
 from .folds import train_folds
 from .models import get_model_spec
 from .outputs import inside
 from .resume import check_resumable, has_checkpoint, reopen_for_resume, resume_hint
-from .runs import (MARK, RUN_INFO_FILE, SKIPPED_FILE, create_run_dir, environment_info, new_run_name, read_json,
-                   release_run_dir, write_json, write_run_settings, write_skipped)
+from .runs import (
+    MARK,
+    RUN_INFO_FILE,
+    SKIPPED_FILE,
+    create_run_dir,
+    environment_info,
+    new_run_name,
+    read_json,
+    release_run_dir,
+    write_json,
+    write_run_settings,
+    write_skipped,
+)
 from .transfer import BACKBONE_FILE, BACKBONES, check_backbone_file, is_transfer
 
 
@@ -88,7 +106,9 @@ def split_train_validation(comp: Competition, config: Config) -> tuple[pd.DataFr
     """The folder's own validation/ split when it has one, else a seeded stratified split."""
     if comp.validation is not None:
         return comp.train, comp.validation
-    from sklearn.model_selection import train_test_split  # scikit-learn loads slowly: only when splitting
+    from sklearn.model_selection import (
+        train_test_split,  # scikit-learn loads slowly: only when splitting
+    )
 
     counts = comp.train["label"].value_counts()
     single = comp.train["label"].map(counts) < MIN_IMAGES_PER_CLASS  # kept in training only (one image each)

@@ -8,11 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from .quiet import keras
 
 layers = keras.layers
 
+from tqdm import tqdm
+
 from .errors import ConfigError, RunError
+from .runs import check_trusted, load_keras_file
 
 # Caffe-style ImageNet means (B, G, R) that ResNet50's weights were trained with.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -90,7 +94,6 @@ def load_backbone(name: str, image_size: int, weights: str) -> tuple[keras.Model
 
 def check_backbone_file(path, trusted=()) -> Path:
     """The file exists and its sha256 is among the trusted ones (checked before any run folder is made)."""
-    from .runs import check_trusted
 
     path = Path(path)
     if not path.is_file():
@@ -104,7 +107,6 @@ def load_backbone_file(path, trusted=()) -> keras.Model:
 
     Loaded only when its sha256 was given with --trust-model, and always in Keras safe mode.
     """
-    from .runs import load_keras_file
 
     path = check_backbone_file(path, trusted)
     model = load_keras_file(path, "--backbone-file ")
@@ -182,7 +184,6 @@ def unfreeze_top(backbone: keras.Model, count: int) -> int:
 
 def extract_features(features: keras.Model, dataset, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Run the frozen part once over a labelled dataset: (feature vectors, labels); a progress bar on a terminal."""
-    from tqdm import tqdm
 
     xs, ys = [], []
     batches = int(dataset.cardinality())
