@@ -19,7 +19,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-
 REPEAT = 3  # --repeat: every rate is the best of this many runs (shared 2-core machines vary by 2-4× run to run)
 
 
@@ -121,7 +120,8 @@ def main():
 
     from pathlib import Path
 
-    from kit.data import load_competition, validate
+    from kit.data import load_competition
+    from kit.validation import validate
 
     comp = load_competition(args.data)
     paths = comp.train["path"].tolist()[: args.limit]

@@ -54,11 +54,12 @@ def kit_train_epochs(args) -> list[float]:
 
 def numpy_fit_epochs(args) -> list[float]:
     """Seconds per epoch of model.fit on uint8 arrays already in memory (the same model and validation split)."""
-    from kit.data import load_competition, validate
+    from kit.config import Config
+    from kit.data import load_competition
     from kit.models import build_model, make_optimizer
     from kit.pipeline import load_images
     from kit.training import resolve_config, split_train_validation
-    from kit.config import Config
+    from kit.validation import validate
 
     comp = load_competition(args.data)
     config = resolve_config(Config(data=args.data, model=args.model, batch_size=args.batch_size), validate(comp))

@@ -8,7 +8,8 @@ import argparse
 import os
 import time
 
-from kit.data import load_competition, validate
+from kit.data import load_competition
+from kit.validation import validate
 
 
 def main():

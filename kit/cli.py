@@ -280,9 +280,9 @@ def validate(data, json_file, strict, force, **reading):
     from types import SimpleNamespace
 
     from .data import ReadOptions, load_competition
-    from .data import validate as validate_folder
     from .outputs import check_output, record_written
     from .runs import write_json
+    from .validation import validate as validate_folder
 
     json_path = check_output(json_file, "--json", force, [data]) if json_file else None
     comp = load_competition(data, ReadOptions.of(SimpleNamespace(**reading)))

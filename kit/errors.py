@@ -68,6 +68,11 @@ def columns_text(columns, first: int = 6) -> str:
     return f"{', '.join(columns[:first])}, … ({len(columns)} columns)"
 
 
+def few(values: list[str], n: int = 3) -> str:
+    shown = ", ".join(f"'{v}'" for v in values[:n])
+    return shown + (", …" if len(values) > n else "") if values else "none"
+
+
 def warn(message: str) -> None:
     """A warning the user should see, on stderr (results stay alone on stdout)."""
     print(f"Warning: {message}", file=sys.stderr, flush=True)

@@ -19,7 +19,6 @@ import pandas as pd
 from .accelerate import configure_devices, device_description, is_chief, make_strategy
 from .callbacks import Checkpointer, Interrupt, Progress, Watched, make_callbacks
 from .config import Config
-from .data import images_named_on_failure
 from .errors import DataError, ImageError, Interrupted, TrainingDiverged
 from .models import build_model, make_optimizer
 from .pipeline import (
@@ -37,6 +36,7 @@ from .quiet import tensorflow as tf
 from .reports import write_reports
 from .runs import METRICS_FILE, MODEL_FILE, write_json, write_manifest, write_skipped
 from .transfer import build_transfer_model, extract_features, is_transfer, unfreeze_top
+from .validation import images_named_on_failure
 
 
 @dataclass

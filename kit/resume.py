@@ -8,7 +8,6 @@ from pathlib import Path
 
 from .checkpoints import read_progress
 from .config import Config
-from .data import ValidationReport
 from .errors import ConfigError, RunError
 from .runs import (
     METRICS_FILE,
@@ -19,6 +18,7 @@ from .runs import (
     read_metrics,
     remove_partial_files,
 )
+from .validation import ValidationReport
 
 RESUME_IGNORES = {"name", "runs_dir", "data"}  # where things are, not what is trained
 

@@ -89,9 +89,10 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
                     log=None, trusted=()) -> SubmissionResult:
     """Predict DATA's test images with one run, all folds of a k-fold run, or a weighted ensemble of runs,
     and write a checked submission.csv. `trusted`: sha256s of model files to load despite their manifests."""
-    from .data import ReadOptions, images_named_on_failure, load_competition, validate
+    from .data import ReadOptions, load_competition
     from .predict import predict_proba, probability_table
     from .runs import Run
+    from .validation import images_named_on_failure, validate
 
     runs = [Run.open(r, trusted) for r in (run_dirs if isinstance(run_dirs, (list, tuple)) else [run_dirs])]
     weights = ensemble_weights(runs, weights)

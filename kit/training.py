@@ -14,14 +14,7 @@ import pandas as pd
 
 from .accelerate import is_chief
 from .config import Config, resolve_augment
-from .data import (
-    MIN_IMAGES_PER_CLASS,
-    Competition,
-    ReadOptions,
-    ValidationReport,
-    load_competition,
-    validate,
-)
+from .data import MIN_IMAGES_PER_CLASS, Competition, ReadOptions, load_competition
 from .errors import DataError, Interrupted, OutputError
 from .fit import fit_skipping_broken
 from .folds import train_folds
@@ -42,6 +35,7 @@ from .runs import (
     write_skipped,
 )
 from .transfer import BACKBONE_FILE, BACKBONES, check_backbone_file, is_transfer
+from .validation import ValidationReport, validate
 
 
 @dataclass

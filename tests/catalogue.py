@@ -5,9 +5,8 @@ import os
 import unicodedata
 
 import numpy as np
-from PIL import Image
-
 from conftest import make_image, write_csv
+from PIL import Image
 
 TRAIN_ROWS = [(f"{k:05d}", ("cat", "dog", "emu")[k // 8]) for k in range(24)]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-
 from conftest import make_av_folder
+
 from kit.accelerate import _fast_float16, configure_devices
 from kit.cli import cli
 

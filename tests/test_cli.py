@@ -5,8 +5,14 @@ import json
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import (
+    folder_hash,
+    make_av_folder,
+    make_class_folders,
+    make_digits_folder,
+    make_image,
+)
 
-from conftest import folder_hash, make_av_folder, make_class_folders, make_digits_folder, make_image
 from kit.cli import cli
 
 FAST = ["--epochs", "3", "--batch-size", "8", "--image-size", "16", "--augment", "none"]
@@ -186,7 +192,7 @@ def test_digits_layout_end_to_end(tmp_path):
 def test_class_folders_end_to_end_with_config_file(tmp_path):
     data = make_class_folders(tmp_path / "c")
     config = tmp_path / "kit.toml"
-    config.write_text(f'data = "c"\nepochs = 2\nbatch_size = 8\nimage_size = 16\nmodel = "lenet"\n')
+    config.write_text('data = "c"\nepochs = 2\nbatch_size = 8\nimage_size = 16\nmodel = "lenet"\n')
     result = invoke("run", "--config", config, "--runs-dir", tmp_path / "runs", "--name", "f", "--epochs", "1")
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "runs" / "f" / "config.json").read_text())
@@ -265,8 +271,8 @@ def test_run_json_lock_and_reproduce(tmp_path):
     result = invoke("reproduce", runs / "d")
     assert result.exit_code == 0, result.output
     assert json.loads((runs / "d-reproduced" / "run.json").read_text())["data_fingerprint"] == info["data_fingerprint"]
-    import numpy as np
     import keras
+    import numpy as np
 
     a = keras.models.load_model(runs / "d" / "model.keras").get_weights()
     b = keras.models.load_model(runs / "d-reproduced" / "model.keras").get_weights()

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-
 from conftest import make_av_folder, write_csv
+
 from kit.cli import cli
 from kit.folds import fold_assignments
 

@@ -1,10 +1,17 @@
 """Reading competition folders: layouts, id → path rules, and one bad input per validation check."""
 
 import pytest
+from conftest import (
+    make_av_folder,
+    make_class_folders,
+    make_digits_folder,
+    make_image,
+    write_csv,
+)
 
-from conftest import make_av_folder, make_class_folders, make_digits_folder, make_image, write_csv
-from kit.data import load_competition, read_table, validate
+from kit.data import load_competition, read_table
 from kit.errors import DataError
+from kit.validation import validate
 
 
 def codes(report):

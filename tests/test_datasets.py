@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from kit.cli import cli
-from kit.data import load_competition, validate
+from kit.data import load_competition
 from kit.datasets import export_arrays, load_arrays, load_digits_arrays, read_idx
+from kit.validation import validate
 
 
 def write_idx(path, array):

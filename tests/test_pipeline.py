@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_image
 from PIL import Image
 
-from conftest import make_image
 from kit.pipeline import make_dataset, make_training_stream
 
 
@@ -141,7 +141,6 @@ time.sleep(60)
 
 
 def test_decoding_processes_skip_the_callers_script_and_exit_when_it_is_killed(tmp_path):
-    import os
     import signal
     import subprocess
     import sys
@@ -186,9 +185,10 @@ def test_images_decoded_by_tensorflow_have_exactly_the_loaders_pixels(tmp_path, 
     """Plain JPEGs and PNGs skip Pillow for TensorFlow's decoders: at every JPEG scaling, with and without the final
     resize, gray or RGB, mixed with files only Pillow reads (EXIF rotation, CMYK, palette), the pixels are
     read_image's."""
+    from test_images import _exif_segment, _jpeg_with, _photo
+
     import kit.decode
     from kit.images import read_image
-    from test_images import _exif_segment, _jpeg_with, _photo
 
     for name, (height, width) in {"r1": (40, 30), "r2": (32, 33), "r4": (64, 70), "r8": (130, 200),
                                   "exact": (16, 16), "exact2": (32, 32)}.items():

@@ -5,6 +5,7 @@ import sys
 
 
 def test_cli_import_does_not_load_tensorflow():
-    code = "import sys, kit.cli, kit.data, kit.images; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    code = ("import sys, kit.cli, kit.data, kit.validation, kit.sources, kit.headers, kit.images, kit.outputs; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

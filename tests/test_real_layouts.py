@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from click.testing import CliRunner
-
 from conftest import folder_hash, make_image, write_csv
+
 from kit.cli import cli
 
 CLASSES = ("cat", "dog", "emu")

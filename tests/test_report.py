@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import make_av_folder
+
 from kit.cli import cli
 
 SECTIONS = ("metrics", "per-class", "plots", "mistakes", "config")

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-
 from conftest import make_av_folder, make_image
+
 from kit.checkpoints import unreadable_files
 from kit.cli import cli
 

@@ -10,10 +10,17 @@ import zlib
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings, strategies as st
+from conftest import (
+    folder_hash,
+    make_av_folder,
+    make_class_folders,
+    make_image,
+    write_csv,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import folder_hash, make_av_folder, make_class_folders, make_image, write_csv
 from kit.cli import cli
 
 FAST = ["--epochs", "1", "--batch-size", "8", "--image-size", "16", "--augment", "none"]
@@ -177,9 +184,9 @@ def test_validation_agrees_with_tensorflows_decoder_on_damaged_files(tmp_path):
     """For every file TensorFlow decodes in training, validation fails exactly when TensorFlow does."""
     import tensorflow as tf
 
-    from kit.data import check_image
     from kit.errors import ImageError
     from kit.headers import plain_image
+    from kit.validation import check_image
 
     rng = np.random.default_rng(0)
     variants = {}
@@ -221,8 +228,8 @@ def test_validation_agrees_with_tensorflows_decoder_on_damaged_files(tmp_path):
 def test_an_image_that_disappears_after_validation_is_named(tmp_path):
     import tensorflow as tf
 
-    from kit.data import images_named_on_failure
     from kit.errors import ImageError
+    from kit.validation import images_named_on_failure
 
     paths = []
     for k in range(3):
@@ -421,8 +428,9 @@ def test_thousands_of_classes_keep_reports_small(tmp_path):
 
 def test_single_image_classes_are_one_warning_and_stay_in_training(tmp_path):
     from kit.config import Config
-    from kit.data import load_competition, validate
+    from kit.data import load_competition
     from kit.training import split_train_validation
+    from kit.validation import validate
 
     data = make_av_folder(tmp_path / "c")
     rows = [(f"{k:05d}", ("cat", "dog", "emu")[k // 8]) for k in range(24)]

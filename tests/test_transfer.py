@@ -3,15 +3,20 @@ cached frozen phase = plain frozen phase, and the CLI paths."""
 
 import hashlib
 
+import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-import keras
-
 from conftest import make_class_folders
+
 from kit.cli import cli
-from kit.transfer import BACKBONES, build_transfer_model, extract_features, preprocessing_layers, unfreeze_top
+from kit.transfer import (
+    BACKBONES,
+    build_transfer_model,
+    extract_features,
+    preprocessing_layers,
+    unfreeze_top,
+)
 
 
 def _apply(layers_, x):

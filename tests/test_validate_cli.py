@@ -4,11 +4,12 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from catalogue import CASES
+from click.testing import CliRunner
 from conftest import folder_hash, make_av_folder
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from kit.cli import cli
 from kit.errors import ImageError
 from kit.images import read_image
