@@ -35,7 +35,7 @@ from .runs import (
     write_skipped,
 )
 from .transfer import BACKBONE_FILE, BACKBONES, check_backbone_file, is_transfer
-from .validation import ValidationReport, validate
+from .validation import ValidationReport, validate, without_bad_training_images
 
 
 @dataclass
@@ -56,20 +56,13 @@ class ValidationFailed(DataError):
         super().__init__(f"{errors[0]}{more}")
 
 
-SKIPPABLE = {"missing_image", "unreadable_image"}
-
-
 def load_and_validate(config: Config, progress: bool = False) -> tuple[Competition, ValidationReport, list]:
-    """Read and check the folder; with on_bad_image="skip", drop bad training images instead of failing."""
+    """Read and check the folder; with on_bad_image="skip", without its bad training images instead of failing."""
     comp = load_competition(config.data, ReadOptions.of(config))
     report = validate(comp, progress=progress)
     skipped = []
     if config.on_bad_image == "skip":
-        skipped = sorted((p for p in report.errors if p.code in SKIPPABLE and p.file == comp.train_file),
-                         key=lambda p: p.row or 0)
-        bad_rows = {p.row for p in skipped}
-        report.problems = [p for p in report.problems if p not in skipped]
-        comp.train = comp.train[~comp.train["row"].isin(bad_rows)].reset_index(drop=True)
+        comp, report, skipped = without_bad_training_images(comp, report)
     if report.errors:
         raise ValidationFailed(report, config.data)
     return comp, report, skipped

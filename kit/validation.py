@@ -11,7 +11,7 @@ import unicodedata
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -100,6 +100,21 @@ def _fallbacks_of(info: ImageInfo, path: str) -> list[str]:
     if info.mode == "CMYK":
         done.append("CMYK converted to RGB")
     return done
+
+
+SKIPPABLE = {"missing_image", "unreadable_image"}  # what --on-bad-image skip trains without
+
+
+def without_bad_training_images(comp: Competition, report: "ValidationReport"
+                                ) -> tuple[Competition, "ValidationReport", list[Problem]]:
+    """--on-bad-image skip: the competition without its missing or unreadable training images, the report without
+    their errors, and the problems that were skipped (for RUN/skipped.csv)."""
+    skipped = sorted((p for p in report.errors if p.code in SKIPPABLE and p.file == comp.train_file),
+                     key=lambda p: p.row or 0)
+    bad_rows = {p.row for p in skipped}
+    train = comp.train[~comp.train["row"].isin(bad_rows)].reset_index(drop=True)
+    return (replace(comp, train=train), replace(report, problems=[p for p in report.problems if p not in skipped]),
+            skipped)
 
 
 def check_image(path: str) -> tuple[ImageInfo, str, str | None]:
