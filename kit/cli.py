@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .config import SCORE_METRICS
 from .errors import KitError, image_error_in, one_line, os_error_line
 
 
@@ -112,7 +113,8 @@ def _reading_options(f):
 # `kit train --help` in sections, so forty options read like a page: each option's section, by its name.
 HELP_SECTIONS = {
     "Data": ["dataset", "recipe", "config_file", "label_col", "train_csv", "test_csv", "sample", "train_images",
-             "test_images", "label_from_name", "follow_symlinks", "on_bad_image", "label_map", "output"],
+             "test_images", "label_from_name", "follow_symlinks", "on_bad_image"],
+    "Submission": ["submission", "positive", "clip", "label_map", "output"],
     "Model": ["model", "image_size", "channels"],
     "Training": ["epochs", "batch_size", "learning_rate", "optimizer", "validation_split", "seed", "deterministic",
                  "folds", "group_col", "augment", "early_stopping", "metric", "class_weight", "sampling",
@@ -200,6 +202,12 @@ def _training_options(f):
         *READING_OPTIONS,
         click.option("--label-map", metavar="CLASS=VALUE,…",
                      help="What the submission writes for each class, e.g. cat=0,dog=1."),
+        click.option("--submission", type=_choice("submission"),
+                     help="What the submission holds; default auto: from the sample (a 0..1 value column on two "
+                          "classes means P(positive))."),
+        click.option("--positive", metavar="CLASS", help="--submission probability: the class whose probability is "
+                                                         "written (default: the one the sample names, or 1/true/yes)."),
+        click.option("--clip", type=float, help="Probabilities are written within CLIP..1-CLIP. Default 1e-6."),
         click.option("--name", help="Run name. Default: timestamp + model."),
         click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs go. Default ./runs."),
         click.option("--force", is_flag=True, help="Replace an existing run of the same name."),
@@ -602,9 +610,11 @@ def new(out_dir, template, force):
 @cli.command()
 @click.argument("submission", type=click.Path(dir_okay=False, exists=True))
 @click.argument("answers", type=click.Path(dir_okay=False, exists=True))
-@click.option("--metric", type=_choice("metric"), default="accuracy",
+@click.option("--metric", type=click.Choice(SCORE_METRICS), default="accuracy",
               show_default=True)
-def score(submission, answers, metric):
+@click.option("--positive", default="", help="auc/log loss of one probability per row: the answer value it is the "
+                                             "probability of (default 1, true or yes).")
+def score(submission, answers, metric, positive):
     """Score a submission against an answer key, with a leaderboard's checks.
 
     \b
@@ -613,7 +623,7 @@ def score(submission, answers, metric):
     """
     from .submission import score_submission
 
-    click.echo(f"{metric}: {score_submission(submission, answers, metric):.5f}")
+    click.echo(f"{metric}: {score_submission(submission, answers, metric, positive):.5f}")
 
 
 if __name__ == "__main__":  # `python -m kit.cli`, used by tests that need a real process

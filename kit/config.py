@@ -13,7 +13,8 @@ import tomllib
 from .errors import ConfigError
 
 AUGMENT_LEVELS = ("auto", "none", "light", "strong", "shift-vflip")
-METRICS = ("accuracy", "f1_macro", "log_loss")
+METRICS = ("accuracy", "f1_macro", "log_loss")  # what picks the best epoch
+SCORE_METRICS = (*METRICS, "auc")  # what kit score computes
 # Each setting's allowed values, spelled once: Click's choices and Config.validate both read them.
 CHOICES = {
     "augment": AUGMENT_LEVELS,
@@ -26,6 +27,7 @@ CHOICES = {
     "strategy": ("auto", "mirrored", "multiworker", "tpu", "none"),
     "mixed_precision": ("auto", "on", "off"),
     "channels": (0, 1, 3),
+    "submission": ("auto", "label", "probability", "probabilities"),
 }
 # Inclusive bounds of the numeric settings (validation_split and image_size have their own rules below).
 RANGES = {
@@ -40,6 +42,7 @@ RANGES = {
     "fine_tune_epochs": (0, 100_000),
     "fine_tune_layers": (0, 100_000),
     "feature_views": (1, 64),
+    "clip": (0.0, 0.1),
 }
 TYPE_CHECKS = {
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -132,6 +135,9 @@ class Config:
     sample: str = ""
     label_from_name: str = ""  # regular expression, one group: the class in each training file's name
     label_map: str = ""  # cat=0,dog=1: what the submission writes for each class
+    submission: str = "auto"  # auto (from the sample, kit.answers) | label | probability | probabilities
+    positive: str = ""  # --submission probability: the class whose probability is written (default: from the sample)
+    clip: float = 1e-6  # probabilities are written within clip..1-clip (log loss punishes exact 0 and 1 without end)
     train_images: str = ""  # folders inside the data folder, comma-separated
     test_images: str = ""
     name: str = ""

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import METRICS, parse_label_map
+from .answers import YES, Answer, are_probabilities, decide_answer
+from .config import SCORE_METRICS, parse_label_map
 from .errors import DataError, SubmissionError
 from .outputs import check_output, record_written
 from .runs import SUBMISSION_FILE, atomic_write
@@ -28,8 +29,9 @@ def _few(values, n=3) -> str:
 
 
 def build_submission(probs: pd.DataFrame, class_names: list[str], sample: pd.DataFrame | None,
-                     id_col: str = "id", label_col: str = "label") -> pd.DataFrame:
-    """Predicted labels (or probabilities, when the sample has one column per class) on the sample's ids, in its order."""
+                     id_col: str = "id", label_col: str = "label", answer: Answer = Answer("label"),
+                     clip: float = 1e-6) -> pd.DataFrame:
+    """The answer (a label, P(positive), or one probability per class) on the sample's ids, in its order."""
     columns = list(sample.columns) if sample is not None else [id_col, label_col]
     ids = sample[columns[0]].tolist() if sample is not None else probs["id"].tolist()
     by_id = probs.set_index("id")
@@ -38,11 +40,14 @@ def build_submission(probs: pd.DataFrame, class_names: list[str], sample: pd.Dat
         raise SubmissionError(f"no prediction for {len(missing)} sample id(s) ({_few(missing)}); their test images "
                               "are missing")
     ordered = by_id.loc[ids, class_names].to_numpy()
-    if len(columns) == 2:
+    if answer.kind == "probability" and len(columns) == 2:  # log loss punishes exact 0 and 1 without end
+        p = np.clip(ordered[:, class_names.index(answer.positive)], clip, 1.0 - clip)
+        out = pd.DataFrame({columns[0]: ids, columns[1]: p})
+    elif len(columns) == 2:
         out = pd.DataFrame({columns[0]: ids, columns[1]: [class_names[i] for i in ordered.argmax(1)]})
     elif set(columns[1:]) == set(class_names):
         # log-loss leaderboards reject exact 0/1 (infinite loss), so keep a tiny margin.
-        clipped = np.clip(ordered, 1e-6, 1.0)
+        clipped = np.clip(ordered, max(clip, 1e-12), 1.0)
         clipped /= clipped.sum(1, keepdims=True)
         out = pd.DataFrame(clipped, columns=class_names)[columns[1:]]
         out.insert(0, columns[0], ids)
@@ -52,8 +57,9 @@ def build_submission(probs: pd.DataFrame, class_names: list[str], sample: pd.Dat
     return out
 
 
-def check_submission(sub: pd.DataFrame, class_names: list[str], sample: pd.DataFrame | None) -> str:
-    """Reject what a leaderboard would reject; returns "labels" or "probabilities"."""
+def check_submission(sub: pd.DataFrame, class_names: list[str], sample: pd.DataFrame | None,
+                     answer: Answer = Answer("label")) -> str:
+    """Reject what a leaderboard would reject; returns "labels", "probability" or "probabilities"."""
     if sample is not None:
         if list(sub.columns) != list(sample.columns):
             raise SubmissionError(f"header {list(sub.columns)} differs from the sample's {list(sample.columns)}")
@@ -64,6 +70,11 @@ def check_submission(sub: pd.DataFrame, class_names: list[str], sample: pd.DataF
         raise SubmissionError(f"duplicate ids: {_few(set(ids[ids.duplicated()]))}")
     if sub.isna().to_numpy().any():
         raise SubmissionError("submission has empty values")
+    if len(sub.columns) == 2 and answer.kind == "probability":
+        values = sub.iloc[:, 1].to_numpy(dtype=float)
+        if not np.isfinite(values).all() or (values < 0).any() or (values > 1).any():
+            raise SubmissionError("probabilities must be finite and within 0..1")
+        return "probability"
     if len(sub.columns) == 2:
         unknown = set(sub.iloc[:, 1]) - set(class_names)
         if unknown:
@@ -80,7 +91,7 @@ def write_submission(sub: pd.DataFrame, path, kind: str, force: bool = False, da
     path = check_output(path, "--output", force, data_dirs)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, newline="", encoding="utf-8") as f:
-        sub.to_csv(f, index=False, float_format="%.6f" if kind == "probabilities" else None, lineterminator="\n")
+        sub.to_csv(f, index=False, float_format="%.6f" if kind != "labels" else None, lineterminator="\n")
     record_written(path)
     return SubmissionResult(path=path, rows=len(sub), columns=list(sub.columns), kind=kind)
 
@@ -122,11 +133,12 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
                     member.load_model(), comp.test["path"], member.image_size, member.channels, tta=tta,
                     flips=member.config.augment == "strong", progress=bool(log) and not getattr(log, "quiet", False))
     probs = probability_table(comp.test["id"], total, class_names)
-    sub = build_submission(probs, class_names, comp.sample, comp.id_col, comp.label_col)
+    answer = decide_answer(comp.sample, class_names, cfg, comp.sample_file)  # the run's, or (older runs) decided now
+    sub = build_submission(probs, class_names, comp.sample, comp.id_col, comp.label_col, answer, cfg.clip)
     label_map = parse_label_map(cfg.label_map)
-    if label_map and len(sub.columns) == 2:  # the values the leaderboard expects (Dogs vs. Cats: dog = 1)
+    if label_map and answer.kind == "label" and len(sub.columns) == 2:  # the values the leaderboard expects
         sub[sub.columns[1]] = sub[sub.columns[1]].map(lambda c: label_map.get(c, c))
-    kind = check_submission(sub, [label_map.get(c, c) for c in class_names], comp.sample)
+    kind = check_submission(sub, [label_map.get(c, c) for c in class_names], comp.sample, answer)
     return write_submission(sub, output, kind, force=force, data_dirs=data_dirs)
 
 
@@ -161,7 +173,26 @@ def ensemble_validation_accuracy(run_dirs, weights=None) -> float | None:
 
 
 
-def score_submission(submission_path, answers_path, metric: str = "accuracy") -> float:
+def _binary_score(name: str, truth: list[str], scores: pd.Series, metric: str, positive: str) -> float:
+    """AUC or log loss of one probability per row against binary answers; the positive answer is --positive, or
+    the one that means yes (1, true, yes)."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    values = pd.to_numeric(scores, errors="coerce").to_numpy(dtype=float)
+    if not np.isfinite(values).all() or (values < 0).any() or (values > 1).any():
+        raise SubmissionError(f"{name}: probabilities must be finite numbers within 0..1")
+    kinds = sorted(set(truth))
+    chosen = positive or next((k for k in kinds if k.strip().lower() in YES), "")
+    if len(kinds) != 2 or chosen not in kinds:
+        raise SubmissionError(f"{name}: {metric} needs two answer values and the positive one ({', '.join(kinds)}); "
+                              "pass --positive VALUE")
+    y = np.array([t == chosen for t in truth])
+    if metric == "auc":
+        return float(roc_auc_score(y, values))
+    return float(log_loss(y, np.clip(values, 1e-15, 1 - 1e-15), labels=[False, True]))
+
+
+def score_submission(submission_path, answers_path, metric: str = "accuracy", positive: str = "") -> float:
     """Score a submission against an answer key the way a leaderboard would, after the same checks."""
     from sklearn.metrics import accuracy_score, f1_score, log_loss
 
@@ -169,8 +200,8 @@ def score_submission(submission_path, answers_path, metric: str = "accuracy") ->
 
     sub, answers = read_table(Path(submission_path)), read_table(Path(answers_path))
     name = Path(submission_path).name
-    if metric not in METRICS:
-        raise SubmissionError(f"--metric {metric}: expected one of {', '.join(METRICS)}")
+    if metric not in SCORE_METRICS:
+        raise SubmissionError(f"--metric {metric}: expected one of {', '.join(SCORE_METRICS)}")
     id_col = answers.columns[0]
     if list(sub.columns)[0] != id_col:
         raise SubmissionError(f"{name}: first column is '{sub.columns[0]}', expected '{id_col}'")
@@ -184,6 +215,10 @@ def score_submission(submission_path, answers_path, metric: str = "accuracy") ->
     sub = sub.set_index(id_col).loc[answers[id_col]]
     truth = answers.iloc[:, 1].tolist()
     classes = sorted(set(truth))
+    if len(sub.columns) == 1 and (metric == "auc" or (metric == "log_loss" and are_probabilities(sub.iloc[:, 0]))):
+        return _binary_score(name, truth, sub.iloc[:, 0], metric, positive)
+    if metric == "auc":
+        raise SubmissionError(f"{name}: auc needs one probability column, not {len(sub.columns)}")
     if len(sub.columns) == 1:
         if list(sub.columns) != list(answers.columns[1:]):
             raise SubmissionError(f"{name}: header {[id_col] + list(sub.columns)} differs from the expected "

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .accelerate import is_chief
+from .answers import decide_answer
 from .config import Config, resolve_augment
 from .data import MIN_IMAGES_PER_CLASS, Competition, ReadOptions, load_competition
 from .errors import DataError, Interrupted, OutputError
@@ -141,7 +142,9 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
     if command == "run" and comp.test is None:  # kit run ends with a submission: refuse now, not after training
         raise DataError(f"{config.data}: no test table, sample submission or test folder, so no submission can be "
                         "written; use `kit train`, or pass --test-csv/--sample/--test-images")
-    config = resolve_config(config, report)
+    answer = decide_answer(comp.sample, comp.class_names, config, comp.sample_file)  # checked before training
+    log(f"Submission: {answer.describe()}")
+    config = replace(resolve_config(config, report), submission=answer.kind, positive=answer.positive)
     split = split_train_validation(comp, config) if config.folds < 2 else None  # fails before a run folder exists
     if resume:
         run_dir = reopen_for_resume(config, report)

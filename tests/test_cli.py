@@ -294,8 +294,9 @@ def test_a_run_being_trained_is_never_replaced(tmp_path):
         (tmp_path / "runs" / "busy" / ".lock").write_text(str(holder.pid))
         result = invoke("train", data, "--runs-dir", tmp_path / "runs", "--name", "busy", "--force", *FAST)
         assert result.exit_code == 2
-        assert result.output.strip() == (f"Error: {tmp_path / 'runs' / 'busy'}: process {holder.pid} is training into "
-                                         "this run; wait for it or stop it first")
+        last = result.output.strip().splitlines()[-1]  # after the progress line that says what will be submitted
+        assert last == (f"Error: {tmp_path / 'runs' / 'busy'}: process {holder.pid} is training into this run; "
+                        "wait for it or stop it first")
         assert (tmp_path / "runs" / "busy" / "run.json").read_text() == '{"written_by": "kit"}'
     finally:
         holder.kill()

@@ -144,10 +144,14 @@ def test_dogs_vs_cats_2013_labels_from_file_names(tmp_path):
     assert set(sub["label"]) <= {"0", "1"}  # the 2013 answer: 1 for dog
 
 
-def test_dogs_vs_cats_redux_with_a_custom_name_pattern(tmp_path):
+def test_dogs_vs_cats_redux_probability_of_dog_with_a_custom_name_pattern(tmp_path):
     data = tmp_path / "redux"
     _dogs_vs_cats(data, "test", "sample_submission.csv")
-    run_to_submission(data, tmp_path, "--label-from-name", r"^(cat|dog)\.", "--label-map", "cat=0,dog=1")
+    refused_before_training(data, tmp_path, "sample_submission.csv: one probability per row, but of which class",
+                            "--positive CLASS", flags=["--label-from-name", r"^(cat|dog)\."])
+    sub = run_to_submission(data, tmp_path, "--label-from-name", r"^(cat|dog)\.", "--positive", "dog")
+    p = sub["label"].astype(float)
+    assert p.between(1e-6, 1 - 1e-6).all() and not set(sub["label"]) <= {"0", "1"}  # P(dog), not hard labels
 
 
 def test_dogs_vs_cats_train_folder_is_never_a_class(tmp_path):
@@ -194,7 +198,8 @@ def test_aerial_cactus_ids_with_extensions(tmp_path):
     data = tmp_path / "aerial-cactus-identification"
     _cactus(data, zipped=False)
     sub = run_to_submission(data, tmp_path)
-    assert set(sub["has_cactus"]) <= {"0", "1"}
+    assert sub["has_cactus"].astype(float).between(0, 1).all()  # P(has_cactus = 1): the sample's 0.5 asks for it
+    assert not set(sub["has_cactus"]) <= {"0", "1"}
 
 
 def test_aerial_cactus_as_downloaded_train_zip_and_test_zip(tmp_path, monkeypatch):
