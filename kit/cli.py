@@ -90,131 +90,166 @@ def _choice(setting: str) -> click.Choice:
     return click.Choice([str(c) for c in CHOICES[setting] if c not in ("", 0)])
 
 
-READING_OPTIONS = [  # how to read DATA: `kit validate`, `kit train` and `kit run` take them alike
-    click.option("--label-col", help="Label column of the training table, when it is ambiguous."),
-    click.option("--train-csv", help="The training table (inside DATA), when kit does not find it by name."),
-    click.option("--test-csv", help="The test table (inside DATA)."),
-    click.option("--sample", help="The sample submission (inside DATA)."),
-    click.option("--train-images", help="Folder(s) inside DATA holding the training images (A,B to give several)."),
-    click.option("--test-images", help="Folder(s) inside DATA holding the test images (A,B to give several)."),
-    click.option("--label-from-name", metavar="REGEX",
-                 help="The class is in each training file's name: a regular expression with one group."),
-    click.option("--follow-symlinks/--no-follow-symlinks", default=None,
-                 help="Read linked files and folders that lead outside DATA (refused by default)."),
-]
+def _option(section: str, *decls, **attrs) -> click.Option:
+    """A click.Option that knows the heading `--help` lists it under (SectionedCommand)."""
+    option = click.Option(list(decls), **attrs)
+    option.section = section
+    return option
 
 
-def _reading_options(f):
-    for option in reversed(READING_OPTIONS):
-        f = option(f)
-    return f
+def _reading_params() -> list[click.Option]:
+    """How to read DATA: `kit validate`, `kit train` and `kit run` take them alike."""
+    return [
+        _option("Data", "--label-col", help="Label column of the training table, when it is ambiguous."),
+        _option("Data", "--train-csv", help="The training table (inside DATA), when kit does not find it by name."),
+        _option("Data", "--test-csv", help="The test table (inside DATA)."),
+        _option("Data", "--sample", help="The sample submission (inside DATA)."),
+        _option("Data", "--train-images",
+                help="Folder(s) inside DATA holding the training images (A,B to give several)."),
+        _option("Data", "--test-images", help="Folder(s) inside DATA holding the test images (A,B to give several)."),
+        _option("Data", "--label-from-name", metavar="REGEX",
+                help="The class is in each training file's name: a regular expression with one group."),
+        _option("Data", "--follow-symlinks/--no-follow-symlinks", default=None,
+                help="Read linked files and folders that lead outside DATA (refused by default)."),
+    ]
 
 
-# `kit train --help` in sections, so forty options read like a page: each option's section, by its name.
-HELP_SECTIONS = {
-    "Data": ["dataset", "recipe", "config_file", "label_col", "train_csv", "test_csv", "sample", "train_images",
-             "test_images", "label_from_name", "follow_symlinks", "on_bad_image"],
-    "Submission": ["submission", "positive", "clip", "label_map", "output"],
-    "Model": ["model", "image_size", "channels"],
-    "Training": ["epochs", "batch_size", "learning_rate", "optimizer", "validation_split", "seed", "deterministic",
-                 "folds", "group_col", "augment", "early_stopping", "metric", "class_weight", "sampling",
-                 "tensorboard"],
-    "Transfer learning": ["weights", "backbone_file", "trust_model", "fine_tune_epochs", "fine_tune_layers",
-                          "feature_views", "head", "feature_cache"],
-    "Hardware": ["strategy", "mixed_precision", "jit_compile", "cache_dir", "cache_memory_gb"],
-    "Run folder": ["name", "runs_dir", "force", "resume_run", "checkpoint_every"],
-}
+def _data_params() -> list[click.Parameter]:
+    return [
+        click.Argument(["data"], required=False, type=click.Path(file_okay=False)),
+        _option("Data", "--dataset", help="Train on a built-in dataset instead of DATA (see `kit datasets list`)."),
+        _option("Data", "--recipe", help="Start from a published tutorial's settings (see `kit recipes`)."),
+        _option("Data", "--config", "config_file", type=click.Path(dir_okay=False, exists=True),
+                help="TOML/YAML file with defaults (flags override it)."),
+        *_reading_params(),
+        _option("Data", "--on-bad-image", type=_choice("on_bad_image"),
+                help="skip: train without missing/unreadable training images (listed in RUN/skipped.csv)."),
+    ]
+
+
+def _submission_params() -> list[click.Option]:
+    return [
+        _option("Submission", "--submission", type=_choice("submission"),
+                help="What the submission holds; default auto: from the sample (a 0..1 value column on two classes "
+                     "means P(positive))."),
+        _option("Submission", "--positive", metavar="CLASS",
+                help="--submission probability: the class whose probability is written (default: the one the "
+                     "sample names, or 1/true/yes)."),
+        _option("Submission", "--clip", type=float,
+                help="Probabilities are written within CLIP..1-CLIP. Default 1e-6."),
+        _option("Submission", "--label-map", metavar="CLASS=VALUE,…",
+                help="What the submission writes for each class, e.g. cat=0,dog=1."),
+    ]
+
+
+def _model_params() -> list[click.Option]:
+    return [
+        _option("Model", "--model", help="Model name (see `kit models`). Default: baseline."),
+        _option("Model", "--image-size", type=int, help="Square input size; default from the data (28..224)."),
+        _option("Model", "--channels", type=click.Choice(["1", "3"]),
+                help="1 (grayscale) or 3 (RGB); default from data."),
+    ]
+
+
+def _fitting_params() -> list[click.Option]:
+    return [
+        _option("Training", "--epochs", type=int, help="Default 10."),
+        _option("Training", "--batch-size", type=int, help="Default 64."),
+        _option("Training", "--learning-rate", type=float, help="Default: the model's own."),
+        _option("Training", "--optimizer", type=_choice("optimizer"), help="Default: the model's own."),
+        _option("Training", "--validation-split", type=float, help="Fraction held out, stratified. Default 0.2."),
+        _option("Training", "--seed", type=int, help="Default 42."),
+        _option("Training", "--deterministic/--no-deterministic", default=None,
+                help="Seeded, deterministic TensorFlow ops (reruns give identical weights on CPU)."),
+        _option("Training", "--folds", type=int,
+                help="K-fold: K models, out-of-fold predictions and score. Default off."),
+        _option("Training", "--group-col", help="K-fold: rows sharing this training-table column stay in one fold."),
+        _option("Training", "--augment", type=_choice("augment"),
+                help="Default auto: none for models trained from scratch, light for backbones."),
+        _option("Training", "--early-stopping", type=int,
+                help="Stop after N epochs without improvement. Default off."),
+        _option("Training", "--metric", type=_choice("metric"),
+                help="Picks the best epoch (and is reported). Default accuracy."),
+        _option("Training", "--class-weight", type=_choice("class_weight"),
+                help="balanced: weight the loss by inverse class frequency."),
+        _option("Training", "--sampling", type=_choice("sampling"), help="balanced: draw every class equally often."),
+        _option("Training", "--tensorboard/--no-tensorboard", default=None,
+                help="Write TensorBoard logs to RUN/tensorboard."),
+    ]
+
+
+def _transfer_params() -> list[click.Option]:
+    return [
+        _option("Transfer learning", "--weights", help="Backbones: imagenet (default), none, or a weights file."),
+        _option("Transfer learning", "--backbone-file", type=click.Path(dir_okay=False, exists=True),
+                help="Your own .keras feature extractor (raw RGB 0-255 in); kit adds the head."),
+        _option("Transfer learning", "--trust-model", metavar="SHA256",
+                help="Load --backbone-file only if its sha256 is this (a model file can run code)."),
+        _option("Transfer learning", "--fine-tune-epochs", type=int,
+                help="Backbones: epochs with the top layers unfrozen. Default 3."),
+        _option("Transfer learning", "--fine-tune-layers", type=int,
+                help="Backbones: how many top layers to unfreeze. Default 30."),
+        _option("Transfer learning", "--feature-views", type=int,
+                help="Backbones: augmented views per image in the cached phase."),
+        _option("Transfer learning", "--head", type=_choice("head"),
+                help="Backbones: pool (default: global pooling + dropout + dense) or flatten (the flowers "
+                     "tutorial's Flatten + dense)."),
+        _option("Transfer learning", "--feature-cache/--no-feature-cache", default=None,
+                help="Backbones: train the frozen phase on cached features (default on)."),
+    ]
+
+
+def _hardware_params() -> list[click.Option]:
+    return [
+        _option("Hardware", "--strategy", type=_choice("strategy"),
+                help="tf.distribute strategy. Default auto (MirroredStrategy on >1 GPU)."),
+        _option("Hardware", "--mixed-precision", type=_choice("mixed_precision"),
+                help="float16 compute; auto = on GPUs with compute capability >= 7."),
+        _option("Hardware", "--jit-compile/--no-jit-compile", default=None, help="XLA-compile the training step."),
+        _option("Hardware", "--cache-dir", type=click.Path(file_okay=False),
+                help="Keep decoded images on disk here (reused by later runs) instead of in memory."),
+        _option("Hardware", "--cache-memory-gb", type=float,
+                help="Decoded images beyond this size are cached on disk. Default 2."),
+    ]
+
+
+def _run_folder_params() -> list[click.Option]:
+    return [
+        _option("Run folder", "--name", help="Run name. Default: timestamp + model."),
+        _option("Run folder", "--runs-dir", type=click.Path(file_okay=False), help="Where runs go. Default ./runs."),
+        _option("Run folder", "--force", is_flag=True, help="Replace an existing run of the same name."),
+        _option("Run folder", "--resume", "resume_run", type=click.Path(file_okay=False, exists=True),
+                help="Continue an interrupted run folder from its last checkpoint (same data and settings)."),
+        _option("Run folder", "--checkpoint-every", type=int,
+                help="Also checkpoint every N batches (always at each epoch's end). Default off."),
+    ]
+
+
+TRAINING_PARAMS = (_data_params, _submission_params, _model_params, _fitting_params, _transfer_params,
+                   _hardware_params, _run_folder_params)  # `kit train`'s, and `kit run`'s; None means "not given"
+
+
+def _with_params(*factories):
+    """Add the parameters the factories make (fresh for each command) to a command, in their order."""
+    def decorate(f):
+        params = [p for make in factories for p in make()]
+        f.__click_params__ = getattr(f, "__click_params__", []) + params[::-1]  # Click reverses what it collects
+        return f
+    return decorate
 
 
 class SectionedCommand(click.Command):
-    """A command whose options are listed under HELP_SECTIONS' headings (the rest under "Other")."""
+    """A command whose options `--help` lists under their sections' headings (the rest under "Other")."""
 
     def format_options(self, ctx, formatter):
-        rows = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx) if isinstance(p, click.Option)}
-        placed = {name for names in HELP_SECTIONS.values() for name in names}
-        sections = [*HELP_SECTIONS.items(), ("Other", [n for n in rows if n not in placed])]
-        for title, names in sections:
-            records = [rows[n] for n in names if rows.get(n)]
-            if records:
-                with formatter.section(title):
-                    formatter.write_dl(records)
-
-
-def _training_options(f):
-    """Every option of `kit train` (also accepted by `kit run`); None means "not given"."""
-    options = [
-        click.argument("data", required=False, type=click.Path(file_okay=False)),
-        click.option("--dataset", help="Train on a built-in dataset instead of DATA (see `kit datasets list`)."),
-        click.option("--recipe", help="Start from a published tutorial's settings (see `kit recipes`)."),
-        click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
-                     help="TOML/YAML file with defaults (flags override it)."),
-        click.option("--model", help="Model name (see `kit models`). Default: baseline."),
-        click.option("--image-size", type=int, help="Square input size; default from the data (28..224)."),
-        click.option("--channels", type=click.Choice(["1", "3"]), help="1 (grayscale) or 3 (RGB); default from data."),
-        click.option("--epochs", type=int, help="Default 10."),
-        click.option("--batch-size", type=int, help="Default 64."),
-        click.option("--learning-rate", type=float, help="Default: the model's own."),
-        click.option("--optimizer", type=_choice("optimizer"), help="Default: the model's own."),
-        click.option("--validation-split", type=float, help="Fraction held out, stratified. Default 0.2."),
-        click.option("--seed", type=int, help="Default 42."),
-        click.option("--deterministic/--no-deterministic", default=None,
-                     help="Seeded, deterministic TensorFlow ops (reruns give identical weights on CPU)."),
-        click.option("--folds", type=int, help="K-fold: K models, out-of-fold predictions and score. Default off."),
-        click.option("--group-col", help="K-fold: rows sharing this training-table column stay in one fold."),
-        click.option("--augment", type=_choice("augment"),
-                     help="Default auto: none for models trained from scratch, light for backbones."),
-        click.option("--early-stopping", type=int, help="Stop after N epochs without improvement. Default off."),
-        click.option("--metric", type=_choice("metric"),
-                     help="Picks the best epoch (and is reported). Default accuracy."),
-        click.option("--class-weight", type=_choice("class_weight"),
-                     help="balanced: weight the loss by inverse class frequency."),
-        click.option("--sampling", type=_choice("sampling"),
-                     help="balanced: draw every class equally often."),
-        click.option("--tensorboard/--no-tensorboard", default=None, help="Write TensorBoard logs to RUN/tensorboard."),
-        click.option("--resume", "resume_run", type=click.Path(file_okay=False, exists=True),
-                     help="Continue an interrupted run folder from its last checkpoint (same data and settings)."),
-        click.option("--cache-dir", type=click.Path(file_okay=False),
-                     help="Keep decoded images on disk here (reused by later runs) instead of in memory."),
-        click.option("--cache-memory-gb", type=float,
-                     help="Decoded images beyond this size are cached on disk. Default 2."),
-        click.option("--checkpoint-every", type=int,
-                     help="Also checkpoint every N batches (always at each epoch's end). Default off."),
-        click.option("--on-bad-image", type=_choice("on_bad_image"),
-                     help="skip: train without missing/unreadable training images (listed in RUN/skipped.csv)."),
-        click.option("--weights", help="Backbones: imagenet (default), none, or a weights file."),
-        click.option("--backbone-file", type=click.Path(dir_okay=False, exists=True),
-                     help="Your own .keras feature extractor (raw RGB 0-255 in); kit adds the head."),
-        click.option("--trust-model", metavar="SHA256",
-                     help="Load --backbone-file only if its sha256 is this (a model file can run code)."),
-        click.option("--fine-tune-epochs", type=int, help="Backbones: epochs with the top layers unfrozen. Default 3."),
-        click.option("--fine-tune-layers", type=int, help="Backbones: how many top layers to unfreeze. Default 30."),
-        click.option("--feature-views", type=int, help="Backbones: augmented views per image in the cached phase."),
-        click.option("--head", type=_choice("head"),
-                     help="Backbones: pool (default: global pooling + dropout + dense) or flatten (the flowers "
-                          "tutorial's Flatten + dense)."),
-        click.option("--feature-cache/--no-feature-cache", default=None,
-                     help="Backbones: train the frozen phase on cached features (default on)."),
-        click.option("--strategy", type=_choice("strategy"),
-                     help="tf.distribute strategy. Default auto (MirroredStrategy on >1 GPU)."),
-        click.option("--mixed-precision", type=_choice("mixed_precision"),
-                     help="float16 compute; auto = on GPUs with compute capability >= 7."),
-        click.option("--jit-compile/--no-jit-compile", default=None, help="XLA-compile the training step."),
-        *READING_OPTIONS,
-        click.option("--label-map", metavar="CLASS=VALUE,…",
-                     help="What the submission writes for each class, e.g. cat=0,dog=1."),
-        click.option("--submission", type=_choice("submission"),
-                     help="What the submission holds; default auto: from the sample (a 0..1 value column on two "
-                          "classes means P(positive))."),
-        click.option("--positive", metavar="CLASS", help="--submission probability: the class whose probability is "
-                                                         "written (default: the one the sample names, or 1/true/yes)."),
-        click.option("--clip", type=float, help="Probabilities are written within CLIP..1-CLIP. Default 1e-6."),
-        click.option("--name", help="Run name. Default: timestamp + model."),
-        click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs go. Default ./runs."),
-        click.option("--force", is_flag=True, help="Replace an existing run of the same name."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+        sections: dict[str, list] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record:
+                sections.setdefault(getattr(param, "section", "Other"), []).append(record)
+        for title in sorted(sections, key=lambda t: t == "Other"):  # "Other" (help) last, the rest as declared
+            with formatter.section(title):
+                formatter.write_dl(sections[title])
 
 
 def _settings(data, config_file, flags: dict):
@@ -272,7 +307,7 @@ def _print_train_result(result, command: str = "train"):
 
 @cli.command()
 @click.argument("data", type=click.Path(file_okay=False))
-@_reading_options
+@_with_params(_reading_params)
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write a machine-readable report.")
 @click.option("--strict", is_flag=True, help="Exit 1 when there are warnings (errors always exit 2).")
 @click.option("--force", is_flag=True, help="Replace a --json report kit wrote before.")
@@ -310,7 +345,7 @@ def validate(data, json_file, strict, force, **reading):
 
 
 @cli.command(cls=SectionedCommand)
-@_training_options
+@_with_params(*TRAINING_PARAMS)
 def train(data, config_file, force, **flags):
     """Train one model on DATA into runs/NAME/.
 
@@ -326,8 +361,8 @@ def train(data, config_file, force, **flags):
 
 
 @cli.command(cls=SectionedCommand)
-@_training_options
-@click.option("--output", type=click.Path(dir_okay=False), help="Submission path. Default RUN/submission.csv.")
+@_with_params(*TRAINING_PARAMS, lambda: [_option("Submission", "--output", type=click.Path(dir_okay=False),
+                                                 help="Submission path. Default RUN/submission.csv.")])
 def run(data, config_file, force, output, **flags):
     """Validate, train, write submission.csv and the report, in one go.
 

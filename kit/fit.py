@@ -62,6 +62,7 @@ class Plan:
     batch_size: int  # global: --batch-size per replica × replicas
     steps: int  # per epoch
     train_labels: pd.Series
+    val_labels: pd.Series
     val_ds: object
     train_cache: bool | str
     class_weight: dict | None
@@ -186,7 +187,7 @@ def make_plan(config: Config, class_names: list[str], train_df: pd.DataFrame, va
     # Keras' progress goes where kit's does (stderr: stdout keeps only results); none with --quiet.
     verbose = 0 if getattr(log, "quiet", False) else 1 if sys.stderr.isatty() else 2
     return Plan(config, class_names, train_df, val_df, run_dir, strategy, batch_size,
-                -(-len(train_df) // batch_size), train_labels, val_ds, train_cache, class_weight, verbose)
+                -(-len(train_df) // batch_size), train_labels, val_labels, val_ds, train_cache, class_weight, verbose)
 
 
 def _caches(config: Config, train_df: pd.DataFrame, val_df: pd.DataFrame, log) -> tuple:
@@ -229,9 +230,7 @@ def fit_scratch(plan: Plan, progress: Progress, interrupt: Interrupt, checkpoint
 
 
 def _watched(plan: Plan, target, checkpointer: Checkpointer) -> Watched:
-    index = {name: i for i, name in enumerate(plan.class_names)}
-    return Watched(plan.run_dir, plan.config, target, (plan.val_ds, plan.val_df["label"].map(index).to_numpy()),
-                   checkpointer)
+    return Watched(plan.run_dir, plan.config, target, (plan.val_ds, plan.val_labels.to_numpy()), checkpointer)
 
 
 def fit_from(model, progress: Progress, epochs: int, steps: int, train_stream, callbacks, fit: dict) -> None:
