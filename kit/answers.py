@@ -1,46 +1,97 @@
-"""What a submission holds, decided from the sample submission before training: one label per row, one
-probability per class, or — for a binary target scored by AUC or log loss — one probability, P(positive class).
+"""What a submission holds, decided from the sample submission (and the training labels) before training: one
+label per row, one probability per class, one probability P(positive) for a binary target, the k most probable
+classes (top-k, scored by MAP@k), or multi-label tags.
 
-A sample with a single value column of numbers within 0..1 on a two-class problem asks for a probability (Aerial
-Cactus' 0.5, Histopathologic Cancer Detection's 0); the positive class is the one the sample names (a header
-equal to a class), or the one that means yes (1, true, yes), or --positive CLASS. --submission overrides the
-decision; --label-map asks for labels.
+- Tags: the training labels are tags separated by spaces, | or ; that recur across rows (Planet's "haze primary
+  road"); kit.data finds them when it reads the table, so the classes are the tags.
+- Top-k: the sample's single value column holds k space-separated guesses in every row (Humpback's five ids).
+- Probability: a two-class target whose sample holds numbers within 0..1 (Aerial Cactus' 0.5, Histopathologic's
+  0); the positive class is the one the sample names (a header equal to a class), the one that means yes (1,
+  true, yes), or --positive CLASS.
+- Probabilities: the sample has one column per class after the id.
+--submission overrides the decision; --label-map asks for labels. The metric defaults to the one competitions
+score that answer with (kit.metrics).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from .config import Config
+from .data import split_tags
 from .errors import ConfigError, DataError
+from .metrics import TAG_METRICS, map_k
 
 YES = ("1", "true", "yes", "y", "positive", "pos")
+DEFAULT_TOP_K = 5
 
 
 @dataclass(frozen=True)
 class Answer:
-    kind: str  # "label", "probabilities" (one column per class) or "probability" (P(positive), binary)
-    positive: str = ""  # the class whose probability a "probability" answer holds
+    kind: str  # "label", "probabilities", "probability", "top-k" or "tags"
+    positive: str = ""  # "probability": the class whose probability is written
+    k: int = 0  # "top-k": guesses per row
+    separator: str = ""  # "tags": what separates tags, in the training labels and the submission
+    unknown: str = ""  # "top-k": the class that stands for "none of these" (Humpback's new_whale), or ""
 
     def describe(self) -> str:
         return {"label": "one label per row", "probabilities": "one probability per class",
-                "probability": f"one probability per row, P({self.positive})"}[self.kind]
+                "probability": f"one probability per row, P({self.positive})",
+                "top-k": f"the {self.k} most probable classes per row"
+                         + (f", {self.unknown} placed by a threshold tuned on validation" if self.unknown else ""),
+                "tags": "the tags above per-tag thresholds tuned on validation"}[self.kind]
+
+    def default_metric(self) -> str:
+        return {"probability": "auc", "probabilities": "log_loss", "top-k": f"map@{self.k}",
+                "tags": "f1"}.get(self.kind, "accuracy")
 
 
-def decide_answer(sample: pd.DataFrame | None, class_names: list[str], config: Config, sample_name: str = ""
-                  ) -> Answer:
-    """The answer kind for this competition (see the module's docstring); refused with one line when the sample
-    and the classes do not fit it."""
-    kind = config.submission if config.submission != "auto" else _kind_from_sample(sample, class_names, config)
+def decide_answer(sample: pd.DataFrame | None, class_names: list[str], config: Config, sample_name: str = "",
+                  separator: str = "") -> Answer:
+    """The answer kind for this competition (see the module's docstring); refused with one line when the sample,
+    the classes and the metric do not fit it. `separator`: the training labels' tag separator ('' = not tags)."""
+    kind = config.submission if config.submission != "auto" else \
+        "tags" if separator else _kind_from_sample(sample, class_names, config)
+    if kind == "tags" and not separator:
+        raise ConfigError("--submission tags: the training labels hold one class each, not tags separated by "
+                          "spaces, | or ;")
+    if kind != "tags" and separator:
+        raise ConfigError(f"--submission {kind}: the training labels are tags; use --submission tags")
     if kind == "probability":
         if len(class_names) != 2:
             raise ConfigError(f"--submission probability: needs two classes, the data has {len(class_names)}")
-        return Answer(kind, _positive(sample, class_names, config, sample_name))
-    if kind == "probabilities" and sample is not None and set(sample.columns[1:]) != set(class_names):
-        raise ConfigError("--submission probabilities: the sample needs one column per class after the id")
-    return Answer(kind)
+        answer = Answer(kind, _positive(sample, class_names, config, sample_name))
+    elif kind == "top-k":
+        spaced = [c for c in class_names if len(c.split()) != 1]
+        if spaced:
+            raise ConfigError(f"--submission top-k: class names hold spaces ('{spaced[0]}'), so space-separated "
+                              "guesses could not be told apart")
+        answer = Answer(kind, k=_guesses_per_row(sample) or map_k(config.metric) or DEFAULT_TOP_K,
+                        unknown=_unknown(config, class_names))
+    else:
+        if kind == "probabilities" and sample is not None and set(sample.columns[1:]) != set(class_names):
+            raise ConfigError("--submission probabilities: the sample needs one column per class after the id")
+        answer = Answer(kind, separator=separator)
+    check_metric_fits(answer, config.metric if config.metric != "auto" else answer.default_metric())
+    if config.unknown_class and kind != "top-k":
+        raise ConfigError(f"--unknown-class {config.unknown_class}: only for top-k answers (several guesses per row)")
+    return answer
+
+
+def check_metric_fits(answer: Answer, metric: str) -> None:
+    if metric in TAG_METRICS and answer.kind != "tags":
+        raise ConfigError(f"--metric {metric}: scores tags (multi-label); this competition's answer is "
+                          f"{answer.describe()}; use f1_macro for one label per row")
+    if answer.kind == "tags" and metric not in (*TAG_METRICS, "log_loss"):
+        raise ConfigError(f"--metric {metric}: the answers are tags; use f1, f2 or log_loss")
+    if metric == "auc" and answer.kind != "probability":
+        raise ConfigError(f"--metric auc: scores one probability per row of a two-class target; this competition's "
+                          f"answer is {answer.describe()}")
+    if map_k(metric) and answer.kind == "top-k" and map_k(metric) > answer.k:
+        raise ConfigError(f"--metric {metric}: the submission holds {answer.k} guesses per row")
 
 
 def _kind_from_sample(sample: pd.DataFrame | None, class_names: list[str], config: Config) -> str:
@@ -48,9 +99,27 @@ def _kind_from_sample(sample: pd.DataFrame | None, class_names: list[str], confi
         return "label"
     if len(sample.columns) > 2:
         return "probabilities"
+    if len(sample.columns) == 2 and _guesses_per_row(sample) and len(class_names) > _guesses_per_row(sample) and \
+            all(len(c.split()) == 1 for c in class_names):
+        return "top-k"
     if len(class_names) == 2 and len(sample.columns) == 2 and are_probabilities(sample.iloc[:, 1]):
         return "probability"
     return "label"
+
+
+def _guesses_per_row(sample: pd.DataFrame | None) -> int:
+    """k when every filled row of the sample's one value column holds k ≥ 2 space-separated guesses, else 0."""
+    if sample is None or len(sample.columns) != 2:
+        return 0
+    values = sample.iloc[:, 1].astype(str).str.strip()
+    counts = values[values != ""].str.split().str.len()
+    return int(counts.iloc[0]) if len(counts) and counts.iloc[0] >= 2 and (counts == counts.iloc[0]).all() else 0
+
+
+def _unknown(config: Config, class_names: list[str]) -> str:
+    if config.unknown_class and config.unknown_class not in class_names:
+        raise ConfigError(f"--unknown-class {config.unknown_class}: not a class of the training labels")
+    return config.unknown_class
 
 
 def are_probabilities(values: pd.Series) -> bool:
@@ -73,3 +142,28 @@ def _positive(sample: pd.DataFrame | None, class_names: list[str], config: Confi
         return yes[0]
     raise DataError(f"{sample_name or 'the sample submission'}: one probability per row, but of which class "
                     f"({' or '.join(class_names)})? pass --positive CLASS (or --submission label for labels)")
+
+
+def encode_labels(labels, class_names: list[str], separator: str = "") -> np.ndarray:
+    """Training targets: class indices (int32; -1 for a label that is not a class), or for tags a 0/1 float32
+    matrix with one column per tag."""
+    index = {c: i for i, c in enumerate(class_names)}
+    if not separator:
+        return np.asarray([index.get(label, -1) for label in labels], dtype=np.int32)
+    matrix = np.zeros((len(labels), len(class_names)), np.float32)
+    for row, label in enumerate(labels):
+        for tag in split_tags(label, separator):
+            if tag in index:
+                matrix[row, index[tag]] = 1.0
+    return matrix
+
+
+def tag_separator_of(config: Config) -> str:
+    """The run's tag separator ('' unless its answers are tags)."""
+    return (config.tag_separator or " ") if config.submission == "tags" else ""
+
+
+def metric_context(config: Config, class_names: list[str]) -> dict:
+    """The class indices a metric needs: the positive class (auc) and the unknown class (map@K)."""
+    index = {c: i for i, c in enumerate(class_names)}
+    return {"positive": index.get(config.positive), "unknown": index.get(config.unknown_class)}

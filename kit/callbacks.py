@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoints import read_progress, restore_checkpoint, save_checkpoint
+from .answers import metric_context
 from .config import Config
 from .errors import ConfigError
+from .metrics import evaluate, lower_is_better
 from .quiet import keras
 from .runs import MODEL_FILE, TENSORBOARD_DIR, save_model, write_history
 
@@ -94,23 +96,25 @@ class Watched:
     run_dir: Path
     config: Config
     target: object  # the full model to save (the head may be what is fit)
-    validation: tuple  # (validation dataset, its labels), for f1_macro
+    validation: tuple  # (what the fitted model takes for the validation split, its labels)
     checkpointer: Checkpointer
+    class_names: list[str]
 
 
-def epoch_score(config: Config, logs: dict, target, validation) -> float:
-    """The score that picks the best epoch: accuracy, minus the validation loss, or macro F1 (computed from the
-    full model's validation predictions and added to the logs)."""
-    if config.metric == "log_loss":
+def epoch_score(watched: Watched, logs: dict, model) -> float:
+    """The score that picks the best epoch: the competition's metric on the validation split, higher is better
+    (minus a loss). Accuracy and log loss are Keras' own validation numbers; any other metric predicts the split
+    with the model being fit and is added to the logs (val_auc, val_map@5, val_f2)."""
+    metric = watched.config.metric
+    if metric == "accuracy" and "val_accuracy" in logs:
+        return logs["val_accuracy"]
+    if metric == "log_loss":  # Keras' validation loss is the log loss (per tag for multi-label)
         return -logs.get("val_loss", np.inf)
-    if config.metric == "f1_macro":
-        from sklearn.metrics import f1_score
-
-        val_ds, val_labels = validation
-        score = f1_score(val_labels, np.asarray(target.predict(val_ds, verbose=0)).argmax(1), average="macro")
-        logs["val_f1_macro"] = score
-        return score
-    return logs.get("val_accuracy", -np.inf)
+    inputs, labels = watched.validation
+    probs = np.asarray(model.predict(inputs, verbose=0), dtype=np.float64)
+    value, _ = evaluate(metric, labels, probs, **metric_context(watched.config, watched.class_names))
+    logs[f"val_{metric}"] = value
+    return -value if lower_is_better(metric) else value
 
 
 class BatchWatch(keras.callbacks.Callback):
@@ -162,7 +166,7 @@ class EpochRecord(keras.callbacks.Callback):
         if p.partial_epoch:  # stopped inside the epoch: its checkpoint is saved, nothing else counts
             return
         logs = dict(logs or {})
-        score = epoch_score(w.config, logs, w.target, w.validation)
+        score = epoch_score(w, logs, self.model)
         lr = self.model.optimizer.learning_rate
         p.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"},
                        "learning_rate": float(lr.numpy() if hasattr(lr, "numpy") else lr),

@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import SCORE_METRICS
 from .errors import KitError, image_error_in, one_line, os_error_line
 
 
@@ -90,6 +89,15 @@ def _choice(setting: str) -> click.Choice:
     return click.Choice([str(c) for c in CHOICES[setting] if c not in ("", 0)])
 
 
+def _metric_option(ctx, param, value):
+    from .metrics import check_metric
+
+    try:
+        return check_metric(value) if value is not None else None
+    except KitError as e:
+        raise click.BadParameter(str(e).split(": ", 1)[-1]) from None
+
+
 def _option(section: str, *decls, **attrs) -> click.Option:
     """A click.Option that knows the heading `--help` lists it under (SectionedCommand)."""
     option = click.Option(list(decls), **attrs)
@@ -130,8 +138,13 @@ def _data_params() -> list[click.Parameter]:
 def _submission_params() -> list[click.Option]:
     return [
         _option("Submission", "--submission", type=_choice("submission"),
-                help="What the submission holds; default auto: from the sample (a 0..1 value column on two classes "
-                     "means P(positive))."),
+                help="What the submission holds; default auto: from the sample and the labels (a 0..1 value column "
+                     "on two classes means P(positive), k guesses per row top-k, tags in the labels tags)."),
+        _option("Submission", "--multi-label", is_flag=True, default=None,
+                help="The labels are tags (space, | or ; separated): the same as --submission tags."),
+        _option("Submission", "--unknown-class", metavar="CLASS",
+                help="Top-k: the class meaning none of these (e.g. new_whale), placed where the top probability "
+                     "is below a threshold tuned on validation."),
         _option("Submission", "--positive", metavar="CLASS",
                 help="--submission probability: the class whose probability is written (default: the one the "
                      "sample names, or 1/true/yes)."),
@@ -168,8 +181,10 @@ def _fitting_params() -> list[click.Option]:
                 help="Default auto: none for models trained from scratch, light for backbones."),
         _option("Training", "--early-stopping", type=int,
                 help="Stop after N epochs without improvement. Default off."),
-        _option("Training", "--metric", type=_choice("metric"),
-                help="Picks the best epoch (and is reported). Default accuracy."),
+        _option("Training", "--metric", callback=_metric_option,
+                help="The competition's metric: accuracy, f1_macro, log_loss, auc, map@K, f1 or f2 (tags); picks "
+                     "the best epoch and is reported. Default: from the answer kind (auc for P(positive), "
+                     "log_loss for one probability per class, map@K for top-k, f1 for tags, else accuracy)."),
         _option("Training", "--class-weight", type=_choice("class_weight"),
                 help="balanced: weight the loss by inverse class frequency."),
         _option("Training", "--sampling", type=_choice("sampling"), help="balanced: draw every class equally often."),
@@ -262,7 +277,7 @@ def _settings(data, config_file, flags: dict):
 @click.argument("runs_dir", metavar="[DIR]", default="runs", type=click.Path(file_okay=False))
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
 def runs_table(runs_dir, as_csv):
-    """A leaderboard of your runs, best validation accuracy first.
+    """A leaderboard of your runs: by metric, the best validation score first.
 
     \b
     Example:
@@ -282,8 +297,8 @@ def runs_table(runs_dir, as_csv):
     if not rows:
         click.echo(f"No runs in {runs_dir}/")
         return
-    cells = [[str(r[c]) if c != "val_accuracy" or r[c] is None else f"{r[c]:.4f}" for c in RUN_TABLE_COLUMNS]
-             for r in rows]
+    cells = [[f"{r[c]:.4f}" if c in ("score", "val_accuracy") and r[c] is not None else str(r[c])
+              for c in RUN_TABLE_COLUMNS] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(RUN_TABLE_COLUMNS)]
     for row in [RUN_TABLE_COLUMNS] + cells:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
@@ -295,8 +310,9 @@ def _print_train_result(result, command: str = "train"):
     if m.get("worker"):  # a non-chief worker of a multi-machine run: the chief evaluates and writes the run
         click.echo(f"Worker done after {m['epochs_run']} epoch(s); worker 0 writes the run folder and its results")
         return
-    click.echo(f"Validation accuracy {m['val_accuracy']:.4f} (loss {m['val_loss']:.4f}) after {m['epochs_run']} "
-               f"epoch(s) in {m['train_seconds']:.0f} s")
+    scored = f"Validation {m['metric']} {m['val_score']:.4f}, " if m.get("metric", "accuracy") != "accuracy" else ""
+    click.echo(f"{scored}{'accuracy' if scored else 'Validation accuracy'} {m['val_accuracy']:.4f} (loss "
+               f"{m['val_loss']:.4f}) after {m['epochs_run']} epoch(s) in {m['train_seconds']:.0f} s")
     click.echo(f"Run folder: {result.run_dir}")
     if result.interrupted:
         from .resume import resume_hint
@@ -370,6 +386,7 @@ def run(data, config_file, force, output, **flags):
     Example:
       kit run sample_data
     """
+    from .runs import REPORT_HTML
     from .submission import make_submission as write
     from .training import train as train_run
 
@@ -391,8 +408,10 @@ def run(data, config_file, force, output, **flags):
     if answers:  # a built-in dataset, or a labelled test table: the held-out answers are known
         from .submission import score_submission
 
-        click.echo(f"Held-out test accuracy: {score_submission(sub.path, answers):.4f} (against {answers})")
-    click.echo(f"Report: {result.run_dir / 'classification_report.txt'}, confusion_matrix.png, curves.png")
+        metric = result.config.metric
+        value = score_submission(sub.path, answers, metric, result.config.positive)
+        click.echo(f"Held-out test {metric}: {value:.4f} (against {answers})")
+    click.echo(f"Report: {result.run_dir / REPORT_HTML}")
 
 
 @cli.command()
@@ -645,8 +664,9 @@ def new(out_dir, template, force):
 @cli.command()
 @click.argument("submission", type=click.Path(dir_okay=False, exists=True))
 @click.argument("answers", type=click.Path(dir_okay=False, exists=True))
-@click.option("--metric", type=click.Choice(SCORE_METRICS), default="accuracy",
-              show_default=True)
+@click.option("--metric", default="accuracy", show_default=True, callback=_metric_option,
+              help="accuracy, f1_macro, log_loss, auc, map@K (top-k guesses) or f1/f2 (mean F-beta over rows of "
+                   "tags).")
 @click.option("--positive", default="", help="auc/log loss of one probability per row: the answer value it is the "
                                              "probability of (default 1, true or yes).")
 def score(submission, answers, metric, positive):

@@ -11,14 +11,12 @@ from pathlib import Path
 import tomllib
 
 from .errors import ConfigError
+from .metrics import check_metric
 
 AUGMENT_LEVELS = ("auto", "none", "light", "strong", "shift-vflip")
-METRICS = ("accuracy", "f1_macro", "log_loss")  # what picks the best epoch
-SCORE_METRICS = (*METRICS, "auc")  # what kit score computes
 # Each setting's allowed values, spelled once: Click's choices and Config.validate both read them.
 CHOICES = {
     "augment": AUGMENT_LEVELS,
-    "metric": METRICS,
     "optimizer": ("", "adamw", "adam", "sgd"),
     "class_weight": ("none", "balanced"),
     "sampling": ("none", "balanced"),
@@ -27,7 +25,7 @@ CHOICES = {
     "strategy": ("auto", "mirrored", "multiworker", "tpu", "none"),
     "mixed_precision": ("auto", "on", "off"),
     "channels": (0, 1, 3),
-    "submission": ("auto", "label", "probability", "probabilities"),
+    "submission": ("auto", "label", "probability", "probabilities", "top-k", "tags"),
 }
 # Inclusive bounds of the numeric settings (validation_split and image_size have their own rules below).
 RANGES = {
@@ -107,7 +105,7 @@ class Config:
     deterministic: bool = False  # TensorFlow op determinism: bit-identical reruns on CPU, slower
     augment: str = "auto"  # auto = none from scratch, light for backbones (resolve_augment, above)
     early_stopping: int = 0  # patience in epochs; 0 = off
-    metric: str = "accuracy"  # picks the best epoch: accuracy | f1_macro | log_loss
+    metric: str = "auto"  # the competition's metric (kit.metrics): picks the best epoch; auto = from the answer kind
     class_weight: str = "none"  # none | balanced (loss weighted by inverse class frequency)
     sampling: str = "none"  # none | balanced (every class drawn equally often)
     tensorboard: bool = False  # TensorBoard logs in RUN/tensorboard
@@ -135,7 +133,9 @@ class Config:
     sample: str = ""
     label_from_name: str = ""  # regular expression, one group: the class in each training file's name
     label_map: str = ""  # cat=0,dog=1: what the submission writes for each class
-    submission: str = "auto"  # auto (from the sample, kit.answers) | label | probability | probabilities
+    submission: str = "auto"  # auto (from the sample, kit.answers) | label | probability | probabilities | top-k | tags
+    tag_separator: str = ""  # tags: what separates them in the labels (found when the table is read)
+    unknown_class: str = ""  # top-k: the class meaning "none of these" (new_whale), placed by a tuned threshold
     positive: str = ""  # --submission probability: the class whose probability is written (default: from the sample)
     clip: float = 1e-6  # probabilities are written within clip..1-clip (log loss punishes exact 0 and 1 without end)
     train_images: str = ""  # folders inside the data folder, comma-separated
@@ -167,6 +167,7 @@ class Config:
             raise ConfigError(f"--image-size {self.image_size}: expected 8..1024 (or 0: from the data)")
         if self.folds == 1:
             raise ConfigError(f"--folds {self.folds}: expected 0 (one split) or at least 2")
+        check_metric(self.metric)
         if self.name:
             check_run_name(self.name)
         parse_label_map(self.label_map)

@@ -73,6 +73,7 @@ class Competition:
     problems: list[Problem] = field(default_factory=list)
     raw_labels: pd.Series | None = None  # labels as written (before stripping spaces), for reporting
     unlisted_images: list[str] = field(default_factory=list)  # image files in the used folders that no table lists
+    tag_separator: str = ""  # multi-label: what separates the tags in a label (class_names are then the tags)
 
     @property
     def submission_columns(self) -> list[str]:
@@ -411,6 +412,8 @@ class ReadOptions:
     test_images: tuple[str, ...] = ()
     label_from_name: str = ""  # a regular expression whose one group is the class, matched against file names
     follow_symlinks: bool = False
+    submission: str = "auto"  # auto: labels that are tags are read as tags; tags: they must be; else: never
+    tag_separator: str = ""  # a run's recorded tag separator (its tags are read with it)
 
     @classmethod
     def of(cls, settings) -> "ReadOptions":
@@ -452,12 +455,55 @@ def _read_csv_layout(root: Path, tables: dict[str, Path | None], options: ReadOp
         test_paths, test_folders = _resolve_ids(root, source, test_id_col, test_name, "test", problems, options)
         test_df = pd.DataFrame({"id": source[test_id_col], "path": test_paths, "row": table_lines(source)})
         folders += test_folders
-    class_names = sorted(set(lab for lab in labels if lab))
+    separator = options.tag_separator if options.submission == "tags" and options.tag_separator else \
+        tag_separator(labels, options.submission or "auto")
+    class_names = sorted({t for lab in labels for t in split_tags(lab, separator)} if separator else
+                         {lab for lab in labels if lab})
     return Competition(root=root, layout="csv", train=train_df, test=test_df, validation=None, class_names=class_names,
+                       tag_separator=separator,
                        id_col=id_col, label_col=label_col, train_file=train_name, test_file=test_name,
                        sample_file=relative_name(tables["sample"], root) if tables["sample"] else None, sample=sample,
                        problems=problems, raw_labels=train[label_col].reset_index(drop=True),
                        unlisted_images=_unlisted(folders, [t for t in (train_df, test_df) if t is not None]))
+
+
+TAG_SEPARATORS = (" ", "|", ";")
+
+
+def split_tags(label: str, separator: str) -> list[str]:
+    """The tags of one label, in their order, each once."""
+    return list(dict.fromkeys(t.strip() for t in label.split(separator) if t.strip()))
+
+
+def tag_separator(labels, submission: str = "auto") -> str:
+    """The separator when the labels are multi-label tags, '' when each is one class. Tags: some label holds two
+    or more, and there are fewer distinct tags than distinct labels (tags recur across rows: Planet's 17 tags in
+    hundreds of combinations); class names with spaces (Plant Seedlings' "Common wheat") have more words than
+    classes. submission "tags" takes the first separator some label holds (none: the labels are not tags); any other
+    kind but auto: never tags."""
+    if submission not in ("auto", "tags"):
+        return ""
+    distinct = {lab for lab in labels if lab}
+    for separator in TAG_SEPARATORS:
+        split = [split_tags(lab, separator) for lab in distinct]
+        if max(map(len, split), default=0) < 2:
+            continue
+        if submission == "tags" or len({t for tags in split for t in tags}) < len(distinct):
+            return separator
+    return ""
+
+
+def strata(labels: pd.Series, separator: str = "", min_count: int = MIN_IMAGES_PER_CLASS) -> pd.Series:
+    """What a split stratifies on: the label, or for tags each image's rarest tag among those on at least
+    min_count images (the most common tag when it has none), so rare tags land on both sides where they can — a
+    cheap stand-in for iterative stratification."""
+    if not separator:
+        return labels
+    tags = labels.map(lambda label: split_tags(label, separator))
+    counts = pd.Series([t for row in tags for t in row]).value_counts()
+    common = counts.index[0] if len(counts) else ""
+    return tags.map(lambda row: min((t for t in row if counts[t] >= min_count), key=lambda t: (counts[t], t),
+                                    default=common))
 
 
 def _drop_repeated_rows(table: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, list[int]]:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .accelerate import configure_devices, device_description, is_chief, make_strategy
+from .answers import encode_labels, tag_separator_of
 from .callbacks import Checkpointer, Interrupt, Progress, Watched, make_callbacks
 from .config import Config
 from .errors import DataError, ImageError, Interrupted, TrainingDiverged
@@ -30,7 +31,7 @@ from .pipeline import (
     make_dataset,
     make_training_stream,
 )
-from .predict import predict_validation
+from .predict import evaluate_validation
 from .quiet import keras
 from .quiet import tensorflow as tf
 from .reports import write_reports
@@ -61,12 +62,24 @@ class Plan:
     strategy: object
     batch_size: int  # global: --batch-size per replica × replicas
     steps: int  # per epoch
-    train_labels: pd.Series
-    val_labels: pd.Series
+    train_labels: np.ndarray  # class indices, or a 0/1 row per image for tags
+    val_labels: np.ndarray
     val_ds: object
     train_cache: bool | str
     class_weight: dict | None
     verbose: int
+
+    @property
+    def multi_label(self) -> bool:
+        return self.train_labels.ndim == 2
+
+    @property
+    def loss(self) -> dict:
+        """Softmax cross-entropy over classes, or one binary cross-entropy per tag (accuracy means little there:
+        the competition's metric is computed per epoch instead, kit.callbacks.epoch_score)."""
+        if self.multi_label:
+            return {"loss": "binary_crossentropy", "metrics": []}
+        return {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
 
     @property
     def image_args(self) -> dict:
@@ -127,20 +140,14 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
         return FitResult({"interrupted": interrupt.requested, "epochs_run": len(progress.rows), "worker": True}, None)
     write_manifest(run_dir)
     with images_named_on_failure(val_df["path"]):
-        val_pred = predict_validation(run_dir, val_df, class_names, config)
-    metrics = {**summary_metrics(val_pred), "epochs_run": len(progress.rows),
+        val_pred, scores = evaluate_validation(run_dir, val_df, class_names, config)
+    metrics = {**scores, "epochs_run": len(progress.rows),
                "train_seconds": seconds, "num_train": len(train_df),
                "num_validation": len(val_df), "interrupted": interrupt.requested, "started": started_at,
                "model": config.model, **extra}
     write_json(run_dir / METRICS_FILE, metrics)
     write_reports(run_dir)
     return FitResult(metrics, val_pred)
-
-
-def summary_metrics(val_pred: pd.DataFrame) -> dict:
-    """Validation accuracy and loss from validation (or out-of-fold) predictions."""
-    return {"val_accuracy": float((val_pred["label"] == val_pred["predicted"]).mean()),
-            "val_loss": float(-np.mean(np.log(np.clip(val_pred["p_true"], 1e-7, 1.0))))}
 
 
 def _check_ended(plan: Plan, progress: Progress, interrupt: Interrupt) -> None:
@@ -167,17 +174,17 @@ def make_plan(config: Config, class_names: list[str], train_df: pd.DataFrame, va
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    index = {name: i for i, name in enumerate(class_names)}
     # One fixed random order of the training files, whatever the seed: the shuffle buffer mixes classes even
     # when it holds less than the whole set, and an on-disk cache of that order serves every run.
     train_df = train_df.sample(frac=1.0, random_state=0).reset_index(drop=True)
-    train_labels, val_labels = train_df["label"].map(index), val_df["label"].map(index)
+    separator = tag_separator_of(config)
+    train_labels, val_labels = (encode_labels(df["label"], class_names, separator) for df in (train_df, val_df))
     train_cache, val_cache = _caches(config, train_df, val_df, log)
-    counts = train_labels.value_counts().sort_index()
-    _log_counts(log, counts, class_names)
+    counts = pd.Series(train_labels.sum(0) if separator else np.bincount(train_labels, minlength=len(class_names)))
+    _log_counts(log, counts[counts > 0], class_names, "Tag" if separator else "Class")
     class_weight = None
     if config.class_weight == "balanced":  # n / (classes × count): each class weighs the same in the loss
-        class_weight = {int(i): len(train_labels) / (len(class_names) * n) for i, n in counts.items()}
+        class_weight = {int(i): len(train_labels) / (len(class_names) * n) for i, n in counts.items() if n}
     image_args = dict(image_size=config.image_size, channels=config.channels, batch_size=batch_size)
     val_ds = make_dataset(val_df["path"], val_labels, cache=val_cache, **image_args)
     log(f"Training {config.model} on {len(train_df)} images ({len(val_df)} for validation), "
@@ -201,12 +208,12 @@ def _caches(config: Config, train_df: pd.DataFrame, val_df: pd.DataFrame, log) -
     return caches
 
 
-def _log_counts(log, counts: pd.Series, class_names: list[str]) -> None:
+def _log_counts(log, counts: pd.Series, class_names: list[str], what: str) -> None:
     if len(counts) <= 30:
-        log("Class counts (train): " + ", ".join(f"{class_names[i]}: {n}" for i, n in counts.items()))
+        log(f"{what} counts (train): " + ", ".join(f"{class_names[i]}: {int(n)}" for i, n in counts.items()))
     else:  # thousands of classes: a summary, not a line of thousands
-        log(f"Class counts (train): {len(counts)} classes, {counts.min()} to {counts.max()} images each (median "
-            f"{int(counts.median())})")
+        log(f"{what} counts (train): {len(counts)} {what.lower()}s, {int(counts.min())} to {int(counts.max())} "
+            f"images each (median {int(counts.median())})")
 
 
 def fit_scratch(plan: Plan, progress: Progress, interrupt: Interrupt, checkpointer: Checkpointer, log,
@@ -214,23 +221,26 @@ def fit_scratch(plan: Plan, progress: Progress, interrupt: Interrupt, checkpoint
     """A model of kit's registry, trained from its first (or its checkpoint's) epoch to the last."""
     config = plan.config
     with plan.strategy.scope():
-        model = build_model(config.model, config.image_size, config.channels, len(plan.class_names))
+        model = build_model(config.model, config.image_size, config.channels, len(plan.class_names),
+                            plan.multi_label)
         if plan.strategy.num_replicas_in_sync > 1:  # batch statistics over the global batch: every replica keeps
             for layer in model.layers:  # the same moving statistics (Keras updates each replica's copy alone)
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.synchronized = True
         model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, config.epochs * plan.steps),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=config.jit_compile)
+                      **plan.loss, jit_compile=config.jit_compile)
         if resume:
             checkpointer.restore(model)
     if resume:
         log(f"Resuming at epoch {progress.epoch + 1}, batch {progress.step + 1} of {plan.steps}")
-    callbacks = make_callbacks(progress, interrupt, _watched(plan, model, checkpointer))
+    callbacks = make_callbacks(progress, interrupt, _watched(plan, model, checkpointer, plan.val_ds))
     fit_from(model, progress, config.epochs, plan.steps, plan.train_stream, callbacks, plan.fit_args())
 
 
-def _watched(plan: Plan, target, checkpointer: Checkpointer) -> Watched:
-    return Watched(plan.run_dir, plan.config, target, (plan.val_ds, plan.val_labels.to_numpy()), checkpointer)
+def _watched(plan: Plan, target, checkpointer: Checkpointer, val_inputs) -> Watched:
+    """What the callbacks watch; val_inputs: what the model being fit takes for the validation split (images, or
+    the frozen backbone's features)."""
+    return Watched(plan.run_dir, plan.config, target, (val_inputs, plan.val_labels), checkpointer, plan.class_names)
 
 
 def fit_from(model, progress: Progress, epochs: int, steps: int, train_stream, callbacks, fit: dict) -> None:
@@ -255,21 +265,21 @@ def fit_transfer(plan: Plan, progress: Progress, interrupt: Interrupt, checkpoin
     with plan.strategy.scope():
         tm = build_transfer_model(config.model, config.image_size, config.channels, len(plan.class_names),
                                   weights=config.weights, backbone_file=config.backbone_file,
-                                  trusted=(config.trust_model,), head=config.head)
+                                  trusted=(config.trust_model,), head=config.head, multi_label=plan.multi_label)
     if resume:
         log(f"Resuming at epoch {progress.epoch + 1} ({progress.phase.replace('_', '-')} phase), "
             f"batch {progress.step + 1}")
-    callbacks = make_callbacks(progress, interrupt, _watched(plan, tm.model, checkpointer))
+
+    def callbacks(val_inputs):
+        return make_callbacks(progress, interrupt, _watched(plan, tm.model, checkpointer, val_inputs))
+
     if config.epochs and progress.phase == "frozen":
         _fit_frozen(plan, tm, progress, callbacks, checkpointer if resume else None, log)
         progress.frozen_best = float(progress.best)
     if config.fine_tune_epochs and not interrupt.requested:
-        _fine_tune(plan, tm, progress, callbacks, checkpointer if resume else None, log)
+        _fine_tune(plan, tm, progress, callbacks(plan.val_ds), checkpointer if resume else None, log)
     best = progress.frozen_best if progress.frozen_best is not None else progress.best
     return {"frozen_val_accuracy": round(float(best), 6)}
-
-
-LOSS, METRICS = "sparse_categorical_crossentropy", ["accuracy"]
 
 
 def _fit_frozen(plan: Plan, tm, progress: Progress, callbacks, restore_from: Checkpointer | None, log) -> None:
@@ -278,13 +288,14 @@ def _fit_frozen(plan: Plan, tm, progress: Progress, callbacks, restore_from: Che
     frozen = tm.head if config.feature_cache else tm.model
     with plan.strategy.scope():
         frozen.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, config.epochs * plan.steps),
-                       loss=LOSS, metrics=METRICS, jit_compile=config.jit_compile and frozen is tm.model)
+                       **plan.loss, jit_compile=config.jit_compile and frozen is tm.model)
     if restore_from:
         restore_from.restore(frozen)
     if progress.epoch >= config.epochs:
         return
     if not config.feature_cache:
-        fit_from(tm.model, progress, config.epochs, plan.steps, plan.train_stream, callbacks, plan.fit_args())
+        fit_from(tm.model, progress, config.epochs, plan.steps, plan.train_stream, callbacks(plan.val_ds),
+                 plan.fit_args())
         return
     x, y, val_features = _cached_features(plan, tm, log)
     steps = -(-len(x) // plan.batch_size)
@@ -293,7 +304,7 @@ def _fit_frozen(plan: Plan, tm, progress: Progress, callbacks, restore_from: Che
         return make_array_stream(x, y, batch_size=plan.batch_size, seed=config.seed, epochs=last_epoch,
                                  first_epoch=first_epoch, skip_batches=skip)
 
-    fit_from(tm.head, progress, config.epochs, steps, feature_stream, callbacks,
+    fit_from(tm.head, progress, config.epochs, steps, feature_stream, callbacks(val_features),
              {**plan.fit_args(), "validation_data": val_features, "steps_per_epoch": steps})
 
 
@@ -324,7 +335,7 @@ def _fine_tune(plan: Plan, tm, progress: Progress, callbacks, restore_from: Chec
     with plan.strategy.scope():  # a changed `trainable` needs a fresh compile to take effect
         tm.model.compile(optimizer=make_optimizer("adamw", config.learning_rate / 10,
                                                  config.fine_tune_epochs * plan.steps),
-                         loss=LOSS, metrics=METRICS, jit_compile=config.jit_compile)
+                         **plan.loss, jit_compile=config.jit_compile)
     if progress.phase == "fine_tune":  # resumed inside the fine-tuning
         restore_from.restore(tm.model)
     else:

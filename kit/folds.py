@@ -12,9 +12,10 @@ import pandas as pd
 
 from .callbacks import Checkpointer
 from .config import Config
-from .data import Competition
+from .data import Competition, strata
 from .errors import DataError, RunError
-from .fit import FitResult, fit_skipping_broken, summary_metrics
+from .fit import FitResult, fit_skipping_broken
+from .predict import table_scores
 from .quiet import keras
 from .reports import read_val_predictions, write_reports
 from .runs import (
@@ -24,6 +25,7 @@ from .runs import (
     read_metrics,
     write_json,
     write_run_settings,
+    write_decision,
     write_table,
 )
 
@@ -54,7 +56,7 @@ def train_folds(config: Config, comp: Competition, run_dir: Path, log=print, res
     """
     train = comp.train
     groups = train["group"].to_numpy() if "group" in train else None
-    folds = fold_assignments(train["label"], config.folds, config.seed, groups)
+    folds = fold_assignments(strata(train["label"], comp.tag_separator, config.folds), config.folds, config.seed, groups)
     _write_folds(run_dir, pd.DataFrame({"id": train["id"].astype(str), "fold": folds}), resume)
     results = []
     for k in range(config.folds):
@@ -68,7 +70,9 @@ def train_folds(config: Config, comp: Competition, run_dir: Path, log=print, res
     oof = pd.concat([r.val_predictions.assign(fold=k) for k, r in enumerate(results)], ignore_index=True)
     write_table(run_dir / OOF_FILE, oof)
     accuracies = [r.metrics["val_accuracy"] for r in results]
-    metrics = {**summary_metrics(oof), "oof_accuracy": summary_metrics(oof)["val_accuracy"],
+    scores, decision = table_scores(oof, comp.class_names, config)  # the decision tuned on every fold's answers
+    write_decision(run_dir, decision, comp.class_names)
+    metrics = {**scores, "oof_accuracy": scores["val_accuracy"],
                "fold_accuracies": accuracies, "fold_accuracy_mean": float(np.mean(accuracies)),
                "fold_accuracy_std": float(np.std(accuracies)), "folds": config.folds,
                "epochs_run": int(sum(r.metrics["epochs_run"] for r in results)),
@@ -78,7 +82,8 @@ def train_folds(config: Config, comp: Competition, run_dir: Path, log=print, res
     write_json(run_dir / METRICS_FILE, metrics)
     write_reports(run_dir)
     log(f"Out-of-fold accuracy {metrics['oof_accuracy']:.4f} (folds: {np.mean(accuracies):.4f} ± "
-        f"{np.std(accuracies):.4f})")
+        f"{np.std(accuracies):.4f})" + (f", {config.metric} {scores['val_score']:.4f}"
+                                        if config.metric != "accuracy" else ""))
     return FitResult(metrics, oof)
 
 

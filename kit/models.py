@@ -26,8 +26,7 @@ def _inputs(input_shape):
 
 
 def _output(x, num_classes):
-    # float32 softmax keeps probabilities exact under mixed precision.
-    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return output_layer(x, num_classes)
 
 
 def _conv_bn(x, filters, name, kernel=3, strides=1):
@@ -132,9 +131,21 @@ def get_model_spec(name: str) -> ModelSpec:
         raise ConfigError(f"--model {name}: unknown; choose one of {', '.join(MODELS)}") from None
 
 
-def build_model(name: str, image_size: int, channels: int, num_classes: int) -> keras.Model:
-    """Build a registered model for square uint8 images of the given size and channel count."""
-    return get_model_spec(name).build((image_size, image_size, channels), num_classes)
+def build_model(name: str, image_size: int, channels: int, num_classes: int, multi_label: bool = False
+                ) -> keras.Model:
+    """Build a registered model for square uint8 images of the given size and channel count. multi_label: one
+    sigmoid per tag instead of the softmax over classes (the same layers before it)."""
+    model = get_model_spec(name).build((image_size, image_size, channels), num_classes)
+    if not multi_label:
+        return model
+    features = model.get_layer("predictions").input
+    return keras.Model(model.inputs, output_layer(features, num_classes, multi_label), name=model.name)
+
+
+def output_layer(x, num_classes: int, multi_label: bool = False):
+    """Softmax over classes, or a sigmoid per tag; float32 keeps probabilities exact under mixed precision."""
+    return layers.Dense(num_classes, activation="sigmoid" if multi_label else "softmax", dtype="float32",
+                        name="predictions")(x)
 
 
 def make_optimizer(kind: str, learning_rate: float, total_steps: int):

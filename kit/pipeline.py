@@ -91,7 +91,9 @@ def _decoded(paths, labels, image_size: int, channels: int, cache: bool | str) -
         images = decoded_images(paths, image_size, channels)
     ds = images.apply(tf.data.experimental.assert_cardinality(count))  # unbatch() forgets it, map() may not know it
     if labels is not None:
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(np.asarray(labels, dtype=np.int32))))
+        labels = np.asarray(labels)  # class indices, or a 0/1 row per image for tags
+        labels = labels.astype(np.float32 if labels.ndim == 2 else np.int32)
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(labels)))
     return ds.cache() if cache is True else ds
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .runs import VAL_PREDICTIONS_FILE, Run, atomic_write
+from .answers import DEFAULT_TOP_K, encode_labels, metric_context, tag_separator_of
+from .metrics import Decision, chosen_tags, map_k, ranked, run_scores
+from .runs import VAL_PREDICTIONS_FILE, Run, atomic_write, write_decision
 
 PREDICT_BATCH = 256  # inference needs no gradients, so large batches are cheap and fast
 PROBABILITY_COLUMNS_MAX = 100  # val_predictions.csv keeps one p:CLASS column per class up to this many classes,
@@ -68,30 +70,72 @@ def probability_table(ids, probs: np.ndarray, class_names: list[str]) -> pd.Data
     return table
 
 
-def predict_validation(run_dir, val_df: pd.DataFrame, class_names: list[str], config) -> pd.DataFrame:
-    """Predict the validation split with the best saved model; write val_predictions.csv."""
+def evaluate_validation(run_dir, val_df: pd.DataFrame, class_names: list[str], config) -> tuple[pd.DataFrame, dict]:
+    """Predict the validation split with the best saved model, score it with the competition's metric, tune the
+    answer's decision on it (kit.metrics), and write val_predictions.csv and thresholds.json."""
     model = Run.open(run_dir).load_model()
     probs = predict_proba(model, val_df["path"], config.image_size, config.channels)
-    index = {c: i for i, c in enumerate(class_names)}
-    true_idx = val_df["label"].map(index).to_numpy()
-    table = pd.DataFrame({
-        "id": val_df["id"].to_numpy(),
-        "path": val_df["path"].to_numpy(),
-        "label": val_df["label"].to_numpy(),
-        "predicted": [class_names[i] for i in probs.argmax(1)],
-        "confidence": probs.max(1),
-        "p_true": probs[np.arange(len(probs)), true_idx],
-    })
-    if len(class_names) <= PROBABILITY_COLUMNS_MAX:
+    truth = encode_labels(val_df["label"], class_names, tag_separator_of(config))
+    scores, decision = run_scores(config.metric, truth, probs, **metric_context(config, class_names))
+    table = validation_table(val_df, probs, class_names, config, decision)
+    with atomic_write(Path(run_dir) / VAL_PREDICTIONS_FILE, newline="", encoding="utf-8") as f:
+        table.to_csv(f, index=False)
+    write_decision(run_dir, decision, class_names)
+    return table, scores
+
+
+def validation_table(val_df: pd.DataFrame, probs: np.ndarray, class_names: list[str], config, decision: Decision
+                     ) -> pd.DataFrame:
+    """One row per validation image: its label, what the run answers (the label; the guesses of a top-k answer;
+    the chosen tags), how sure it was, the probability it gave the truth (p_true: the likelihood of the whole tag
+    set's per-tag answers for tags), and the probabilities themselves."""
+    separator = tag_separator_of(config)
+    truth = encode_labels(val_df["label"], class_names, separator)
+    names = np.asarray(class_names, dtype=object)
+    if separator:
+        chosen = chosen_tags(probs, decision.thresholds)
+        predicted = [separator.join(names[row]) for row in chosen]
+        p = np.clip(np.where(truth > 0, probs, 1 - probs), 1e-15, 1)
+        p_true, confidence = np.exp(np.log(p).mean(1)), np.where(chosen, probs, 1 - probs).mean(1)
+    else:
+        predicted, confidence = list(names[probs.argmax(1)]), probs.max(1)
+        p_true = np.where(truth >= 0, probs[np.arange(len(probs)), np.maximum(truth, 0)], 0.0)
+    table = pd.DataFrame({"id": val_df["id"].to_numpy(), "path": val_df["path"].to_numpy(),
+                          "label": val_df["label"].to_numpy(), "predicted": predicted, "confidence": confidence,
+                          "p_true": p_true})
+    if config.submission == "top-k":
+        k = map_k(config.metric) or DEFAULT_TOP_K
+        unknown = metric_context(config, class_names)["unknown"]
+        table["guesses"] = [" ".join(names[row]) for row in ranked(probs, k, unknown, decision.unknown_threshold)]
+    if len(class_names) <= PROBABILITY_COLUMNS_MAX or separator:  # tags keep every column: thresholds need them
         for i, name in enumerate(class_names):
             table[f"p:{name}"] = probs[:, i]
     else:  # thousands of classes: a column each would make the file rows × classes large
         top = np.argsort(-probs, axis=1)[:, :TOP_KEPT]
         table["top_classes"] = [" ".join(class_names[i] for i in row) for row in top]
         table["top_probabilities"] = [" ".join(f"{p:.6g}" for p in probs[r, row]) for r, row in enumerate(top)]
-    with atomic_write(Path(run_dir) / VAL_PREDICTIONS_FILE, newline="", encoding="utf-8") as f:
-        table.to_csv(f, index=False)
     return table
+
+
+def table_probabilities(table: pd.DataFrame, class_names: list[str]) -> np.ndarray:
+    """The probabilities a validation table holds: every column, or each row's top classes (the rest 0)."""
+    columns = [f"p:{c}" for c in class_names]
+    if all(c in table.columns for c in columns):
+        return table[columns].to_numpy(dtype=np.float64)
+    index = {c: i for i, c in enumerate(class_names)}
+    probs = np.zeros((len(table), len(class_names)))
+    for r, (names, values) in enumerate(zip(table["top_classes"], table["top_probabilities"])):
+        for name, value in zip(str(names).split(), str(values).split()):
+            probs[r, index[name]] = float(value)
+    return probs
+
+
+def table_scores(table: pd.DataFrame, class_names: list[str], config) -> tuple[dict, Decision]:
+    """run_scores of a validation (or out-of-fold) table."""
+    truth = encode_labels(table["label"], class_names, tag_separator_of(config))
+    p_true = table["p_true"].to_numpy(dtype=float) if truth.ndim == 1 else None
+    return run_scores(config.metric, truth, table_probabilities(table, class_names), p_true=p_true,
+                      **metric_context(config, class_names))
 
 
 def predict_images(run: Run, paths, top: int = 3) -> list[tuple[str, list[tuple[str, float]]]]:

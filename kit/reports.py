@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from .answers import encode_labels, tag_separator_of
+from .data import split_tags
 from .errors import ImageError, RunError
 from .images import read_image
 from .runs import (
@@ -27,6 +29,7 @@ from .runs import (
     read_class_names,
     read_config,
     read_json,
+    read_decision,
     read_metrics,
     write_json,
 )
@@ -78,29 +81,19 @@ def read_val_predictions(run_dir) -> pd.DataFrame:
 
 
 def write_reports(run_dir) -> list[Path]:
-    """Write classification_report.{txt,json}, confusion_matrix.{csv,png} and curves.png; return their paths."""
-    from sklearn.metrics import classification_report, confusion_matrix
-
+    """Write classification_report.{txt,json}, confusion_matrix.{csv,png} (not for tags) and curves.png; return
+    their paths."""
     run_dir = Path(run_dir)
     class_names = read_class_names(run_dir)
     pred = read_val_predictions(run_dir)
-    written = []
-
-    text = classification_report(pred["label"], pred["predicted"], labels=class_names, zero_division=0, digits=4)
+    separator = tag_separator_of(read_config(run_dir))
+    text, per_class = _classification_report(pred, class_names, separator)
     with atomic_write(run_dir / REPORT_TEXT, encoding="utf-8") as f:
         f.write(text)
-    write_json(run_dir / REPORT_JSON,
-               classification_report(pred["label"], pred["predicted"], labels=class_names, zero_division=0,
-                                     output_dict=True))
-    written += [run_dir / REPORT_TEXT, run_dir / REPORT_JSON]
-
-    shown = _matrix_classes(pred, class_names)
-    matrix = confusion_matrix(pred["label"], pred["predicted"], labels=shown)
-    frame = pd.DataFrame(matrix, index=pd.Index(shown, name="true \\ predicted"), columns=shown)
-    with atomic_write(run_dir / MATRIX_CSV, newline="", encoding="utf-8") as f:
-        frame.to_csv(f)
-    _save_figure(_confusion_figure(matrix, shown, len(class_names)), run_dir / MATRIX_PNG)
-    written += [run_dir / MATRIX_CSV, run_dir / MATRIX_PNG]
+    write_json(run_dir / REPORT_JSON, per_class)
+    written = [run_dir / REPORT_TEXT, run_dir / REPORT_JSON]
+    if not separator:  # tags have no confusion matrix: an image may hold several
+        written += _write_confusion_matrix(run_dir, pred, class_names)
 
     history_path = run_dir / HISTORY_FILE
     if history_path.exists():
@@ -149,15 +142,52 @@ def _thumbnail_uri(image_path: str, channels: int) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _classification_report(pred: pd.DataFrame, class_names: list[str], separator: str) -> tuple[str, dict]:
+    """Per-class (per-tag for multi-label) precision, recall, F1 and support, as text and as a dict."""
+    from sklearn.metrics import classification_report
+
+    if separator:
+        truth, chosen = (encode_labels(pred[c], class_names, separator) for c in ("label", "predicted"))
+        args = dict(y_true=truth, y_pred=chosen, labels=list(range(len(class_names))), target_names=class_names)
+    else:
+        args = dict(y_true=pred["label"], y_pred=pred["predicted"], labels=class_names)
+    return (classification_report(**args, zero_division=0, digits=4),
+            classification_report(**args, zero_division=0, output_dict=True))
+
+
+def _write_confusion_matrix(run_dir: Path, pred: pd.DataFrame, class_names: list[str]) -> list[Path]:
+    from sklearn.metrics import confusion_matrix
+
+    shown = _matrix_classes(pred, class_names)
+    matrix = confusion_matrix(pred["label"], pred["predicted"], labels=shown)
+    frame = pd.DataFrame(matrix, index=pd.Index(shown, name="true \\ predicted"), columns=shown)
+    with atomic_write(run_dir / MATRIX_CSV, newline="", encoding="utf-8") as f:
+        frame.to_csv(f)
+    _save_figure(_confusion_figure(matrix, shown, len(class_names)), run_dir / MATRIX_PNG)
+    return [run_dir / MATRIX_CSV, run_dir / MATRIX_PNG]
+
+
+def wrong_answers(pred: pd.DataFrame, separator: str) -> pd.Series:
+    """Rows whose answer differs from the truth (as sets of tags for multi-label)."""
+    if not separator:
+        return pred["label"] != pred["predicted"]
+    return pred["label"].map(lambda t: set(split_tags(t, separator))) != \
+        pred["predicted"].map(lambda t: set(split_tags(t, separator)))
+
+
 def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst: int = 24) -> str:
     """One self-contained page (images embedded): config, metrics, per-class table, plots, worst mistakes."""
 
-    config = vars(read_config(run_dir))
+    run_config = read_config(run_dir)
+    config, separator = vars(run_config), tag_separator_of(run_config)
     metrics = read_metrics(run_dir)
     per_class = read_json(run_dir / REPORT_JSON)
-    accuracy = float((pred["label"] == pred["predicted"]).mean()) if len(pred) else 0.0
+    wrong = wrong_answers(pred, separator)
+    accuracy = float(1 - wrong.mean()) if len(pred) else 0.0
 
-    cards = [("validation accuracy", f"{accuracy:.2%}"),
+    cards = [(f"validation {metrics['metric']}", f"{metrics['val_score']:.4f}")] if "val_score" in metrics and \
+        metrics.get("metric") != "accuracy" else []
+    cards += [("validation accuracy" + (" (exact tag sets)" if separator else ""), f"{accuracy:.2%}"),
              ("macro F1", f"{per_class.get('macro avg', {}).get('f1-score', 0):.4f}"),
              ("validation loss", f"{metrics['val_loss']:.4f}" if "val_loss" in metrics else "–"),
              ("epochs", str(metrics.get("epochs_run", "–"))),
@@ -176,7 +206,14 @@ def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst
         + f"<td>{int(per_class[c]['support'])}</td></tr>" for c in _table_classes(per_class, class_names))
     note = (f"<p>The {TABLE_ROWS_MAX} classes with most validation images of {len(class_names)}; all are in "
             f"{REPORT_TEXT}.</p>" if len(class_names) > TABLE_ROWS_MAX else "")
-    parts.append(f"<h2>Per class</h2>{note}<section id=per-class><table><tr><th>class</th><th>precision</th>"
+    decision = read_decision(run_dir, class_names)
+    if decision.thresholds:
+        note += "<p>Thresholds tuned on validation: " + ", ".join(
+            f"{escape(c)} {t:.2f}" for c, t in zip(class_names, decision.thresholds)) + "</p>"
+    if decision.unknown_threshold is not None:
+        note += f"<p>{escape(run_config.unknown_class)} goes first below a top probability of " \
+                f"{decision.unknown_threshold:.3f} (tuned on validation).</p>"
+    parts.append(f"<h2>Per {'tag' if separator else 'class'}</h2>{note}<section id=per-class><table><tr><th>class</th><th>precision</th>"
                  "<th>recall</th>"
                  f"<th>F1</th><th>support</th></tr>{rows}</table></section>")
 
@@ -187,7 +224,7 @@ def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst
                          "</div>")
     parts.append("<section id=plots class=cols>" + "".join(plots) + "</section>")
 
-    mistakes = pred[pred["label"] != pred["predicted"]].sort_values("p_true").head(worst)
+    mistakes = pred[wrong].sort_values("p_true").head(worst)
     tiles = []
     for _, m in mistakes.iterrows():
         uri = _thumbnail_uri(m["path"], int(config.get("channels") or 3))
@@ -195,7 +232,7 @@ def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst
         tiles.append(f"<div class=mistake>{image}<div>{escape(str(m['id']))}</div><div class=good>true: "
                      f"{escape(str(m['label']))}</div><div class=bad>predicted: {escape(str(m['predicted']))} "
                      f"({m['confidence']:.0%})</div></div>")
-    parts.append(f"<h2>Worst mistakes ({len(mistakes)} of {int((pred['label'] != pred['predicted']).sum())}, "
+    parts.append(f"<h2>Worst mistakes ({len(mistakes)} of {int(wrong.sum())}, "
                  "highest loss first)</h2><section id=mistakes class=grid>"
                  + ("".join(tiles) or "<p>No mistakes on the validation split.</p>") + "</section>")
 
@@ -231,7 +268,8 @@ def _confusion_figure(matrix: np.ndarray, class_names: list[str], total_classes:
 def _curves_figure(history: pd.DataFrame):
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, metric in zip(axes, ("accuracy", "loss")):
+    competition = [c[4:] for c in history.columns if c.startswith("val_") and c not in ("val_loss", "val_accuracy")]
+    for ax, metric in zip(axes, (competition[0] if competition else "accuracy", "loss")):
         for key, style in ((metric, "-o"), (f"val_{metric}", "-s")):
             if key in history:
                 ax.plot(history["epoch"], history[key], style, label=key.replace("_", " "), markersize=3)

@@ -13,11 +13,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from importlib import metadata
+from math import inf
 from pathlib import Path
 
 from . import __version__
 from .config import Config, check_run_name
 from .errors import ConfigError, RunError, warn
+from .metrics import Decision
 
 # Every file of a run folder, named here and nowhere else.
 MODEL_FILE = "model.keras"
@@ -26,6 +28,7 @@ CLASS_NAMES_FILE = "class_names.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 VAL_PREDICTIONS_FILE = "val_predictions.csv"
+DECISION_FILE = "thresholds.json"  # how probabilities become the answer, tuned on validation (kit.metrics.Decision)
 OOF_FILE = "oof.csv"  # a k-fold run's out-of-fold predictions
 FOLDS_FILE = "folds.csv"
 SKIPPED_FILE = "skipped.csv"
@@ -275,6 +278,26 @@ def read_class_names(run_dir) -> list[str]:
     return names
 
 
+def write_decision(run_dir, decision: Decision, class_names: list[str]) -> None:
+    write_json(Path(run_dir) / DECISION_FILE, decision.to_json(class_names))
+
+
+def read_decision(run_dir, class_names: list[str]) -> Decision:
+    """thresholds.json (an empty Decision when the run has none): numbers within 0..1, one per tag."""
+    path = Path(run_dir) / DECISION_FILE
+    if not path.is_file():
+        return Decision()
+    values = read_json(path)
+    tags = values.get("thresholds") if isinstance(values, dict) else None
+    unknown = values.get("unknown_threshold") if isinstance(values, dict) else None
+    numbers = list((tags or {}).values()) + ([unknown] if unknown is not None else [])
+    if not isinstance(tags, dict) or (tags and set(tags) != set(class_names)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in numbers):
+        raise RunError(f"{path}: expected {{\"thresholds\": {{tag: number within 0..1 for every tag}}, "
+                       "\"unknown_threshold\": number or null}")
+    return Decision.from_json(values, class_names)
+
+
 def read_metrics(run_dir) -> dict:
     """metrics.json as a dict ({} while the run has none)."""
     path = Path(run_dir) / METRICS_FILE
@@ -386,11 +409,19 @@ def write_manifest(run_dir) -> None:
     write_json(run_dir / MANIFEST_FILE, {MODEL_FILE: sha256_file(run_dir / MODEL_FILE)})
 
 
-RUN_TABLE_COLUMNS = ["name", "date", "model", "image_size", "epochs", "val_accuracy", "seconds", "submission"]
+RUN_TABLE_COLUMNS = ["name", "date", "model", "image_size", "epochs", "metric", "score", "val_accuracy", "seconds",
+                     "submission"]
+
+
+def _number(value) -> float | None:
+    """A metric read back from metrics.json, or None when it is not a finite number (an edited file)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != inf
+    return float(value) if ok else None
 
 
 def list_runs(runs_dir) -> list[dict]:
-    """One row per run folder under runs_dir (finished or not), best validation accuracy first."""
+    """One row per run folder under runs_dir (finished or not): a leaderboard, each metric's best run first (the
+    competition's metric each run was scored with; accuracy for runs from before kit knew it)."""
     rows = []
     for path in sorted(Path(runs_dir).iterdir()) if Path(runs_dir).is_dir() else []:
         if not (path / CONFIG_FILE).is_file():
@@ -401,14 +432,19 @@ def list_runs(runs_dir) -> list[dict]:
 
             warn(f"{e} (run left out of the table)")
             continue
+        metric = metrics.get("metric") if isinstance(metrics.get("metric"), str) else "accuracy"
         rows.append({
             "name": path.name,
             "date": metrics.get("started", ""),
             "model": config.get("model", ""),
             "image_size": config.get("image_size", ""),
             "epochs": metrics.get("epochs_run", ""),
-            "val_accuracy": metrics.get("val_accuracy"),
+            "metric": metric,
+            "score": _number(metrics.get("val_score", metrics.get("val_accuracy"))),
+            "val_accuracy": _number(metrics.get("val_accuracy")),
             "seconds": metrics.get("train_seconds", ""),
-            "submission": "yes" if (path / "submission.csv").is_file() else "no",
+            "submission": "yes" if (path / SUBMISSION_FILE).is_file() else "no",
         })
-    return sorted(rows, key=lambda r: -(r["val_accuracy"] if r["val_accuracy"] is not None else -1))
+    unscored = float("inf")
+    return sorted(rows, key=lambda r: (r["metric"], unscored if r["score"] is None else
+                                       r["score"] if r["metric"] == "log_loss" else -r["score"]))

@@ -18,6 +18,10 @@ def assemble(data=None, config_file=None, dataset=None, recipe=None, resume_run=
     fields given on the command line (None: not given)."""
     if flags.get("channels") is not None:
         flags["channels"] = int(flags["channels"])
+    if flags.pop("multi_label", None):  # --multi-label is --submission tags
+        if flags.get("submission") not in (None, "tags"):
+            raise ConfigError(f"--multi-label and --submission {flags['submission']}: choose one")
+        flags["submission"] = "tags"
     if resume_run:
         if config_file or dataset or recipe:
             raise ConfigError("--resume takes the run's own settings; drop --config, --dataset and --recipe")

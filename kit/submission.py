@@ -8,8 +8,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .answers import YES, Answer, are_probabilities, decide_answer
-from .config import SCORE_METRICS, parse_label_map
+from .answers import YES, Answer, are_probabilities, decide_answer, encode_labels
+from .data import split_tags, tag_separator
+from .metrics import (
+    TAG_METRICS,
+    Decision,
+    check_metric,
+    chosen_tags,
+    f_beta_samples,
+    map_k,
+    mean_average_precision,
+    ranked,
+)
+from .config import parse_label_map
 from .errors import DataError, SubmissionError
 from .outputs import check_output, record_written
 from .runs import SUBMISSION_FILE, atomic_write
@@ -20,7 +31,7 @@ class SubmissionResult:
     path: Path
     rows: int
     columns: list[str]
-    kind: str  # "labels" or "probabilities"
+    kind: str  # "labels", "probability", "probabilities", "top-k" or "tags"
 
 
 def _few(values, n=3) -> str:
@@ -30,8 +41,10 @@ def _few(values, n=3) -> str:
 
 def build_submission(probs: pd.DataFrame, class_names: list[str], sample: pd.DataFrame | None,
                      id_col: str = "id", label_col: str = "label", answer: Answer = Answer("label"),
-                     clip: float = 1e-6) -> pd.DataFrame:
-    """The answer (a label, P(positive), or one probability per class) on the sample's ids, in its order."""
+                     clip: float = 1e-6, decision: Decision = Decision()) -> pd.DataFrame:
+    """The answer (a label, P(positive), one probability per class, the top k classes, or the chosen tags) on
+    the sample's ids, in its order. Probabilities are averaged before this (ensembles, folds, TTA), so every kind
+    thresholds or ranks the average."""
     columns = list(sample.columns) if sample is not None else [id_col, label_col]
     ids = sample[columns[0]].tolist() if sample is not None else probs["id"].tolist()
     by_id = probs.set_index("id")
@@ -40,26 +53,36 @@ def build_submission(probs: pd.DataFrame, class_names: list[str], sample: pd.Dat
         raise SubmissionError(f"no prediction for {len(missing)} sample id(s) ({_few(missing)}); their test images "
                               "are missing")
     ordered = by_id.loc[ids, class_names].to_numpy()
-    if answer.kind == "probability" and len(columns) == 2:  # log loss punishes exact 0 and 1 without end
-        p = np.clip(ordered[:, class_names.index(answer.positive)], clip, 1.0 - clip)
-        out = pd.DataFrame({columns[0]: ids, columns[1]: p})
-    elif len(columns) == 2:
-        out = pd.DataFrame({columns[0]: ids, columns[1]: [class_names[i] for i in ordered.argmax(1)]})
-    elif set(columns[1:]) == set(class_names):
+    if len(columns) > 2:
+        if set(columns[1:]) != set(class_names):
+            raise SubmissionError(f"sample submission columns ({', '.join(columns)}) are neither id + label nor "
+                                  f"id + one column per class ({', '.join(class_names)})")
         # log-loss leaderboards reject exact 0/1 (infinite loss), so keep a tiny margin.
         clipped = np.clip(ordered, max(clip, 1e-12), 1.0)
         clipped /= clipped.sum(1, keepdims=True)
         out = pd.DataFrame(clipped, columns=class_names)[columns[1:]]
         out.insert(0, columns[0], ids)
-    else:
-        raise SubmissionError(f"sample submission columns ({', '.join(columns)}) are neither id + label nor "
-                              f"id + one column per class ({', '.join(class_names)})")
-    return out
+        return out
+    return pd.DataFrame({columns[0]: ids, columns[1]: _values(ordered, class_names, answer, clip, decision)})
+
+
+def _values(probs: np.ndarray, class_names: list[str], answer: Answer, clip: float, decision: Decision) -> list:
+    """The one value column: P(positive), the top k classes or the chosen tags (joined), or the label."""
+    names = np.asarray(class_names, dtype=object)
+    if answer.kind == "probability":  # log loss punishes exact 0 and 1 without end
+        return list(np.clip(probs[:, class_names.index(answer.positive)], clip, 1.0 - clip))
+    if answer.kind == "top-k":
+        unknown = class_names.index(answer.unknown) if answer.unknown else None
+        return [" ".join(names[row]) for row in ranked(probs, answer.k, unknown, decision.unknown_threshold)]
+    if answer.kind == "tags":  # in class (sorted) order: stable from run to run
+        return [answer.separator.join(names[row]) for row in chosen_tags(probs, decision.thresholds)]
+    return list(names[probs.argmax(1)])
 
 
 def check_submission(sub: pd.DataFrame, class_names: list[str], sample: pd.DataFrame | None,
                      answer: Answer = Answer("label")) -> str:
-    """Reject what a leaderboard would reject; returns "labels", "probability" or "probabilities"."""
+    """Reject what a leaderboard would reject; returns "labels", "probability", "probabilities", "top-k" or
+    "tags"."""
     if sample is not None:
         if list(sub.columns) != list(sample.columns):
             raise SubmissionError(f"header {list(sub.columns)} differs from the sample's {list(sample.columns)}")
@@ -70,6 +93,14 @@ def check_submission(sub: pd.DataFrame, class_names: list[str], sample: pd.DataF
         raise SubmissionError(f"duplicate ids: {_few(set(ids[ids.duplicated()]))}")
     if sub.isna().to_numpy().any():
         raise SubmissionError("submission has empty values")
+    if len(sub.columns) == 2 and answer.kind in ("top-k", "tags"):
+        words = [v.split(answer.separator or " ") for v in sub.iloc[:, 1]]
+        unknown = {w for row in words for w in row} - set(class_names)
+        if unknown:
+            raise SubmissionError(f"{answer.kind}: not among the classes: {_few(unknown)}")
+        if answer.kind == "top-k" and any(len(row) != len(set(row)) or len(row) > answer.k for row in words):
+            raise SubmissionError(f"top-k: every row needs at most {answer.k} distinct classes")
+        return answer.kind
     if len(sub.columns) == 2 and answer.kind == "probability":
         values = sub.iloc[:, 1].to_numpy(dtype=float)
         if not np.isfinite(values).all() or (values < 0).any() or (values > 1).any():
@@ -91,7 +122,8 @@ def write_submission(sub: pd.DataFrame, path, kind: str, force: bool = False, da
     path = check_output(path, "--output", force, data_dirs)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, newline="", encoding="utf-8") as f:
-        sub.to_csv(f, index=False, float_format="%.6f" if kind != "labels" else None, lineterminator="\n")
+        sub.to_csv(f, index=False, float_format="%.6f" if kind in ("probability", "probabilities") else None,
+                   lineterminator="\n")
     record_written(path)
     return SubmissionResult(path=path, rows=len(sub), columns=list(sub.columns), kind=kind)
 
@@ -133,8 +165,10 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
                     member.load_model(), comp.test["path"], member.image_size, member.channels, tta=tta,
                     flips=member.config.augment == "strong", progress=bool(log) and not getattr(log, "quiet", False))
     probs = probability_table(comp.test["id"], total, class_names)
-    answer = decide_answer(comp.sample, class_names, cfg, comp.sample_file)  # the run's, or (older runs) decided now
-    sub = build_submission(probs, class_names, comp.sample, comp.id_col, comp.label_col, answer, cfg.clip)
+    # the run's answer (older runs: decided now), thresholded or ranked as validation tuned it
+    answer = decide_answer(comp.sample, class_names, cfg, comp.sample_file, comp.tag_separator)
+    decision = ensemble_decision(runs, weights)
+    sub = build_submission(probs, class_names, comp.sample, comp.id_col, comp.label_col, answer, cfg.clip, decision)
     label_map = parse_label_map(cfg.label_map)
     if label_map and answer.kind == "label" and len(sub.columns) == 2:  # the values the leaderboard expects
         sub[sub.columns[1]] = sub[sub.columns[1]].map(lambda c: label_map.get(c, c))
@@ -148,6 +182,31 @@ def ensemble_weights(runs, weights) -> list[float]:
     if len(weights) != len(runs) or any(w < 0 for w in weights) or sum(weights) <= 0:
         raise SubmissionError(f"--weights: give {len(runs)} non-negative numbers (one per run), not {list(weights)}")
     return [w / sum(weights) for w in weights]
+
+
+def ensemble_decision(runs, weights: list[float]) -> Decision:
+    """How an ensemble's averaged probabilities become answers: one run's (a k-fold run's is tuned on its
+    out-of-fold predictions); several runs validated on the same ids are tuned again on their averaged validation
+    probabilities; otherwise the weighted mean of their thresholds."""
+    from .predict import table_scores
+    from .reports import read_val_predictions
+    from .runs import read_decision
+
+    decisions = [read_decision(r.path, r.class_names) for r in runs]
+    if len(runs) == 1:
+        return decisions[0]
+    tables = [read_val_predictions(r.path).set_index("id") for r in runs]
+    ids = sorted(tables[0].index)
+    columns = [f"p:{c}" for c in runs[0].class_names]
+    if all(sorted(t.index) == ids and set(columns) <= set(t.columns) for t in tables):
+        mean = tables[0].loc[ids].copy()
+        mean[columns] = sum(w * t.loc[ids, columns].to_numpy(dtype=float) for w, t in zip(weights, tables))
+        mean["p_true"] = 1.0  # not used by the decision
+        return table_scores(mean.reset_index(), runs[0].class_names, runs[0].config)[1]
+    thresholds = tuple(np.average([d.thresholds for d in decisions], axis=0, weights=weights)) \
+        if all(d.thresholds for d in decisions) else ()
+    unknown = [d.unknown_threshold for d in decisions]
+    return Decision(thresholds, float(np.average(unknown, weights=weights)) if None not in unknown else None)
 
 
 def ensemble_validation_accuracy(run_dirs, weights=None) -> float | None:
@@ -192,6 +251,30 @@ def _binary_score(name: str, truth: list[str], scores: pd.Series, metric: str, p
     return float(log_loss(y, np.clip(values, 1e-15, 1 - 1e-15), labels=[False, True]))
 
 
+def _guesses_score(name: str, truth: list[str], answers: list[str], metric: str) -> float:
+    """MAP@k of space-separated guesses against one true class per row, or mean F-beta of tags against true tags
+    (separated by spaces, | or ; as the answer key separates them)."""
+    k = map_k(metric)
+    if k:
+        guesses = [a.split() for a in answers]
+        long = next((i for i, g in enumerate(guesses) if len(g) > k or len(set(g)) != len(g)), None)
+        if long is not None:
+            raise SubmissionError(f"{name}:{long + 2}: {metric} takes at most {k} distinct guesses per row, found "
+                                  f"{len(guesses[long])}")
+        vocabulary = {c: i for i, c in enumerate(sorted(set(truth) | {g for row in guesses for g in row}))}
+        matrix = np.full((len(truth), k), -1)
+        for r, row in enumerate(guesses):
+            matrix[r, :len(row)] = [vocabulary[g] for g in row]
+        return mean_average_precision(np.array([vocabulary[t] for t in truth]), matrix)
+    separator = tag_separator(truth, "tags")
+    true_tags = [split_tags(t, separator) for t in truth]
+    given = [split_tags(a, separator) for a in answers]
+    vocabulary = sorted({t for row in true_tags + given for t in row})
+    return f_beta_samples(encode_labels([separator.join(r) for r in true_tags], vocabulary, separator) > 0,
+                          encode_labels([separator.join(r) for r in given], vocabulary, separator) > 0,
+                          TAG_METRICS[metric])
+
+
 def score_submission(submission_path, answers_path, metric: str = "accuracy", positive: str = "") -> float:
     """Score a submission against an answer key the way a leaderboard would, after the same checks."""
     from sklearn.metrics import accuracy_score, f1_score, log_loss
@@ -200,8 +283,9 @@ def score_submission(submission_path, answers_path, metric: str = "accuracy", po
 
     sub, answers = read_table(Path(submission_path)), read_table(Path(answers_path))
     name = Path(submission_path).name
-    if metric not in SCORE_METRICS:
-        raise SubmissionError(f"--metric {metric}: expected one of {', '.join(SCORE_METRICS)}")
+    if metric == "auto":
+        raise SubmissionError("--metric auto: name the competition's metric to score with")
+    check_metric(metric)
     id_col = answers.columns[0]
     if list(sub.columns)[0] != id_col:
         raise SubmissionError(f"{name}: first column is '{sub.columns[0]}', expected '{id_col}'")
@@ -215,6 +299,11 @@ def score_submission(submission_path, answers_path, metric: str = "accuracy", po
     sub = sub.set_index(id_col).loc[answers[id_col]]
     truth = answers.iloc[:, 1].tolist()
     classes = sorted(set(truth))
+    if map_k(metric) or metric in TAG_METRICS:
+        if len(sub.columns) != 1:
+            raise SubmissionError(f"{name}: {metric} needs one column of space-separated "
+                                  f"{'guesses' if map_k(metric) else 'tags'}, not {len(sub.columns)}")
+        return _guesses_score(name, truth, sub.iloc[:, 0].tolist(), metric)
     if len(sub.columns) == 1 and (metric == "auc" or (metric == "log_loss" and are_probabilities(sub.iloc[:, 0]))):
         return _binary_score(name, truth, sub.iloc[:, 0], metric, positive)
     if metric == "auc":

@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from .accelerate import is_chief
-from .answers import decide_answer
+from .answers import Answer, decide_answer
 from .config import Config, resolve_augment
-from .data import MIN_IMAGES_PER_CLASS, Competition, ReadOptions, load_competition
-from .errors import DataError, Interrupted, OutputError
+from .data import MIN_IMAGES_PER_CLASS, Competition, ReadOptions, load_competition, strata
+from .errors import ConfigError, DataError, Interrupted, OutputError
 from .fit import fit_skipping_broken
 from .folds import train_folds
 from .models import get_model_spec
@@ -98,30 +98,31 @@ def split_train_validation(comp: Competition, config: Config) -> tuple[pd.DataFr
         train_test_split,  # scikit-learn loads slowly: only when splitting
     )
 
-    counts = comp.train["label"].value_counts()
-    single = comp.train["label"].map(counts) < MIN_IMAGES_PER_CLASS  # kept in training only (one image each)
-    splittable = comp.train[~single]
+    key = strata(comp.train["label"], comp.tag_separator)  # the label, or each image's rarest tag
+    counts = key.value_counts()
+    single = key.map(counts) < MIN_IMAGES_PER_CLASS  # kept in training only (one image each)
+    splittable, key = comp.train[~single], key[~single]
     classes = int((counts >= MIN_IMAGES_PER_CLASS).sum())
     n_val = math.ceil(config.validation_split * len(splittable))
     if classes == 0:
         raise DataError(f"{comp.train_file}: no class has two images, so nothing can be held out for validation; "
                         "add images, or give a validation/ folder")
     if n_val < classes or len(splittable) - n_val < classes:  # many small classes: stratifying is impossible
-        train, val = _split_keeping_every_class(splittable, n_val, config.seed)
+        train, val = _split_keeping_every_class(splittable, key, n_val, config.seed)
     else:
-        train, val = train_test_split(splittable, test_size=n_val, random_state=config.seed,
-                                      stratify=splittable["label"])
+        train, val = train_test_split(splittable, test_size=n_val, random_state=config.seed, stratify=key)
     train = pd.concat([train, comp.train[single]])
     return train.reset_index(drop=True), val.reset_index(drop=True)
 
 
-def _split_keeping_every_class(table: pd.DataFrame, n_val: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A seeded random split of about n_val rows that leaves every class at least one training image (for sets with
-    more classes than a stratified split can place on both sides, e.g. thousands of two-image classes)."""
-    order = table.sample(frac=1.0, random_state=seed)
-    left = order["label"].value_counts().to_dict()
+def _split_keeping_every_class(table: pd.DataFrame, key: pd.Series, n_val: int, seed: int
+                               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A seeded random split of about n_val rows that leaves every class (key) at least one training image (for
+    sets with more classes than a stratified split can place on both sides, e.g. thousands of two-image classes)."""
+    order = key.sample(frac=1.0, random_state=seed)
+    left = order.value_counts().to_dict()
     chosen = []
-    for index, label in zip(order.index, order["label"]):
+    for index, label in order.items():
         if len(chosen) == n_val:
             break
         if left[label] > 1:
@@ -142,9 +143,10 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
     if command == "run" and comp.test is None:  # kit run ends with a submission: refuse now, not after training
         raise DataError(f"{config.data}: no test table, sample submission or test folder, so no submission can be "
                         "written; use `kit train`, or pass --test-csv/--sample/--test-images")
-    answer = decide_answer(comp.sample, comp.class_names, config, comp.sample_file)  # checked before training
-    log(f"Submission: {answer.describe()}")
-    config = replace(resolve_config(config, report), submission=answer.kind, positive=answer.positive)
+    answer = decide_answer(comp.sample, comp.class_names, config, comp.sample_file, comp.tag_separator)
+    config = replace(resolve_config(config, report), submission=answer.kind, positive=answer.positive,
+                     tag_separator=answer.separator, metric=_metric(config, answer))
+    log(f"Submission: {answer.describe()}; metric {config.metric}")
     split = split_train_validation(comp, config) if config.folds < 2 else None  # fails before a run folder exists
     if resume:
         run_dir = reopen_for_resume(config, report)
@@ -157,6 +159,15 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
                           ) from None
     finally:
         release_run_dir(run_dir)
+
+
+def _metric(config: Config, answer: Answer) -> str:
+    """The metric (the answer kind's when auto); what multi-label training cannot do is refused here too."""
+    if answer.kind == "tags":
+        for option, value in (("--class-weight", config.class_weight), ("--sampling", config.sampling)):
+            if value != "none":
+                raise ConfigError(f"{option} {value}: not for tags (multi-label); each tag's loss is its own")
+    return config.metric if config.metric != "auto" else answer.default_metric()
 
 
 def _refuse_early(config: Config, resume: bool) -> None:

@@ -16,6 +16,7 @@ layers = keras.layers
 from tqdm import tqdm
 
 from .errors import ConfigError, RunError
+from .models import output_layer
 from .runs import check_trusted, load_keras_file
 
 # Caffe-style ImageNet means (B, G, R) that ResNet50's weights were trained with.
@@ -125,8 +126,8 @@ class TransferModel:
 
 
 def build_transfer_model(name: str, image_size: int, channels: int, num_classes: int, weights: str = "imagenet",
-                         backbone_file: str = "", dropout: float = 0.2, trusted=(), head: str = "pool"
-                         ) -> TransferModel:
+                         backbone_file: str = "", dropout: float = 0.2, trusted=(), head: str = "pool",
+                         multi_label: bool = False) -> TransferModel:
     """Preprocessing → backbone (always called with training=False) → global pooling → dropout + dense.
 
     head="flatten" is the flowers tutorial's head instead (Flatten + dense, no dropout), kept for its recipe:
@@ -150,7 +151,7 @@ def build_transfer_model(name: str, image_size: int, channels: int, num_classes:
     features = keras.Model(inputs, x, name="features")
     head_in = keras.Input((x.shape[-1],), name="feature_vector")
     h = layers.Dropout(dropout, name="head_dropout")(head_in)
-    h = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(h)
+    h = output_layer(h, num_classes, multi_label)
     head = keras.Model(head_in, h, name="head")
     model = keras.Model(inputs, head(x), name=f"transfer_{name}")
     return TransferModel(model=model, backbone=backbone, features=features, head=head)

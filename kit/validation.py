@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from .data import MIN_IMAGES_PER_CLASS, Competition, Problem, relative_name
+from .data import MIN_IMAGES_PER_CLASS, Competition, Problem, relative_name, split_tags
 from .errors import ImageError, few, image_error_in
 from .headers import PNG_SIGNATURE, plain_image, png_damage
 from .images import FORMAT_OF_EXTENSION, ImageInfo, inspect_image
@@ -280,7 +280,8 @@ def validate(comp: Competition, check_images: bool = True, check_train: bool = T
     """Check everything training and submission rely on; name every bad row."""
     problems = [p for p in comp.problems if check_train or p.file in (comp.test_file, comp.sample_file)]
     train, name = comp.train, comp.train_file
-    counts = Counter(lab for lab in train["label"] if lab)
+    sep = comp.tag_separator
+    counts = Counter(t for lab in train["label"] if lab for t in (split_tags(lab, sep) if sep else [lab]))
     if check_train:
         for row in train.loc[train["label"] == "", "row"]:
             problems.append(Problem("error", "empty_label", name, "empty label; every training row needs a class",
@@ -289,10 +290,11 @@ def validate(comp: Competition, check_images: bool = True, check_train: bool = T
         _check_labels(train, comp.raw_labels, name, problems)
         singles = sorted(label for label, n in counts.items() if n < MIN_IMAGES_PER_CLASS)
         if singles:  # one line for all of them: whale-style sets have thousands
-            row = _row(train.loc[train["label"] == singles[0], "row"].iloc[0])
-            problems.append(Problem("warning", "single_image_class", name, f"{len(singles)} class(es) have a single "
-                                    f"image ({few(singles)}); they are kept in training only, never in validation",
-                                    row))
+            holds = train["label"].map(lambda lab: singles[0] in (split_tags(lab, sep) if sep else [lab]))
+            row = _row(train.loc[holds, "row"].iloc[0])
+            problems.append(Problem("warning", "single_image_class", name, f"{len(singles)} "
+                                    f"{'tag(s) are on' if sep else 'class(es) have'} a single image ({few(singles)}); "
+                                    "they are kept in training only, never in validation", row))
         if len(counts) < 2:
             hint = "; if a table gives the classes, pass --train-csv FILE" if comp.layout == "folders" else ""
             problems.append(Problem("error", "one_class", name, f"found {len(counts)} class(es) "

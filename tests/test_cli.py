@@ -229,18 +229,19 @@ def test_runs_table_lists_runs_best_first(tmp_path):
     invoke("make-submission", runs / "lenet", data)
     (runs / "not-a-run").mkdir()
     rows = invoke("runs", runs, "--csv").output.strip().splitlines()
-    assert rows[0] == "name,date,model,image_size,epochs,val_accuracy,seconds,submission"
+    assert rows[0] == "name,date,model,image_size,epochs,metric,score,val_accuracy,seconds,submission"
     table = [r.split(",") for r in rows[1:]]
     assert sorted(r[0] for r in table) == ["baseline", "lenet", "mlp"]
-    accuracies = [float(r[5]) for r in table]
-    assert accuracies == sorted(accuracies, reverse=True)
+    scores = [float(r[6]) for r in table]
+    assert scores == sorted(scores, reverse=True) and {r[5] for r in table} == {"accuracy"}
     for r in table:
         metrics = json.loads((runs / r[0] / "metrics.json").read_text())
-        assert float(r[5]) == pytest.approx(metrics["val_accuracy"]) and r[2] == r[0] and r[3] == "16" and r[4] == "3"
-        assert r[7] == ("yes" if r[0] == "lenet" else "no")
+        assert float(r[6]) == pytest.approx(metrics["val_score"]) == pytest.approx(float(r[7]))
+        assert float(r[7]) == pytest.approx(metrics["val_accuracy"]) and r[2] == r[0] and r[3] == "16" and r[4] == "3"
+        assert r[9] == ("yes" if r[0] == "lenet" else "no")
     text = invoke("runs", runs).output.splitlines()
-    assert text[0].split() == ["name", "date", "model", "image_size", "epochs", "val_accuracy", "seconds",
-                               "submission"] and len(text) == 4
+    assert text[0].split() == ["name", "date", "model", "image_size", "epochs", "metric", "score", "val_accuracy",
+                               "seconds", "submission"] and len(text) == 4
 
 
 def test_a_split_too_small_to_stratify_still_keeps_every_class_in_training(tmp_path):
