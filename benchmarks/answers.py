@@ -43,11 +43,12 @@ def kit(*args) -> str:
 
 
 def extracted(archive: str, work: Path) -> Path:
-    target = work / "extracted"
+    target, partial = work / "extracted", work / ".extracting"
     if not target.exists():
+        shutil.rmtree(partial, ignore_errors=True)
         with tarfile.open(SHARED / "datasets" / archive) as tar:
-            tar.extractall(target / ".tmp", filter="data")
-        (target / ".tmp").rename(target)
+            tar.extractall(partial, filter="data")
+        partial.rename(target)
     return target
 
 

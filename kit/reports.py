@@ -26,6 +26,7 @@ from .runs import (
     REPORT_TEXT,
     VAL_PREDICTIONS_FILE,
     atomic_write,
+    finite_number,
     read_class_names,
     read_config,
     read_json,
@@ -185,13 +186,14 @@ def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst
     wrong = wrong_answers(pred, separator)
     accuracy = float(1 - wrong.mean()) if len(pred) else 0.0
 
-    cards = [(f"validation {metrics['metric']}", f"{metrics['val_score']:.4f}")] if "val_score" in metrics and \
-        metrics.get("metric") != "accuracy" else []
+    score, metric = finite_number(metrics.get("val_score")), str(metrics.get("metric", "accuracy"))
+    loss, seconds = finite_number(metrics.get("val_loss")), finite_number(metrics.get("train_seconds"))
+    cards = [(f"validation {metric}", f"{score:.4f}")] if score is not None and metric != "accuracy" else []
     cards += [("validation accuracy" + (" (exact tag sets)" if separator else ""), f"{accuracy:.2%}"),
-             ("macro F1", f"{per_class.get('macro avg', {}).get('f1-score', 0):.4f}"),
-             ("validation loss", f"{metrics['val_loss']:.4f}" if "val_loss" in metrics else "–"),
-             ("epochs", str(metrics.get("epochs_run", "–"))),
-             ("training time", f"{metrics['train_seconds']:.0f} s" if "train_seconds" in metrics else "–"),
+              ("macro F1", f"{per_class.get('macro avg', {}).get('f1-score', 0):.4f}"),
+              ("validation loss", f"{loss:.4f}" if loss is not None else "–"),
+              ("epochs", str(metrics.get("epochs_run", "–"))),
+              ("training time", f"{seconds:.0f} s" if seconds is not None else "–"),
              ("images", f"{metrics.get('num_train', '–')} train / {len(pred)} val")]
     parts = [f"<h1>{escape(run_dir.name)}</h1><div class=sub>{escape(config.get('model', ''))} · "
              f"{config.get('image_size')}×{config.get('image_size')}×{config.get('channels')} · "

@@ -290,9 +290,9 @@ def read_decision(run_dir, class_names: list[str]) -> Decision:
     values = read_json(path)
     tags = values.get("thresholds") if isinstance(values, dict) else None
     unknown = values.get("unknown_threshold") if isinstance(values, dict) else None
-    numbers = list((tags or {}).values()) + ([unknown] if unknown is not None else [])
+    numbers = (list(tags.values()) if isinstance(tags, dict) else []) + ([unknown] if unknown is not None else [])
     if not isinstance(tags, dict) or (tags and set(tags) != set(class_names)) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in numbers):
+            finite_number(v) is not None and 0 <= v <= 1 for v in numbers):
         raise RunError(f"{path}: expected {{\"thresholds\": {{tag: number within 0..1 for every tag}}, "
                        "\"unknown_threshold\": number or null}")
     return Decision.from_json(values, class_names)
@@ -413,7 +413,7 @@ RUN_TABLE_COLUMNS = ["name", "date", "model", "image_size", "epochs", "metric", 
                      "submission"]
 
 
-def _number(value) -> float | None:
+def finite_number(value) -> float | None:
     """A metric read back from metrics.json, or None when it is not a finite number (an edited file)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != inf
     return float(value) if ok else None
@@ -440,8 +440,8 @@ def list_runs(runs_dir) -> list[dict]:
             "image_size": config.get("image_size", ""),
             "epochs": metrics.get("epochs_run", ""),
             "metric": metric,
-            "score": _number(metrics.get("val_score", metrics.get("val_accuracy"))),
-            "val_accuracy": _number(metrics.get("val_accuracy")),
+            "score": finite_number(metrics.get("val_score", metrics.get("val_accuracy"))),
+            "val_accuracy": finite_number(metrics.get("val_accuracy")),
             "seconds": metrics.get("train_seconds", ""),
             "submission": "yes" if (path / SUBMISSION_FILE).is_file() else "no",
         })

@@ -454,8 +454,10 @@ JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.flo
 
 
 @settings(max_examples=20, deadline=None, derandomize=DERANDOMIZE, suppress_health_check=list(HealthCheck))
-@given(file=st.sampled_from(["config.json", "class_names.json", "metrics.json", "manifest.json", "run.json"]),
-       key=st.sampled_from(["image_size", "channels", "model", "folds", "data", "augment", "new_key", None]),
+@given(file=st.sampled_from(["config.json", "class_names.json", "metrics.json", "manifest.json", "run.json",
+                             "thresholds.json"]),
+       key=st.sampled_from(["image_size", "channels", "model", "folds", "data", "augment", "new_key", "metric",
+                            "val_score", "thresholds", "unknown_threshold", None]),
        value=JSON_VALUES, command=st.sampled_from(["make-submission", "report", "runs", "predict", "export"]))
 def test_random_run_folder_edits_never_escape(trained, tmp_path_factory, file, key, value, command):
     tmp, data, run = trained
