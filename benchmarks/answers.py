@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("KIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))  # ../shared
 BACKBONE = SHARED / "weights" / "efficientnet_lite0_imagenet_notop.keras"
 
 

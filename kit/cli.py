@@ -321,6 +321,18 @@ def _print_train_result(result, command: str = "train"):
         sys.exit(130)
 
 
+def _answer_line(comp) -> str:
+    """What `kit run` would write by default for this folder (kit.answers), or why it would ask first."""
+    from .answers import decide_answer
+    from .config import Config
+
+    try:
+        answer = decide_answer(comp.sample, comp.class_names, Config(), comp.sample_file, comp.tag_separator)
+    except KitError as e:
+        return str(e)
+    return f"{answer.describe()}; metric {answer.default_metric()}"
+
+
 @cli.command()
 @click.argument("data", type=click.Path(file_okay=False))
 @_with_params(_reading_params)
@@ -350,6 +362,8 @@ def validate(data, json_file, strict, force, **reading):
                + (f", test {comp.test_file}" if comp.test_file else "")
                + (f", sample {comp.sample_file}" if comp.sample_file else ""))
     click.echo(report.summary())
+    if comp.test is not None:
+        click.echo(f"Submission: {_answer_line(comp)}")
     for problem in report.problems:
         click.echo(f"{problem.severity}: {problem}")
     click.echo(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")

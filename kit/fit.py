@@ -21,6 +21,7 @@ from .answers import encode_labels, tag_separator_of
 from .callbacks import Checkpointer, Interrupt, Progress, Watched, make_callbacks
 from .config import Config
 from .errors import DataError, ImageError, Interrupted, TrainingDiverged
+from .metrics import lower_is_better
 from .models import build_model, make_optimizer
 from .pipeline import (
     augment_batches,
@@ -279,7 +280,7 @@ def fit_transfer(plan: Plan, progress: Progress, interrupt: Interrupt, checkpoin
     if config.fine_tune_epochs and not interrupt.requested:
         _fine_tune(plan, tm, progress, callbacks(plan.val_ds), checkpointer if resume else None, log)
     best = progress.frozen_best if progress.frozen_best is not None else progress.best
-    return {"frozen_val_accuracy": round(float(best), 6)}
+    return {"frozen_val_score": round(-float(best) if lower_is_better(config.metric) else float(best), 6)}
 
 
 def _fit_frozen(plan: Plan, tm, progress: Progress, callbacks, restore_from: Checkpointer | None, log) -> None:

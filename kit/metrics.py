@@ -64,19 +64,31 @@ def chosen_tags(probs: np.ndarray, thresholds) -> np.ndarray:
     return chosen
 
 
-def ranked(probs: np.ndarray, k: int, unknown: int | None = None, threshold: float | None = None) -> np.ndarray:
+def ranked(probs: np.ndarray, k: int, unknown: int | None = None, threshold: float | None = None,
+           top: np.ndarray | None = None) -> np.ndarray:
     """The k most probable classes per row, best first; with an unknown class and a threshold, the unknown class
     is ranked by the rule instead of its own probability: first where the best other class is below the threshold,
-    else after the classes at or above it."""
-    order = np.argsort(-probs, axis=1, kind="stable")
+    else after the classes at or above it. `top`: _top(probs, k + 1), when already computed."""
+    top = _top(probs, k + 1) if top is None else top
     if unknown is None or threshold is None:
-        return order[:, :k]
+        return top[:, :k]
     rows = []
-    for row, p in zip(order, probs):
-        others = [c for c in row if c != unknown]
-        place = int(np.sum(p[others] >= threshold))
+    for row, p in zip(top, probs):
+        others = [c for c in row if c != unknown][:k]
+        place = sum(p[c] >= threshold for c in others)
         rows.append((others[:place] + [unknown] + others[place:])[:k])
     return np.asarray(rows, dtype=int).reshape(len(probs), k)
+
+
+def _top(probs: np.ndarray, n: int) -> np.ndarray:
+    """The n most probable classes per row, best first (ties: the lower index first), without sorting whole rows
+    of thousands of classes."""
+    n = min(n, probs.shape[1])
+    candidates = np.argpartition(-probs, n - 1, axis=1)[:, :n] if probs.shape[1] > n else \
+        np.tile(np.arange(probs.shape[1]), (len(probs), 1))
+    values = np.take_along_axis(probs, candidates, 1)
+    order = np.lexsort((candidates, -values), axis=1)
+    return np.take_along_axis(candidates, order, 1)
 
 
 # ---------------------------------------------------------------------------------------------------- metrics
@@ -148,9 +160,10 @@ def tune_thresholds(truth: np.ndarray, probs: np.ndarray, beta: float, rounds: i
 def tune_unknown(y: np.ndarray, probs: np.ndarray, k: int, unknown: int) -> float | None:
     """The top-probability threshold below which the unknown class goes first, chosen for MAP@k on validation;
     None when ranking the unknown class by its own probability scores at least as well."""
-    best, chosen = mean_average_precision(y, ranked(probs, k)), None
+    top = _top(probs, k + 1)
+    best, chosen = mean_average_precision(y, top[:, :k]), None
     for t in np.unique(np.quantile(probs.max(1), np.linspace(0.02, 0.98, 49))):
-        score = mean_average_precision(y, ranked(probs, k, unknown, float(t)))
+        score = mean_average_precision(y, ranked(probs, k, unknown, float(t), top))
         if score > best:
             best, chosen = score, float(t)
     return chosen

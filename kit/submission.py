@@ -10,6 +10,7 @@ import pandas as pd
 
 from .answers import YES, Answer, are_probabilities, decide_answer, encode_labels
 from .data import split_tags, tag_separator
+from . import metrics
 from .metrics import (
     TAG_METRICS,
     Decision,
@@ -235,8 +236,6 @@ def ensemble_validation_accuracy(run_dirs, weights=None) -> float | None:
 def _binary_score(name: str, truth: list[str], scores: pd.Series, metric: str, positive: str) -> float:
     """AUC or log loss of one probability per row against binary answers; the positive answer is --positive, or
     the one that means yes (1, true, yes)."""
-    from sklearn.metrics import log_loss, roc_auc_score
-
     values = pd.to_numeric(scores, errors="coerce").to_numpy(dtype=float)
     if not np.isfinite(values).all() or (values < 0).any() or (values > 1).any():
         raise SubmissionError(f"{name}: probabilities must be finite numbers within 0..1")
@@ -245,10 +244,8 @@ def _binary_score(name: str, truth: list[str], scores: pd.Series, metric: str, p
     if len(kinds) != 2 or chosen not in kinds:
         raise SubmissionError(f"{name}: {metric} needs two answer values and the positive one ({', '.join(kinds)}); "
                               "pass --positive VALUE")
-    y = np.array([t == chosen for t in truth])
-    if metric == "auc":
-        return float(roc_auc_score(y, values))
-    return float(log_loss(y, np.clip(values, 1e-15, 1 - 1e-15), labels=[False, True]))
+    y, probs = np.array([int(t == chosen) for t in truth]), np.stack([1 - values, values], 1)
+    return metrics.auc(y, probs, 1) if metric == "auc" else metrics.log_loss(y, probs)
 
 
 def _guesses_score(name: str, truth: list[str], answers: list[str], metric: str) -> float:
@@ -276,29 +273,17 @@ def _guesses_score(name: str, truth: list[str], answers: list[str], metric: str)
 
 
 def score_submission(submission_path, answers_path, metric: str = "accuracy", positive: str = "") -> float:
-    """Score a submission against an answer key the way a leaderboard would, after the same checks."""
-    from sklearn.metrics import accuracy_score, f1_score, log_loss
-
+    """Score a submission against an answer key the way a leaderboard would, after the same checks; every metric
+    is kit.metrics'."""
     from .data import read_table
 
-    sub, answers = read_table(Path(submission_path)), read_table(Path(answers_path))
-    name = Path(submission_path).name
     if metric == "auto":
         raise SubmissionError("--metric auto: name the competition's metric to score with")
     check_metric(metric)
-    id_col = answers.columns[0]
-    if list(sub.columns)[0] != id_col:
-        raise SubmissionError(f"{name}: first column is '{sub.columns[0]}', expected '{id_col}'")
-    dups = sub[id_col][sub[id_col].duplicated()]
-    if len(dups):
-        raise SubmissionError(f"{name}: duplicate ids: {_few(set(dups))}")
-    missing, extra = set(answers[id_col]) - set(sub[id_col]), set(sub[id_col]) - set(answers[id_col])
-    if missing or extra:
-        raise SubmissionError(f"{name}: {len(missing)} id(s) missing ({_few(missing)}), {len(extra)} unknown "
-                              f"({_few(extra)})")
-    sub = sub.set_index(id_col).loc[answers[id_col]]
+    name = Path(submission_path).name
+    answers = read_table(Path(answers_path))
+    sub = _aligned(read_table(Path(submission_path)), answers, name)
     truth = answers.iloc[:, 1].tolist()
-    classes = sorted(set(truth))
     if map_k(metric) or metric in TAG_METRICS:
         if len(sub.columns) != 1:
             raise SubmissionError(f"{name}: {metric} needs one column of space-separated "
@@ -310,18 +295,42 @@ def score_submission(submission_path, answers_path, metric: str = "accuracy", po
         raise SubmissionError(f"{name}: auc needs one probability column, not {len(sub.columns)}")
     if len(sub.columns) == 1:
         if list(sub.columns) != list(answers.columns[1:]):
-            raise SubmissionError(f"{name}: header {[id_col] + list(sub.columns)} differs from the expected "
-                                  f"{list(answers.columns)}")
-        predicted = sub.iloc[:, 0].tolist()
-        unknown = set(predicted) - set(classes)
-        if unknown:
-            raise SubmissionError(f"{name}: labels not in the answer key's vocabulary: {_few(unknown)}")
-        if metric == "log_loss":
-            raise SubmissionError(f"{name}: log_loss needs one probability column per class, not labels")
-        if metric == "accuracy":
-            return float(accuracy_score(truth, predicted))
-        return float(f1_score(truth, predicted, average="macro", labels=classes, zero_division=0))
-    columns = sorted(sub.columns)  # scikit-learn's log_loss expects lexicographic column order
+            raise SubmissionError(f"{name}: header {[answers.columns[0]] + list(sub.columns)} differs from the "
+                                  f"expected {list(answers.columns)}")
+        return _labels_score(name, truth, sub.iloc[:, 0].tolist(), metric)
+    return _probabilities_score(name, truth, sub, metric)
+
+
+def _aligned(sub: pd.DataFrame, answers: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The submission's rows in the answer key's order, by id, once the ids are checked."""
+    id_col = answers.columns[0]
+    if list(sub.columns)[0] != id_col:
+        raise SubmissionError(f"{name}: first column is '{sub.columns[0]}', expected '{id_col}'")
+    dups = sub[id_col][sub[id_col].duplicated()]
+    if len(dups):
+        raise SubmissionError(f"{name}: duplicate ids: {_few(set(dups))}")
+    missing, extra = set(answers[id_col]) - set(sub[id_col]), set(sub[id_col]) - set(answers[id_col])
+    if missing or extra:
+        raise SubmissionError(f"{name}: {len(missing)} id(s) missing ({_few(missing)}), {len(extra)} unknown "
+                              f"({_few(extra)})")
+    return sub.set_index(id_col).loc[answers[id_col]]
+
+
+def _labels_score(name: str, truth: list[str], predicted: list[str], metric: str) -> float:
+    classes = sorted(set(truth))
+    unknown = set(predicted) - set(classes)
+    if unknown:
+        raise SubmissionError(f"{name}: labels not in the answer key's vocabulary: {_few(unknown)}")
+    if metric == "log_loss":
+        raise SubmissionError(f"{name}: log_loss needs one probability column per class, not labels")
+    index = {c: i for i, c in enumerate(classes)}
+    y, chosen = np.array([index[t] for t in truth]), np.eye(len(classes))[[index[p] for p in predicted]]
+    return metrics.accuracy(y, chosen) if metric == "accuracy" else metrics.f1_macro(y, chosen)
+
+
+def _probabilities_score(name: str, truth: list[str], sub: pd.DataFrame, metric: str) -> float:
+    """One probability column per class; rows are divided by their sum first, as Kaggle's log loss does."""
+    classes, columns = sorted(set(truth)), sorted(sub.columns)
     if set(columns) < set(classes) or len(columns) != len(set(columns)):
         raise SubmissionError(f"{name}: probability columns {columns} do not cover the classes {classes}")
     try:
@@ -330,9 +339,8 @@ def score_submission(submission_path, answers_path, metric: str = "accuracy", po
         raise SubmissionError(f"{name}: probability columns must be numbers") from None
     if not np.isfinite(probs).all() or (probs < 0).any() or (probs > 1).any():
         raise SubmissionError(f"{name}: probabilities must be finite numbers within 0..1")
+    y = np.array([columns.index(t) for t in truth])
     if metric == "log_loss":
-        return float(log_loss(truth, np.clip(probs, 1e-15, 1), labels=columns))
-    predicted = [columns[i] for i in probs.argmax(1)]
-    if metric == "accuracy":
-        return float(accuracy_score(truth, predicted))
-    return float(f1_score(truth, predicted, average="macro", labels=classes, zero_division=0))
+        clipped = np.clip(probs, metrics.EPS, 1)
+        return metrics.log_loss(y, clipped / clipped.sum(1, keepdims=True))
+    return metrics.accuracy(y, probs) if metric == "accuracy" else metrics.f1_macro(y, probs)

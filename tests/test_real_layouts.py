@@ -318,6 +318,7 @@ def test_humpback_whales_many_single_image_classes(tmp_path):
               [(n, "new_whale w_23a388d w_9b5109b w_9c506f6 w_0369a5c") for n in tests])
     result = invoke("validate", data)
     assert result.exit_code == 0 and "30 class(es) have a single image" in result.output
+    assert "Submission: the 5 most probable classes per row; metric map@5" in result.output
     run_to_submission(data, tmp_path)
 
 

@@ -215,7 +215,7 @@ def test_a_transfer_run_killed_in_each_phase_resumes_bit_for_bit(uninterrupted, 
     differing = [i for i, (a, b) in enumerate(zip(a_full, a_cut)) if not np.array_equal(a, b)]
     assert differing == [], f"killed at {first} then {second['epoch']}/{second['step']}: arrays {differing} differ"
     metrics = [json.loads((r / "metrics.json").read_text()) for r in (tmp / "runs" / "t-full", run)]
-    assert metrics[0]["frozen_val_accuracy"] == metrics[1]["frozen_val_accuracy"]
+    assert metrics[0]["frozen_val_score"] == metrics[1]["frozen_val_score"]
     assert pd.read_csv(run / "history.csv")["epoch"].tolist() == list(range(1, 19))
 
 

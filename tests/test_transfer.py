@@ -114,7 +114,7 @@ def test_cli_transfer_two_phase_end_to_end(tmp_path):
     import json
 
     metrics = json.loads((tmp_path / "runs" / "t" / "metrics.json").read_text())
-    assert metrics["epochs_run"] == 3 and "frozen_val_accuracy" in metrics
+    assert metrics["epochs_run"] == 3 and "frozen_val_score" in metrics
     assert (tmp_path / "runs" / "t" / "submission.csv").is_file()
 
 
