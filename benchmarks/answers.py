@@ -21,7 +21,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -29,8 +28,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-SHARED = Path(os.environ.get("KIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))  # ../shared
-BACKBONE = SHARED / "weights" / "efficientnet_lite0_imagenet_notop.keras"
+from _shared import BACKBONE, extracted
+
 
 
 def kit(*args) -> str:
@@ -40,16 +39,6 @@ def kit(*args) -> str:
     if result.returncode:
         sys.exit(result.stdout + result.stderr)
     return result.stdout
-
-
-def extracted(archive: str, work: Path) -> Path:
-    target, partial = work / "extracted", work / ".extracting"
-    if not target.exists():
-        shutil.rmtree(partial, ignore_errors=True)
-        with tarfile.open(SHARED / "datasets" / archive) as tar:
-            tar.extractall(partial, filter="data")
-        partial.rename(target)
-    return target
 
 
 def binary_folder(work: Path) -> tuple[Path, Path]:
@@ -127,12 +116,12 @@ def binary(work: Path, args) -> None:
     hard = np.stack([1 - (p >= 0.5), (p >= 0.5)], 1).astype(float)
     print(f"\nBinary (cats vs dogs photos, {len(sub)} held-out, baseline CNN, {args.epochs} epochs at "
           f"{args.image_size} px, {seconds:.0f} s): kit's submission = P(dog)")
-    print(f"| answer written | held-out AUC | log loss |\n|---|---|---|")
+    print("| answer written | held-out AUC | log loss |\n|---|---|---|")
     print(f"| P(dog), kit's default | {score(runs / 'binary' / 'submission.csv', answers, 'auc'):.4f} | "
           f"{log_loss(truth, np.clip(probs, 1e-6, 1 - 1e-6)):.4f} (clip 1e-6) |")
     print(f"| hard 0/1 label from the same probabilities | {auc(truth, hard, 1):.4f} | "
           f"{log_loss(truth, hard):.4f} |")
-    print(f"\n| --clip | log loss of the same probabilities |\n|---|---|")
+    print("\n| --clip | log loss of the same probabilities |\n|---|---|")
     for clip in (0.0, 1e-6, 1e-3, 0.01, 0.02, 0.05):
         print(f"| {clip:g} | {log_loss(truth, np.clip(probs, max(clip, 1e-15), 1 - max(clip, 1e-15))):.4f} |")
 

@@ -182,6 +182,15 @@ class EpochRecord(keras.callbacks.Callback):
         w.checkpointer.save(self.model, p)
 
 
+def record_epoch(callbacks: list, model, epoch: int, logs: dict) -> None:
+    """An epoch trained outside fit() (the head fitted in closed form): recorded, kept and checkpointed by the
+    run's EpochRecord like any other."""
+    record = next(c for c in callbacks if isinstance(c, EpochRecord))
+    record.set_model(model)
+    record.on_epoch_begin(epoch)
+    record.on_epoch_end(epoch, logs)
+
+
 def make_callbacks(progress: Progress, interrupt: Interrupt, watched: Watched) -> list:
     callbacks = [BatchWatch(progress, interrupt, watched), EpochRecord(progress, interrupt, watched)]
     if watched.config.tensorboard:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .accelerate import configure_devices, device_description, is_chief, make_strategy
 from .answers import encode_labels, tag_separator_of
-from .callbacks import Checkpointer, Interrupt, Progress, Watched, make_callbacks
+from .callbacks import Checkpointer, Interrupt, Progress, Watched, make_callbacks, record_epoch
 from .config import Config
 from .errors import DataError, ImageError, Interrupted, TrainingDiverged
 from .metrics import lower_is_better
@@ -37,7 +37,7 @@ from .quiet import keras
 from .quiet import tensorflow as tf
 from .reports import write_reports
 from .runs import METRICS_FILE, MODEL_FILE, write_json, write_manifest, write_skipped
-from .transfer import build_transfer_model, extract_features, is_transfer, unfreeze_top
+from .transfer import build_transfer_model, extract_features, fit_linear_head, is_transfer, unfreeze_top
 from .validation import images_named_on_failure
 
 
@@ -292,13 +292,17 @@ def _fit_frozen(plan: Plan, tm, progress: Progress, callbacks, restore_from: Che
                        **plan.loss, jit_compile=config.jit_compile and frozen is tm.model)
     if restore_from:
         restore_from.restore(frozen)
-    if progress.epoch >= config.epochs:
+    if progress.epoch >= frozen_epochs(config):
         return
     if not config.feature_cache:
         fit_from(tm.model, progress, config.epochs, plan.steps, plan.train_stream, callbacks(plan.val_ds),
                  plan.fit_args())
         return
-    x, y, val_features = _cached_features(plan, tm, log)
+    x, y, val_x, val_y = _cached_features(plan, tm, log)
+    val_features = make_array_stream(val_x, val_y, batch_size=plan.batch_size, seed=config.seed, epochs=1)
+    if frozen_epochs(config) == 1:
+        _fit_head_to_convergence(plan, tm, callbacks(val_features), (x, y, val_x, val_y), log)
+        return
     steps = -(-len(x) // plan.batch_size)
 
     def feature_stream(first_epoch: int, last_epoch: int, skip: int = 0):
@@ -322,8 +326,31 @@ def _cached_features(plan: Plan, tm, log) -> tuple:
     val_x, val_y = extract_features(tm.features, plan.val_ds, shown)
     log(f"Frozen phase: features of {len(plan.train_df)} images × {views} view(s) computed in "
         f"{time.time() - t0:.0f} s")
-    val_features = make_array_stream(val_x, val_y, batch_size=plan.batch_size, seed=config.seed, epochs=1)
-    return np.concatenate(xs), np.concatenate(ys), val_features
+    return np.concatenate(xs), np.concatenate(ys), val_x, val_y
+
+
+def frozen_epochs(config: Config) -> int:
+    """The frozen phase's length in epochs: one for kit's pooled head on cached features (fitted to convergence
+    in closed form, _fit_head_to_convergence), else --epochs of training."""
+    return 1 if config.feature_cache and config.head == "pool" else config.epochs
+
+
+def _fit_head_to_convergence(plan: Plan, tm, callbacks: list, arrays: tuple, log) -> None:
+    """The frozen phase as one epoch: the head's dense layer fitted by logistic regression on the cached
+    features (kit.transfer.fit_linear_head), then recorded, kept and checkpointed like any epoch."""
+    x, y, val_x, val_y = arrays
+    started = time.perf_counter()
+    kernel, bias, strength = fit_linear_head(x, y, val_x, val_y, len(plan.class_names),
+                                             balanced=plan.config.class_weight == "balanced")
+    tm.head.get_layer("predictions").set_weights([kernel, bias])
+    with plan.strategy.scope():  # its (unused) state: checkpoints save what fit() would
+        tm.head.optimizer.build(tm.head.trainable_variables)
+    batch = {"batch_size": max(plan.batch_size, 256), "verbose": 0, "return_dict": True}
+    logs = {**tm.head.evaluate(x, y, **batch),
+            **{f"val_{k}": v for k, v in tm.head.evaluate(val_x, val_y, **batch).items()}}
+    record_epoch(callbacks, tm.head, 0, logs)
+    log(f"Frozen phase: the head fitted to convergence (logistic regression, L-BFGS, C={strength:g}) in "
+        f"{time.perf_counter() - started:.1f} s")
 
 
 def _fine_tune(plan: Plan, tm, progress: Progress, callbacks, restore_from: Checkpointer | None, log) -> None:
@@ -340,6 +367,6 @@ def _fine_tune(plan: Plan, tm, progress: Progress, callbacks, restore_from: Chec
     if progress.phase == "fine_tune":  # resumed inside the fine-tuning
         restore_from.restore(tm.model)
     else:
-        progress.phase, progress.epoch, progress.step = "fine_tune", config.epochs, 0
-    fit_from(tm.model, progress, config.epochs + config.fine_tune_epochs, plan.steps, plan.train_stream, callbacks,
+        progress.phase, progress.epoch, progress.step = "fine_tune", frozen_epochs(config), 0
+    fit_from(tm.model, progress, frozen_epochs(config) + config.fine_tune_epochs, plan.steps, plan.train_stream, callbacks,
              plan.fit_args())

@@ -18,18 +18,18 @@ PROBABILITY_COLUMNS_MAX = 100  # val_predictions.csv keeps one p:CLASS column pe
 TOP_KEPT = 10  # and beyond it the TOP_KEPT most probable classes of each row
 
 
-def predict_proba(model, paths, image_size: int, channels: int, tta: int = 0, flips: bool = False,
+def predict_proba(model, paths, image_size: int, channels: int, tta: int = 0, augment: str = "none",
                   progress: bool = False) -> np.ndarray:
-    """Class probabilities for each image file, in the order given; averaged over `tta` views when tta > 1. With
-    progress, Keras' progress bar on a terminal (on stderr)."""
+    """Class probabilities for each image file, in the order given; averaged over `tta` views (tta_views: drawn
+    from the run's augmentation) when tta > 1. With progress, Keras' progress bar on a terminal (on stderr)."""
     from .pipeline import make_dataset
 
     paths = list(paths)
     if not paths:
         return np.zeros((0, model.output_shape[-1]), np.float32)
+    views = tta_views(tta, augment, image_size)
     ds = make_dataset(paths, image_size=image_size, channels=channels, batch_size=PREDICT_BATCH,
-                      cache=tta > 1)  # decode once, reuse for every view
-    views = tta_views(tta, flips, image_size)
+                      cache=len(views) > 1)  # decode once, reuse for every view
     verbose = 1 if progress and sys.stderr.isatty() else 0
     with redirect_stdout(sys.stderr):
         probs = np.mean([np.asarray(model.predict(ds.map(view) if view else ds, verbose=verbose), dtype=np.float64)
@@ -42,12 +42,14 @@ def predict_proba(model, paths, image_size: int, channels: int, tta: int = 0, fl
     return probs
 
 
-def tta_views(n: int, flips: bool, image_size: int) -> list:
-    """Test-time views: the image itself, then (when the run trained with flips) its mirror image, then shifts
-    of about 8% of the side in the four directions (edges reflected), in that order, n views in all."""
+def tta_views(n: int, augment: str, image_size: int) -> list:
+    """Test-time views a run has seen in training, from the augmentation it trained with: the image itself, then
+    its mirror image (horizontal for --augment strong, vertical for shift-vflip), then shifts of about 8% of the
+    side in the four directions and the diagonals (edges reflected; light and strong shift up to 10%,
+    shift-vflip up to 40%), n views in all. A run trained without augmentation has only the image itself."""
     from .quiet import tensorflow as tf
 
-    if n <= 1:
+    if n <= 1 or augment not in ("light", "strong", "shift-vflip"):
         return [None]
     d = max(1, round(0.08 * image_size))
 
@@ -57,10 +59,9 @@ def tta_views(n: int, flips: bool, image_size: int) -> list:
             return padded[:, d + dy: d + dy + image_size, d + dx: d + dx + image_size, :]
         return view
 
-    views = [None] + ([lambda images: tf.reverse(images, axis=[2])] if flips else [])
-    views += [shift(dy, dx) for dy, dx in ((0, d), (0, -d), (d, 0), (-d, 0))]
-    if n > len(views):
-        views += [shift(dy, dx) for dy, dx in ((d, d), (-d, -d), (d, -d), (-d, d))]
+    mirror = {"strong": 2, "shift-vflip": 1}.get(augment)
+    views = [None] + ([lambda images: tf.reverse(images, axis=[mirror])] if mirror else [])
+    views += [shift(dy, dx) for dy, dx in ((0, d), (0, -d), (d, 0), (-d, 0), (d, d), (-d, -d), (d, -d), (-d, d))]
     return views[:n]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .answers import YES, Answer, are_probabilities, decide_answer, encode_labels
+from .answers import YES, Answer, are_probabilities, decide_answer, encode_labels, metric_context, tag_separator_of
 from .data import split_tags, tag_separator
 from . import metrics
 from .metrics import (
@@ -134,7 +134,7 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
     """Predict DATA's test images with one run, all folds of a k-fold run, or a weighted ensemble of runs,
     and write a checked submission.csv. `trusted`: sha256s of model files to load despite their manifests."""
     from .data import ReadOptions, load_competition
-    from .predict import predict_proba, probability_table
+    from .predict import probability_table
     from .runs import Run
     from .validation import images_named_on_failure, validate
 
@@ -154,17 +154,8 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
     report = validate(comp, check_train=False)
     if report.errors:
         raise DataError(f"{report.errors[0]}" + (f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""))
-    total = np.zeros((len(comp.test), len(class_names)))
     with images_named_on_failure(comp.test["path"]):
-        for run, weight in zip(runs, weights):
-            members = run.members()
-            for member in members:
-                if log:
-                    log(f"Predicting {len(comp.test)} test images with {member.path}"
-                        + (f" ({tta} TTA views)" if tta > 1 else ""))
-                total += (weight / len(members)) * predict_proba(
-                    member.load_model(), comp.test["path"], member.image_size, member.channels, tta=tta,
-                    flips=member.config.augment == "strong", progress=bool(log) and not getattr(log, "quiet", False))
+        total = _averaged_probabilities(runs, weights, comp.test["path"], tta, log)
     probs = probability_table(comp.test["id"], total, class_names)
     # the run's answer (older runs: decided now), thresholded or ranked as validation tuned it
     answer = decide_answer(comp.sample, class_names, cfg, comp.sample_file, comp.tag_separator)
@@ -175,6 +166,54 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
         sub[sub.columns[1]] = sub[sub.columns[1]].map(lambda c: label_map.get(c, c))
     kind = check_submission(sub, [label_map.get(c, c) for c in class_names], comp.sample, answer)
     return write_submission(sub, output, kind, force=force, data_dirs=data_dirs)
+
+
+def _averaged_probabilities(runs, weights: list[float], paths, tta: int, log) -> np.ndarray:
+    """The weighted mean of the runs' probabilities (a k-fold run: the mean of its folds'), each member with TTA
+    where TTA helps it on its own validation split."""
+    from .predict import predict_proba
+
+    total = np.zeros((len(paths), len(runs[0].class_names)))
+    shown = bool(log) and not getattr(log, "quiet", False)
+    for run, weight in zip(runs, weights):
+        members = run.members()
+        for member in members:
+            model = member.load_model()
+            views = tta_that_helps(member, model, tta, log) if tta > 1 else 0
+            if log:
+                log(f"Predicting {len(paths)} test images with {member.path}"
+                    + (f" ({views} TTA views)" if views > 1 else ""))
+            total += (weight / len(members)) * predict_proba(model, paths, member.image_size, member.channels,
+                                                             tta=views, augment=member.config.augment,
+                                                             progress=shown)
+    return total
+
+
+def tta_that_helps(run, model, tta: int, log=None) -> int:
+    """tta when its views (drawn from the augmentation the run trained with) score better than the plain image on
+    the run's validation split by the run's metric, else 0 — said in the log either way."""
+    from .predict import predict_proba, tta_views
+    from .reports import read_val_predictions
+
+    say = log or (lambda message: None)
+    cfg = run.config
+    if len(tta_views(tta, cfg.augment, run.image_size)) == 1:
+        say(f"No TTA for {run.path}: it trained without augmentation (--augment {cfg.augment}), so every view "
+            "would be an image of a kind it never saw")
+        return 0
+    val = read_val_predictions(run.path)
+    if not all(Path(p).is_file() for p in val["path"]):
+        say(f"No TTA for {run.path}: its validation images are no longer all there to check that TTA helps")
+        return 0
+    truth = encode_labels(val["label"], run.class_names, tag_separator_of(cfg))
+    context = metric_context(cfg, run.class_names)
+    scores = [metrics.evaluate(cfg.metric, truth, predict_proba(model, val["path"], run.image_size, run.channels,
+                                                                 tta=n, augment=cfg.augment), **context)[0]
+              for n in (0, tta)]
+    helps = scores[1] < scores[0] if metrics.lower_is_better(cfg.metric) else scores[1] > scores[0]
+    say(f"TTA ({tta} views) on {run.path}'s validation split: {cfg.metric} {scores[0]:.4f} without, {scores[1]:.4f} "
+        f"with; {'used' if helps else 'not used'}")
+    return tta if helps else 0
 
 
 def ensemble_weights(runs, weights) -> list[float]:
@@ -257,7 +296,7 @@ def _guesses_score(name: str, truth: list[str], answers: list[str], metric: str)
         long = next((i for i, g in enumerate(guesses) if len(g) > k or len(set(g)) != len(g)), None)
         if long is not None:
             raise SubmissionError(f"{name}:{long + 2}: {metric} takes at most {k} distinct guesses per row, found "
-                                  f"{len(guesses[long])}")
+                                  f"'{' '.join(guesses[long])}'")
         vocabulary = {c: i for i, c in enumerate(sorted(set(truth) | {g for row in guesses for g in row}))}
         matrix = np.full((len(truth), k), -1)
         for r, row in enumerate(guesses):

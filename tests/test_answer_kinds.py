@@ -317,3 +317,18 @@ def test_tag_targets_and_their_stratification():
                                                                       [1, 0, 0], [0, 1, 1]]
     assert strata(labels, " ").tolist() == ["a", "b", "c", "b", "a", "c"]  # each image's rarest tag
     assert strata(pd.Series(["a b", "b", "z b"]), " ").tolist() == ["b", "b", "b"]  # a one-image tag: not a stratum
+
+
+def test_kit_score_checks_guesses_and_tags_before_scoring(tmp_path):
+    write_csv(tmp_path / "answers.csv", ["Image", "Id"], [("a", "w1"), ("b", "w2"), ("c", "new_whale")])
+    write_csv(tmp_path / "sub.csv", ["Image", "Id"], [("a", "w2 w1"), ("b", "w2"), ("c", "w3 w4 new_whale")])
+    assert score(tmp_path / "sub.csv", tmp_path / "answers.csv", "map@5") == pytest.approx((1 / 2 + 1 + 1 / 3) / 3,
+                                                                                         abs=1e-5)  # printed: 5 places
+    write_csv(tmp_path / "twice.csv", ["Image", "Id"], [("a", "w1"), ("b", "w1 w1"), ("c", "w1")])
+    result = invoke("score", tmp_path / "twice.csv", tmp_path / "answers.csv", "--metric", "map@5")
+    assert result.exit_code == 2 and "twice.csv:3: map@5 takes at most 5 distinct guesses per row" in result.output
+    write_csv(tmp_path / "tags.csv", ["n", "tags"], [("a", "x|y"), ("b", "y")])
+    write_csv(tmp_path / "given.csv", ["n", "tags"], [("a", "y"), ("b", "y|x")])
+    expected = np.mean([f_beta_samples(np.array([[1, 1]]), np.array([[0, 1]]), 2),
+                        f_beta_samples(np.array([[0, 1]]), np.array([[1, 1]]), 2)])
+    assert score(tmp_path / "given.csv", tmp_path / "tags.csv", "f2") == pytest.approx(expected, abs=1e-5)

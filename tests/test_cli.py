@@ -190,7 +190,7 @@ def test_digits_layout_end_to_end(tmp_path):
 
 
 def test_class_folders_end_to_end_with_config_file(tmp_path):
-    data = make_class_folders(tmp_path / "c")
+    make_class_folders(tmp_path / "c")
     config = tmp_path / "kit.toml"
     config.write_text('data = "c"\nepochs = 2\nbatch_size = 8\nimage_size = 16\nmodel = "lenet"\n')
     result = invoke("run", "--config", config, "--runs-dir", tmp_path / "runs", "--name", "f", "--epochs", "1")

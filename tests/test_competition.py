@@ -100,29 +100,54 @@ def test_weighted_ensemble_of_runs_and_its_validation_score(kfold_run):
     np.testing.assert_allclose(got, 0.75 * singles[0] + 0.25 * singles[1], atol=2e-5)
 
 
-def test_tta_changes_the_probabilities(kfold_run):
+def test_tta_needs_a_run_trained_with_augmentation(kfold_run):
     tmp, data, _ = kfold_run
-    run = tmp / "runs" / "kf" / "fold0"
+    run = tmp / "runs" / "kf" / "fold0"  # trained with --augment none
     invoke("make-submission", run, data, "-o", tmp / "plain.csv")
     result = invoke("make-submission", run, data, "-o", tmp / "tta.csv", "--tta", "5")
-    assert result.exit_code == 0 and "(5 TTA views)" in result.output
+    assert result.exit_code == 0 and "No TTA for" in result.output and "trained without augmentation" in result.output
     plain = pd.read_csv(tmp / "plain.csv")[["emu", "cat", "dog"]].to_numpy()
-    tta = pd.read_csv(tmp / "tta.csv")[["emu", "cat", "dog"]].to_numpy()
-    assert not np.allclose(plain, tta, atol=1e-4)
+    assert np.array_equal(plain, pd.read_csv(tmp / "tta.csv")[["emu", "cat", "dog"]].to_numpy())
 
 
-def test_tta_views():
+def test_tta_is_used_only_where_it_helps_on_validation(kfold_run):
+    import re
+
+    tmp, data, _ = kfold_run
+    runs = tmp / "runs"
+    flags = [f for f in FAST if f != "none" and f != "--augment"] + ["--augment", "light"]
+    assert invoke("train", data, "--runs-dir", runs, "--name", "aug", *flags).exit_code == 0
+    invoke("make-submission", runs / "aug", data, "-o", tmp / "aug-plain.csv")
+    result = invoke("make-submission", runs / "aug", data, "-o", tmp / "aug-tta.csv", "--tta", "5")
+    assert result.exit_code == 0, result.output
+    found = re.search(r"TTA \(5 views\) on .*validation split: (\w+) ([0-9.]+) without, ([0-9.]+) with; "
+                      r"(used|not used)", result.output)
+    assert found, result.output
+    metric, without, with_views, verdict = found[1], float(found[2]), float(found[3]), found[4]
+    metrics = json.loads((runs / "aug" / "metrics.json").read_text())
+    assert metric == metrics["metric"] == "log_loss"  # the sample asks for probabilities per class
+    assert without == pytest.approx(metrics["val_score"], abs=1e-4)  # the plain score is the run's own
+    assert (verdict == "used") == (with_views < without)
+    plain = pd.read_csv(tmp / "aug-plain.csv")[["emu", "cat", "dog"]].to_numpy()
+    tta = pd.read_csv(tmp / "aug-tta.csv")[["emu", "cat", "dog"]].to_numpy()
+    assert np.array_equal(plain, tta) == (verdict == "not used")
+
+
+def test_tta_views_come_from_the_training_augmentation():
     import tensorflow as tf
 
     from kit.predict import tta_views
 
     images = tf.constant(np.arange(2 * 25 * 25 * 1, dtype=np.uint8).reshape(2, 25, 25, 1))
-    views = tta_views(4, flips=True, image_size=25)
+    views = tta_views(4, "strong", image_size=25)
     assert views[0] is None and len(views) == 4
-    assert np.array_equal(views[1](images).numpy(), images.numpy()[:, :, ::-1])
+    assert np.array_equal(views[1](images).numpy(), images.numpy()[:, :, ::-1])  # flips: strong trains with them
     shifted = views[2](images).numpy()
     assert shifted.shape == (2, 25, 25, 1) and np.array_equal(shifted[:, :, :-2], images.numpy()[:, :, 2:])
-    assert len(tta_views(3, flips=False, image_size=25)) == 3 and tta_views(1, True, 25) == [None]
+    assert np.array_equal(tta_views(2, "shift-vflip", 25)[1](images).numpy(), images.numpy()[:, ::-1])
+    light = tta_views(3, "light", 25)  # shifts and zoom only: no mirror image
+    assert len(light) == 3 and not np.array_equal(light[1](images).numpy(), images.numpy()[:, :, ::-1])
+    assert tta_views(5, "none", 25) == [None] and tta_views(1, "strong", 25) == [None]
 
 
 def _imbalanced(tmp_path):

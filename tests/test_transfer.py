@@ -114,7 +114,8 @@ def test_cli_transfer_two_phase_end_to_end(tmp_path):
     import json
 
     metrics = json.loads((tmp_path / "runs" / "t" / "metrics.json").read_text())
-    assert metrics["epochs_run"] == 3 and "frozen_val_score" in metrics
+    assert metrics["epochs_run"] == 2 and "frozen_val_score" in metrics  # the closed-form frozen epoch + 1
+    assert "Frozen phase: the head fitted to convergence (logistic regression, L-BFGS" in result.output
     assert (tmp_path / "runs" / "t" / "submission.csv").is_file()
 
 
@@ -199,3 +200,33 @@ def test_unfreeze_looks_inside_nested_backbones_and_keeps_their_batchnorm_frozen
     assert trainable == {"c1", "c2"}
     names = {v.path.split("/")[-2] for v in outer.trainable_weights}
     assert names == {"c1", "c2"}  # BatchNorm (and the bottom conv) contribute no trainable weights
+
+
+@pytest.mark.parametrize("kind", ["classes", "two classes", "tags"])
+def test_the_closed_form_head_is_scikit_learns_logistic_regression(kind):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from kit.transfer import HEAD_STRENGTHS, fit_linear_head
+
+    rng = np.random.default_rng(3)
+    classes = 2 if kind == "two classes" else 4
+    centres = rng.normal(0, 1, (classes, 12))
+    labels = rng.integers(0, classes, 300)
+    x = (centres[labels] + rng.normal(0, 1.5, (300, 12))) * rng.uniform(0.5, 20, 12) + 3  # unscaled features
+    y = labels if kind != "tags" else (rng.random((300, classes)) < 0.3) | (np.eye(classes)[labels] > 0)
+    y = y.astype(np.float32) if kind == "tags" else y
+    kernel, bias, c = fit_linear_head(x[:200], y[:200], x[200:], y[200:], classes)
+    assert kernel.shape == (12, classes) and c in HEAD_STRENGTHS
+    logits = x[200:] @ kernel + bias
+    for t in range(classes if kind == "tags" else 1):
+        target = y[:200, t] if kind == "tags" else y[:200]
+        reference = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(x[:200], target)
+        if kind == "tags":
+            np.testing.assert_allclose(1 / (1 + np.exp(-logits[:, t])), reference.predict_proba(x[200:])[:, 1],
+                                       atol=1e-4)
+        else:
+            probs = np.exp(logits - logits.max(1, keepdims=True))
+            np.testing.assert_allclose(probs / probs.sum(1, keepdims=True), reference.predict_proba(x[200:]),
+                                       atol=1e-4)
