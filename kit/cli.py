@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -98,6 +99,15 @@ def _metric_option(ctx, param, value):
         raise click.BadParameter(str(e).split(": ", 1)[-1]) from None
 
 
+def _duration_option(ctx, param, value):
+    from .budget import parse_duration
+
+    try:
+        return parse_duration(value) if value is not None else None
+    except KitError as e:
+        raise click.BadParameter(str(e).split(": ", 1)[-1]) from None
+
+
 def _option(section: str, *decls, **attrs) -> click.Option:
     """A click.Option that knows the heading `--help` lists it under (SectionedCommand)."""
     option = click.Option(list(decls), **attrs)
@@ -179,6 +189,9 @@ def _fitting_params() -> list[click.Option]:
         _option("Training", "--group-col", help="K-fold: rows sharing this training-table column stay in one fold."),
         _option("Training", "--augment", type=_choice("augment"),
                 help="Default auto: none for models trained from scratch, light for backbones."),
+        _option("Training", "--time-budget", metavar="DURATION", callback=_duration_option,
+                help="Finish the whole command within this time (30s, 5m, 1h): the epochs (up to --epochs, if "
+                     "given) and the learning-rate schedule are planned from the first epoch's pace."),
         _option("Training", "--early-stopping", type=int,
                 help="Stop after N epochs without improvement. Default off."),
         _option("Training", "--metric", callback=_metric_option,
@@ -385,8 +398,10 @@ def train(data, config_file, force, **flags):
     """
     from .training import train as train_run
 
+    started = time.time()  # --time-budget counts from here
     config, _ = _settings(data, config_file, flags)
-    result = train_run(config, force=force, log=_progress(), resume=bool(flags["resume_run"]))
+    result = train_run(config, force=force, log=_progress(), resume=bool(flags["resume_run"]),
+                       deadline=started + config.time_budget if config.time_budget else None)
     _print_train_result(result, "train")
 
 
@@ -404,12 +419,14 @@ def run(data, config_file, force, output, **flags):
     from .submission import make_submission as write
     from .training import train as train_run
 
+    started = time.time()  # --time-budget counts from here
     config, answers = _settings(data, config_file, flags)
     if output:  # refused before training, not after
         from .outputs import check_output
 
         check_output(output, "--output", force, [config.data])
-    result = train_run(config, force=force, log=_progress(), resume=bool(flags["resume_run"]), command="run")
+    result = train_run(config, force=force, log=_progress(), resume=bool(flags["resume_run"]), command="run",
+                       deadline=started + config.time_budget if config.time_budget else None)
     _print_train_result(result, "run")
     if result.metrics.get("worker"):
         return

@@ -41,6 +41,7 @@ RANGES = {
     "fine_tune_layers": (0, 100_000),
     "feature_views": (1, 64),
     "clip": (0.0, 0.1),
+    "time_budget": (0.0, 1e7),
 }
 TYPE_CHECKS = {
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -105,6 +106,7 @@ class Config:
     deterministic: bool = False  # TensorFlow op determinism: bit-identical reruns on CPU, slower
     augment: str = "auto"  # auto = none from scratch, light for backbones (resolve_augment, above)
     early_stopping: int = 0  # patience in epochs; 0 = off
+    time_budget: float = 0.0  # seconds the whole command may take (kit.budget); 0 = off. --epochs is then a cap
     metric: str = "auto"  # the competition's metric (kit.metrics): picks the best epoch; auto = from the answer kind
     class_weight: str = "none"  # none | balanced (loss weighted by inverse class frequency)
     sampling: str = "none"  # none | balanced (every class drawn equally often)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import redirect_stdout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import pandas as pd
 
 from .accelerate import configure_devices, device_description, is_chief, make_strategy
 from .answers import encode_labels, tag_separator_of
+from .budget import Budget, EpochTimer, stretch_schedule
 from .callbacks import Checkpointer, Interrupt, Progress, Watched, make_callbacks, record_epoch
 from .config import Config
 from .errors import DataError, ImageError, Interrupted, TrainingDiverged
@@ -36,7 +37,7 @@ from .predict import evaluate_validation
 from .quiet import keras
 from .quiet import tensorflow as tf
 from .reports import write_reports
-from .runs import METRICS_FILE, MODEL_FILE, write_json, write_manifest, write_skipped
+from .runs import METRICS_FILE, MODEL_FILE, write_json, write_manifest, write_run_settings, write_skipped
 from .transfer import build_transfer_model, extract_features, fit_linear_head, is_transfer, unfreeze_top
 from .validation import images_named_on_failure
 
@@ -69,6 +70,7 @@ class Plan:
     train_cache: bool | str
     class_weight: dict | None
     verbose: int
+    budget: Budget | None = None  # --time-budget: the deadline and what is predicted after training
 
     @property
     def multi_label(self) -> bool:
@@ -102,12 +104,12 @@ class Plan:
 
 
 def fit_skipping_broken(config: Config, class_names: list[str], train_df: pd.DataFrame, val_df: pd.DataFrame,
-                        run_dir: Path, log=print, resume: bool = False) -> FitResult:
+                        run_dir: Path, log=print, resume: bool = False, budget: Budget | None = None) -> FitResult:
     """fit_run; with --on-bad-image skip, an image that breaks while training runs (deleted, overwritten) is left
     out and training goes on from the last checkpoint (or the start), the image listed in RUN/skipped.csv."""
     while True:
         try:
-            return fit_run(config, class_names, train_df, val_df, run_dir, log, resume=resume)
+            return fit_run(config, class_names, train_df, val_df, run_dir, log, resume=resume, budget=budget)
         except ImageError as e:
             used = set(train_df["path"]) | set(val_df["path"])
             if config.on_bad_image != "skip" or e.path not in used:
@@ -119,12 +121,12 @@ def fit_skipping_broken(config: Config, class_names: list[str], train_df: pd.Dat
 
 
 def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_df: pd.DataFrame, run_dir: Path,
-            log=print, resume: bool = False) -> FitResult:
+            log=print, resume: bool = False, budget: Budget | None = None) -> FitResult:
     """Train on train_df, keep the best model on val_df, and write model, history, metrics and reports.
 
     With resume, training continues from the run folder's last checkpoint (see kit/checkpoints.py).
     """
-    plan = make_plan(config, class_names, train_df, val_df, run_dir, log)
+    plan = replace(make_plan(config, class_names, train_df, val_df, run_dir, log), budget=budget)
     checkpointer = Checkpointer(run_dir, enabled=is_chief())
     progress, interrupt = checkpointer.progress() if resume else Progress(), Interrupt()
     started, started_at = time.time(), time.strftime("%Y-%m-%d %H:%M:%S")
@@ -228,14 +230,34 @@ def fit_scratch(plan: Plan, progress: Progress, interrupt: Interrupt, checkpoint
             for layer in model.layers:  # the same moving statistics (Keras updates each replica's copy alone)
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.synchronized = True
-        model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, config.epochs * plan.steps),
-                      **plan.loss, jit_compile=config.jit_compile)
+        # a budgeted run warms up for exactly one epoch: the epoch it times before it knows its length
+        warmup = plan.steps if config.time_budget else 0
+        model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, config.epochs * plan.steps,
+                                               warmup), **plan.loss, jit_compile=config.jit_compile)
         if resume:
             checkpointer.restore(model)
     if resume:
         log(f"Resuming at epoch {progress.epoch + 1}, batch {progress.step + 1} of {plan.steps}")
     callbacks = make_callbacks(progress, interrupt, _watched(plan, model, checkpointer, plan.val_ds))
-    fit_from(model, progress, config.epochs, plan.steps, plan.train_stream, callbacks, plan.fit_args())
+    epochs = config.epochs
+    if plan.budget and progress.epoch == 0 and progress.step == 0:
+        epochs = _first_epoch_then_plan(plan, model, progress, callbacks, log)
+    fit_from(model, progress, epochs, plan.steps, plan.train_stream, callbacks, plan.fit_args())
+
+
+def _first_epoch_then_plan(plan: Plan, model, progress: Progress, callbacks: list, log) -> int:
+    """--time-budget: train and time the first epoch, then decide how many epochs fit (recorded in config.json,
+    so a resumed run trains the same number) and stretch the schedule to end with the last of them."""
+    config = plan.config
+    timer = EpochTimer(len(plan.val_df))
+    fit_from(model, progress, 1, plan.steps, plan.train_stream, [*callbacks, timer], plan.fit_args())
+    epochs = plan.budget.epochs(timer, cap=config.epochs)
+    stretch_schedule(model.optimizer, epochs * plan.steps)
+    model.train_function = None  # traced again with the stretched schedule
+    write_run_settings(plan.run_dir, replace(config, epochs=epochs), plan.class_names)
+    log(f"Time budget: {epochs} epoch(s) in all (about {timer.later_epoch_seconds:.1f} s each after the first, "
+        f"{max(0.0, plan.budget.deadline - time.time()):.0f} s left)")
+    return epochs
 
 
 def _watched(plan: Plan, target, checkpointer: Checkpointer, val_inputs) -> Watched:

@@ -148,10 +148,11 @@ def output_layer(x, num_classes: int, multi_label: bool = False):
                         name="predictions")(x)
 
 
-def make_optimizer(kind: str, learning_rate: float, total_steps: int):
-    """AdamW gets a 10% linear warm-up then cosine decay; the published recipes keep their constant rate."""
+def make_optimizer(kind: str, learning_rate: float, total_steps: int, warmup_steps: int = 0):
+    """AdamW gets a linear warm-up (10% of the steps, or warmup_steps) then cosine decay; the published recipes
+    keep their constant rate."""
     if kind == "adamw":
-        warmup = max(1, total_steps // 10)
+        warmup = warmup_steps or max(1, total_steps // 10)
         schedule = keras.optimizers.schedules.CosineDecay(
             learning_rate / 30, decay_steps=max(1, total_steps - warmup), warmup_target=learning_rate,
             warmup_steps=warmup, alpha=0.01)

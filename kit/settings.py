@@ -12,6 +12,9 @@ from .recipes import get_recipe
 from .resume import resume_config
 
 
+BUDGET_EPOCHS_CAP = 500
+
+
 def assemble(data=None, config_file=None, dataset=None, recipe=None, resume_run=None, **flags
              ) -> tuple[Config, Path | None]:
     """The run's Config, and the held-out answers when a built-in dataset was chosen. `flags` are the Config
@@ -35,6 +38,8 @@ def assemble(data=None, config_file=None, dataset=None, recipe=None, resume_run=
     if dataset:
         folder, answers = dataset_folder(dataset)
         data = str(folder)
+    if flags.get("time_budget") and flags.get("epochs") is None and "epochs" not in file_values:
+        flags["epochs"] = BUDGET_EPOCHS_CAP  # the budget decides how many; --epochs would cap them
     config = make_config(file_values, data=data, **flags)
     if not config.data:
         raise ConfigError("give a DATA folder, --dataset NAME, or `data` in the --config file")

@@ -17,6 +17,7 @@ from .answers import Answer, decide_answer
 from .config import Config, resolve_augment
 from .data import MIN_IMAGES_PER_CLASS, Competition, ReadOptions, load_competition, strata
 from .errors import ConfigError, DataError, Interrupted, OutputError
+from .budget import Budget
 from .fit import fit_skipping_broken
 from .folds import train_folds
 from .models import get_model_spec
@@ -131,12 +132,13 @@ def _split_keeping_every_class(table: pd.DataFrame, key: pd.Series, n_val: int, 
     return table.drop(index=chosen), table.loc[chosen]
 
 
-def train(config: Config, force: bool = False, log=print, resume: bool = False, command: str = "train"
-          ) -> TrainResult:
+def train(config: Config, force: bool = False, log=print, resume: bool = False, command: str = "train",
+          deadline: float | None = None) -> TrainResult:
     """Validate the data, train the configured model, and write everything to runs/NAME/.
 
     With resume, config must be the run's own (see kit.resume.resume_config) and training continues from its
     checkpoint. `command` (train or run) is for the resume hint, and `run` also needs a test set to predict.
+    deadline: when the command must have ended (--time-budget; a resumed run trains the epochs it planned).
     """
     _refuse_early(config, resume)
     comp, report, skipped = load_and_validate(config, progress=not getattr(log, "quiet", False))
@@ -153,7 +155,9 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
     else:
         run_dir = create_run_dir(config.runs_dir, config.name, force) if is_chief() else _worker_dir()
     try:
-        return _train_in(run_dir, config, comp, report, skipped, split, log, resume)
+        budget = Budget(deadline, len(split[1]) + (len(comp.test) if command == "run" else 0)) \
+            if deadline and split and not resume else None
+        return _train_in(run_dir, config, comp, report, skipped, split, log, resume, budget)
     except Interrupted as e:
         raise Interrupted(f"{e}; " + (resume_hint(run_dir, command) if has_checkpoint(run_dir) else "nothing to keep")
                           ) from None
@@ -178,6 +182,10 @@ def _refuse_early(config: Config, resume: bool) -> None:
         check_backbone_file(config.backbone_file, (config.trust_model,))
     elif not is_transfer(config.model):
         get_model_spec(config.model)  # an unknown model fails before any work
+    if config.time_budget and (is_transfer(config.model) or config.backbone_file or config.folds >= 2 or
+                               config.strategy in ("multiworker", "tpu")):
+        raise ConfigError("--time-budget: for one model trained from scratch on this machine so far (not yet with "
+                          "a backbone, --folds or several machines)")
     for option, folder in (("--runs-dir", config.runs_dir), ("--cache-dir", config.cache_dir)):
         if folder and config.data and inside(folder, config.data):
             raise OutputError(f"{option} {folder}: inside the data folder {config.data}; kit never writes there, so "
@@ -185,7 +193,7 @@ def _refuse_early(config: Config, resume: bool) -> None:
 
 
 def _train_in(run_dir: Path, config: Config, comp: Competition, report: ValidationReport, skipped: list, split,
-              log, resume: bool = False) -> TrainResult:
+              log, resume: bool = False, budget: Budget | None = None) -> TrainResult:
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     run_info = {**MARK, "config": config.__dict__, "data_fingerprint": report.fingerprint, "seed": config.seed,
                 "started": started_at}
@@ -201,7 +209,7 @@ def _train_in(run_dir: Path, config: Config, comp: Competition, report: Validati
     if config.folds >= 2:
         result = train_folds(config, comp, run_dir, log, resume)
     else:
-        result = fit_skipping_broken(config, comp.class_names, *split, run_dir, log, resume=resume)
+        result = fit_skipping_broken(config, comp.class_names, *split, run_dir, log, resume=resume, budget=budget)
     write_json(run_dir / RUN_INFO_FILE, {**run_info, **environment_info(), "ended": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return TrainResult(run_dir=run_dir, config=config, metrics=result.metrics, interrupted=result.interrupted)
 

@@ -1,0 +1,78 @@
+"""--time-budget: the whole command — training, the validation predictions, the submission and the reports —
+ends within a wall-clock budget. The first epoch is timed (its steady second half: the first batches pay for
+decoding and tracing), then as many further epochs are planned as fit in what is left after a reserve for the
+work after training, and the learning-rate schedule is stretched to end exactly at the last planned step.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .quiet import keras
+
+AFTER_TRAINING_SECONDS = 8.0  # loading the best model, reports, writing the submission (kit run on sample_data)
+DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """'30s', '5m', '1.5h' or plain seconds ('90') → seconds."""
+    found = DURATION.match(str(text))
+    if not found or float(found[1]) <= 0:
+        raise ConfigError(f"--time-budget {text}: expected a duration such as 30s, 5m or 1h")
+    return float(found[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[found[2]]
+
+
+@dataclass(frozen=True)
+class Budget:
+    deadline: float  # time.time() by which the command must have ended
+    predict_images: int  # images predicted after training: the validation split, and the test set for kit run
+
+    def epochs(self, timer: "EpochTimer", cap: int) -> int:
+        """1 (the epoch timed) + the epochs that fit before the deadline, after the reserve; at most cap."""
+        reserve = 1.2 * timer.seconds_per_prediction * self.predict_images + AFTER_TRAINING_SECONDS
+        left = self.deadline - time.time() - reserve
+        return max(1, min(cap, 1 + math.floor(left / max(timer.later_epoch_seconds, 1e-6))))
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Times one epoch: its training batches after the first half (decoding and tracing done) and its
+    validation."""
+
+    def __init__(self, validation_images: int):
+        super().__init__()
+        self.validation_images = validation_images
+        self.times: list[float] = []
+        self.validation_seconds = 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter())
+
+    def on_test_begin(self, logs=None):
+        self.validation_started = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.validation_seconds = time.perf_counter() - self.validation_started
+
+    @property
+    def later_epoch_seconds(self) -> float:
+        """What a later epoch should cost: the steady batches' pace over all batches, plus the validation."""
+        half = len(self.times) // 2
+        steady = (self.times[-1] - self.times[half]) / max(1, len(self.times) - 1 - half) if len(self.times) > 1 \
+            else 0.0
+        return steady * len(self.times) + self.validation_seconds
+
+    @property
+    def seconds_per_prediction(self) -> float:
+        return self.validation_seconds / max(1, self.validation_images)
+
+
+def stretch_schedule(optimizer, total_steps: int) -> None:
+    """Make a warm-up + cosine schedule (kit.models.make_optimizer's adamw) end at total_steps; constant rates
+    have nothing to stretch. The change takes effect when the training step is traced again."""
+    schedule = getattr(optimizer, "_learning_rate", None)  # Keras keeps the schedule object here
+    if isinstance(schedule, keras.optimizers.schedules.CosineDecay):
+        schedule.decay_steps = max(1, total_steps - schedule.warmup_steps)

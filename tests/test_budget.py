@@ -1,0 +1,87 @@
+"""--time-budget (#22): the first epoch is timed, the rest planned to end within the budget, the schedule
+stretched to end with the last planned step, the decision recorded. No assertion depends on this machine's speed:
+a budget of an hour always reaches the --epochs cap, a budget of a second always stops after the timed epoch."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from conftest import make_av_folder
+
+from kit.budget import parse_duration
+from kit.cli import cli
+from kit.errors import KitError
+
+FAST = ["--batch-size", "8", "--image-size", "16", "--augment", "none"]
+
+
+def invoke(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+@pytest.mark.parametrize("text,seconds", [("30s", 30), ("5m", 300), ("1.5h", 5400), ("90", 90), (" 2m ", 120)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "5x", "-1m", "m", "1h30m", ""])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(KitError, match="--time-budget"):
+        parse_duration(text)
+
+
+def test_a_generous_budget_trains_to_the_cap_and_the_schedule_reaches_its_end(tmp_path):
+    data = make_av_folder(tmp_path / "c", n_per_class=10)
+    result = invoke("run", data, "--runs-dir", tmp_path / "runs", "--name", "b", "--time-budget", "1h",
+                    "--epochs", "3", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "Time budget: 3 epoch(s) in all" in result.output
+    run = tmp_path / "runs" / "b"
+    config = json.loads((run / "config.json").read_text())
+    assert (config["time_budget"], config["epochs"]) == (3600.0, 3)
+    history = pd.read_csv(run / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3]
+    # warm-up for the timed epoch, then cosine decay to its floor (alpha = 1%) exactly at the last step
+    assert history["learning_rate"].iloc[0] == pytest.approx(config["learning_rate"])
+    assert history["learning_rate"].iloc[-1] == pytest.approx(0.01 * config["learning_rate"], rel=1e-3)
+    assert (run / "submission.csv").is_file()
+
+
+def test_a_budget_already_spent_stops_after_the_timed_epoch(tmp_path):
+    data = make_av_folder(tmp_path / "c", n_per_class=10)
+    result = invoke("run", data, "--runs-dir", tmp_path / "runs", "--name", "b", "--time-budget", "1s", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "Time budget: 1 epoch(s) in all" in result.output
+    config = json.loads((tmp_path / "runs" / "b" / "config.json").read_text())
+    assert config["epochs"] == 1 and len(pd.read_csv(tmp_path / "runs" / "b" / "history.csv")) == 1
+    assert (tmp_path / "runs" / "b" / "submission.csv").is_file()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--time-budget", "5x"], "Invalid value for '--time-budget'"),
+    (["--time-budget", "1m", "--folds", "2"], "--time-budget: for one model trained from scratch"),
+    (["--time-budget", "1m", "--model", "mobilenet_v2"], "--time-budget: for one model trained from scratch"),
+])
+def test_budgets_kit_cannot_keep_are_refused_before_any_work(tmp_path, flags, message):
+    data = make_av_folder(tmp_path / "c", n_per_class=4)
+    result = invoke("train", data, "--runs-dir", tmp_path / "runs", "--name", "x", *flags)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "runs" / "x").exists()
+
+
+def test_the_schedule_stretches_to_any_length():
+    from kit.budget import stretch_schedule
+    from kit.models import make_optimizer
+
+    optimizer = make_optimizer("adamw", 0.01, total_steps=1000, warmup_steps=10)
+    stretch_schedule(optimizer, 50)
+    schedule = optimizer._learning_rate
+    values = [float(schedule(step)) for step in (10, 30, 50)]
+    assert values[0] == pytest.approx(0.01) and values[2] == pytest.approx(1e-4) and values[0] > values[1] > values[2]
+    constant = make_optimizer("adam", 0.01, total_steps=1000)
+    stretch_schedule(constant, 50)  # nothing to stretch
+    assert np.isclose(float(constant.learning_rate), 0.01)
