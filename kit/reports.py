@@ -178,71 +178,78 @@ def wrong_answers(pred: pd.DataFrame, separator: str) -> pd.Series:
 
 def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst: int = 24) -> str:
     """One self-contained page (images embedded): config, metrics, per-class table, plots, worst mistakes."""
-
     run_config = read_config(run_dir)
     config, separator = vars(run_config), tag_separator_of(run_config)
-    metrics = read_metrics(run_dir)
     per_class = read_json(run_dir / REPORT_JSON)
     wrong = wrong_answers(pred, separator)
-    accuracy = float(1 - wrong.mean()) if len(pred) else 0.0
-
-    score, metric = finite_number(metrics.get("val_score")), str(metrics.get("metric", "accuracy"))
-    loss, seconds = finite_number(metrics.get("val_loss")), finite_number(metrics.get("train_seconds"))
-    cards = [(f"validation {metric}", f"{score:.4f}")] if score is not None and metric != "accuracy" else []
-    cards += [("validation accuracy" + (" (exact tag sets)" if separator else ""), f"{accuracy:.2%}"),
-              ("macro F1", f"{per_class.get('macro avg', {}).get('f1-score', 0):.4f}"),
-              ("validation loss", f"{loss:.4f}" if loss is not None else "–"),
-              ("epochs", str(metrics.get("epochs_run", "–"))),
-              ("training time", f"{seconds:.0f} s" if seconds is not None else "–"),
-             ("images", f"{metrics.get('num_train', '–')} train / {len(pred)} val")]
     parts = [f"<h1>{escape(run_dir.name)}</h1><div class=sub>{escape(config.get('model', ''))} · "
              f"{config.get('image_size')}×{config.get('image_size')}×{config.get('channels')} · "
              f"{escape(str(config.get('data', '')))}</div>",
              "<section id=metrics><div class=cards>" + "".join(
-                 f"<div class=card><span>{escape(k)}</span><b>{escape(v)}</b></div>" for k, v in cards)
-             + "</div></section>"]
-
+                 f"<div class=card><span>{escape(k)}</span><b>{escape(v)}</b></div>"
+                 for k, v in _cards(read_metrics(run_dir), per_class, wrong, separator)) + "</div></section>"]
     rows = "".join(
         f"<tr><td>{escape(c)}</td>" + "".join(f"<td>{per_class[c][k]:.3f}</td>" for k in ("precision", "recall",
                                                                                           "f1-score"))
         + f"<td>{int(per_class[c]['support'])}</td></tr>" for c in _table_classes(per_class, class_names))
     note = (f"<p>The {TABLE_ROWS_MAX} classes with most validation images of {len(class_names)}; all are in "
             f"{REPORT_TEXT}.</p>" if len(class_names) > TABLE_ROWS_MAX else "")
-    decision = read_decision(run_dir, class_names)
-    if decision.thresholds:
-        note += "<p>Thresholds tuned on validation: " + ", ".join(
-            f"{escape(c)} {t:.2f}" for c, t in zip(class_names, decision.thresholds)) + "</p>"
-    if decision.unknown_threshold is not None:
-        note += f"<p>{escape(run_config.unknown_class)} goes first below a top probability of " \
-                f"{decision.unknown_threshold:.3f} (tuned on validation).</p>"
-    parts.append(f"<h2>Per {'tag' if separator else 'class'}</h2>{note}<section id=per-class><table><tr><th>class</th><th>precision</th>"
-                 "<th>recall</th>"
+    parts.append(f"<h2>Per {'tag' if separator else 'class'}</h2>{note}{_decision_note(run_dir, run_config)}"
+                 "<section id=per-class><table><tr><th>class</th><th>precision</th><th>recall</th>"
                  f"<th>F1</th><th>support</th></tr>{rows}</table></section>")
-
     plots = []
     for title, name in (("Confusion matrix", MATRIX_PNG), ("Learning curves", CURVES_PNG)):
         if (run_dir / name).exists():
             plots.append(f"<div><h2>{title}</h2><img class=plot alt='{title}' src='{_png_data_uri(run_dir / name)}'>"
                          "</div>")
     parts.append("<section id=plots class=cols>" + "".join(plots) + "</section>")
-
-    mistakes = pred[wrong].sort_values("p_true").head(worst)
-    tiles = []
-    for _, m in mistakes.iterrows():
-        uri = _thumbnail_uri(m["path"], int(config.get("channels") or 3))
-        image = f"<img alt='{escape(str(m['id']))}' src='{uri}'>" if uri else "<div>(image not found)</div>"
-        tiles.append(f"<div class=mistake>{image}<div>{escape(str(m['id']))}</div><div class=good>true: "
-                     f"{escape(str(m['label']))}</div><div class=bad>predicted: {escape(str(m['predicted']))} "
-                     f"({m['confidence']:.0%})</div></div>")
-    parts.append(f"<h2>Worst mistakes ({len(mistakes)} of {int(wrong.sum())}, "
-                 "highest loss first)</h2><section id=mistakes class=grid>"
-                 + ("".join(tiles) or "<p>No mistakes on the validation split.</p>") + "</section>")
-
+    parts.append(_mistakes(pred[wrong].sort_values("p_true").head(worst), int(wrong.sum()),
+                           int(config.get("channels") or 3)))
     config_rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in config.items())
     parts.append(f"<h2>Configuration</h2><section id=config><table>{config_rows}</table></section>")
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>kit report · {escape(run_dir.name)}"
             f"</title><meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
             f"<body><main>{''.join(parts)}</main></body></html>\n")
+
+
+def _cards(metrics: dict, per_class: dict, wrong: pd.Series, separator: str) -> list[tuple[str, str]]:
+    """The headline numbers: the competition's metric first (when it is not accuracy), then the usual ones."""
+    score, metric = finite_number(metrics.get("val_score")), str(metrics.get("metric", "accuracy"))
+    loss, seconds = finite_number(metrics.get("val_loss")), finite_number(metrics.get("train_seconds"))
+    accuracy = float(1 - wrong.mean()) if len(wrong) else 0.0
+    cards = [(f"validation {metric}", f"{score:.4f}")] if score is not None and metric != "accuracy" else []
+    return cards + [("validation accuracy" + (" (exact tag sets)" if separator else ""), f"{accuracy:.2%}"),
+                    ("macro F1", f"{per_class.get('macro avg', {}).get('f1-score', 0):.4f}"),
+                    ("validation loss", f"{loss:.4f}" if loss is not None else "–"),
+                    ("epochs", str(metrics.get("epochs_run", "–"))),
+                    ("training time", f"{seconds:.0f} s" if seconds is not None else "–"),
+                    ("images", f"{metrics.get('num_train', '–')} train / {len(wrong)} val")]
+
+
+def _decision_note(run_dir: Path, run_config) -> str:
+    """The thresholds tuned on validation (tags), and where the unknown class goes (top-k)."""
+    class_names = read_class_names(run_dir)
+    decision = read_decision(run_dir, class_names)
+    note = ""
+    if decision.thresholds:
+        note += "<p>Thresholds tuned on validation: " + ", ".join(
+            f"{escape(c)} {t:.2f}" for c, t in zip(class_names, decision.thresholds)) + "</p>"
+    if decision.unknown_threshold is not None:
+        note += (f"<p>{escape(run_config.unknown_class)} goes first below a top probability of "
+                 f"{decision.unknown_threshold:.3f} (tuned on validation).</p>")
+    return note
+
+
+def _mistakes(mistakes: pd.DataFrame, total: int, channels: int) -> str:
+    tiles = []
+    for _, m in mistakes.iterrows():
+        uri = _thumbnail_uri(m["path"], channels)
+        image = f"<img alt='{escape(str(m['id']))}' src='{uri}'>" if uri else "<div>(image not found)</div>"
+        tiles.append(f"<div class=mistake>{image}<div>{escape(str(m['id']))}</div><div class=good>true: "
+                     f"{escape(str(m['label']))}</div><div class=bad>predicted: {escape(str(m['predicted']))} "
+                     f"({m['confidence']:.0%})</div></div>")
+    return (f"<h2>Worst mistakes ({len(mistakes)} of {total}, highest loss first)</h2><section id=mistakes "
+            "class=grid>" + ("".join(tiles) or "<p>No mistakes on the validation split.</p>") + "</section>")
 
 
 def _confusion_figure(matrix: np.ndarray, class_names: list[str], total_classes: int):

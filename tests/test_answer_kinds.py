@@ -332,3 +332,19 @@ def test_kit_score_checks_guesses_and_tags_before_scoring(tmp_path):
     expected = np.mean([f_beta_samples(np.array([[1, 1]]), np.array([[0, 1]]), 2),
                         f_beta_samples(np.array([[0, 1]]), np.array([[1, 1]]), 2)])
     assert score(tmp_path / "given.csv", tmp_path / "tags.csv", "f2") == pytest.approx(expected, abs=1e-5)
+
+
+def test_tags_on_a_backbone_fit_the_head_in_closed_form_one_sigmoid_per_tag(tmp_path):
+    data = planet_folder(tmp_path / "planet")
+    runs = tmp_path / "runs"
+    result = invoke("run", data, "--runs-dir", runs, "--name", "t", "--model", "mobilenet_v3_small", "--weights",
+                    "none", "--image-size", "32", "--fine-tune-epochs", "1", "--batch-size", "8", "--metric", "f2")
+    assert result.exit_code == 0, result.output
+    assert "the head fitted to convergence (logistic regression" in result.output
+    history = pd.read_csv(runs / "t" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2] and "val_f2" in history
+    from kit.runs import Run
+
+    model = Run.open(runs / "t").load_model()
+    assert model.output_shape == (None, len(TAGS)) and "sigmoid" in str(model.layers[-1].get_config())
+    assert all(set(v.split()) <= set(TAGS) for v in pd.read_csv(runs / "t" / "submission.csv", dtype=str)["tags"])
