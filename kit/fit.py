@@ -322,7 +322,7 @@ def _fit_frozen(plan: Plan, tm, progress: Progress, callbacks, restore_from: Che
         return
     x, y, val_x, val_y = _cached_features(plan, tm, log)
     val_features = make_array_stream(val_x, val_y, batch_size=plan.batch_size, seed=config.seed, epochs=1)
-    if frozen_epochs(config) == 1:
+    if closed_form_head(config):
         _fit_head_to_convergence(plan, tm, callbacks(val_features), (x, y, val_x, val_y), log)
         return
     steps = -(-len(x) // plan.batch_size)
@@ -351,10 +351,15 @@ def _cached_features(plan: Plan, tm, log) -> tuple:
     return np.concatenate(xs), np.concatenate(ys), val_x, val_y
 
 
+def closed_form_head(config: Config) -> bool:
+    """Whether the frozen phase is kit's pooled head fitted to convergence on cached features
+    (_fit_head_to_convergence), rather than --epochs of training."""
+    return config.feature_cache and config.head == "pool"
+
+
 def frozen_epochs(config: Config) -> int:
-    """The frozen phase's length in epochs: one for kit's pooled head on cached features (fitted to convergence
-    in closed form, _fit_head_to_convergence), else --epochs of training."""
-    return 1 if config.feature_cache and config.head == "pool" else config.epochs
+    """The frozen phase's length in epochs: one when fitted in closed form, else --epochs."""
+    return 1 if closed_form_head(config) else config.epochs
 
 
 def _fit_head_to_convergence(plan: Plan, tm, callbacks: list, arrays: tuple, log) -> None:
