@@ -7,23 +7,12 @@ work after training, and the learning-rate schedule is stretched to end exactly 
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import dataclass
 
-from .errors import ConfigError
 from .quiet import keras
 
 AFTER_TRAINING_SECONDS = 8.0  # loading the best model, reports, writing the submission (kit run on sample_data)
-DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*$")
-
-
-def parse_duration(text: str) -> float:
-    """'30s', '5m', '1.5h' or plain seconds ('90') → seconds."""
-    found = DURATION.match(str(text))
-    if not found or float(found[1]) <= 0:
-        raise ConfigError(f"--time-budget {text}: expected a duration such as 30s, 5m or 1h")
-    return float(found[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[found[2]]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .config import parse_duration
 from .errors import KitError, image_error_in, one_line, os_error_line
+from .metrics import check_metric
 
 
 class KitGroup(click.Group):
@@ -90,22 +92,14 @@ def _choice(setting: str) -> click.Choice:
     return click.Choice([str(c) for c in CHOICES[setting] if c not in ("", 0)])
 
 
-def _metric_option(ctx, param, value):
-    from .metrics import check_metric
-
-    try:
-        return check_metric(value) if value is not None else None
-    except KitError as e:
-        raise click.BadParameter(str(e).split(": ", 1)[-1]) from None
-
-
-def _duration_option(ctx, param, value):
-    from .budget import parse_duration
-
-    try:
-        return parse_duration(value) if value is not None else None
-    except KitError as e:
-        raise click.BadParameter(str(e).split(": ", 1)[-1]) from None
+def _parsed_by(parse):
+    """A Click callback that parses an option's text with one of kit's parsers (a KitError: a bad parameter)."""
+    def callback(ctx, param, value):
+        try:
+            return parse(value) if value is not None else None
+        except KitError as e:
+            raise click.BadParameter(str(e).split(": ", 1)[-1]) from None
+    return callback
 
 
 def _option(section: str, *decls, **attrs) -> click.Option:
@@ -189,12 +183,12 @@ def _fitting_params() -> list[click.Option]:
         _option("Training", "--group-col", help="K-fold: rows sharing this training-table column stay in one fold."),
         _option("Training", "--augment", type=_choice("augment"),
                 help="Default auto: none for models trained from scratch, light for backbones."),
-        _option("Training", "--time-budget", metavar="DURATION", callback=_duration_option,
+        _option("Training", "--time-budget", metavar="DURATION", callback=_parsed_by(parse_duration),
                 help="Finish the whole command within this time (30s, 5m, 1h): the epochs (up to --epochs, if "
                      "given) and the learning-rate schedule are planned from the first epoch's pace."),
         _option("Training", "--early-stopping", type=int,
                 help="Stop after N epochs without improvement. Default off."),
-        _option("Training", "--metric", callback=_metric_option,
+        _option("Training", "--metric", callback=_parsed_by(check_metric),
                 help="The competition's metric: accuracy, f1_macro, log_loss, auc, map@K, f1 or f2 (tags); picks "
                      "the best epoch and is reported. Default: from the answer kind (auc for P(positive), "
                      "log_loss for one probability per class, map@K for top-k, f1 for tags, else accuracy)."),
@@ -695,7 +689,7 @@ def new(out_dir, template, force):
 @cli.command()
 @click.argument("submission", type=click.Path(dir_okay=False, exists=True))
 @click.argument("answers", type=click.Path(dir_okay=False, exists=True))
-@click.option("--metric", default="accuracy", show_default=True, callback=_metric_option,
+@click.option("--metric", default="accuracy", show_default=True, callback=_parsed_by(check_metric),
               help="accuracy, f1_macro, log_loss, auc, map@K (top-k guesses) or f1/f2 (mean F-beta over rows of "
                    "tags).")
 @click.option("--positive", default="", help="auc/log loss of one probability per row: the answer value it is the "

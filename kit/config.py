@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -61,6 +62,17 @@ def parse_label_map(text: str) -> dict[str, str]:
     if len(set(mapping.values())) != len(mapping):
         raise ConfigError(f"--label-map {text}: two classes map to the same value")
     return mapping
+
+
+DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """--time-budget: '30s', '5m', '1.5h' or plain seconds ('90') → seconds."""
+    found = DURATION.match(str(text))
+    if not found or float(found[1]) <= 0:
+        raise ConfigError(f"--time-budget {text}: expected a duration such as 30s, 5m or 1h")
+    return float(found[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[found[2]]
 
 
 def flag(name: str) -> str:

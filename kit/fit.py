@@ -126,7 +126,7 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
 
     With resume, training continues from the run folder's last checkpoint (see kit/checkpoints.py).
     """
-    plan = replace(make_plan(config, class_names, train_df, val_df, run_dir, log), budget=budget)
+    plan = make_plan(config, class_names, train_df, val_df, run_dir, log, budget)
     checkpointer = Checkpointer(run_dir, enabled=is_chief())
     progress, interrupt = checkpointer.progress() if resume else Progress(), Interrupt()
     started, started_at = time.time(), time.strftime("%Y-%m-%d %H:%M:%S")
@@ -168,7 +168,7 @@ def _check_ended(plan: Plan, progress: Progress, interrupt: Interrupt) -> None:
 
 
 def make_plan(config: Config, class_names: list[str], train_df: pd.DataFrame, val_df: pd.DataFrame, run_dir: Path,
-              log) -> Plan:
+              log, budget: Budget | None = None) -> Plan:
     """Device strategy, seeds, the order of the training files, caches, class weights and the validation set."""
     strategy = make_strategy(config.strategy)
     configure_devices(config)
@@ -197,7 +197,8 @@ def make_plan(config: Config, class_names: list[str], train_df: pd.DataFrame, va
     # Keras' progress goes where kit's does (stderr: stdout keeps only results); none with --quiet.
     verbose = 0 if getattr(log, "quiet", False) else 1 if sys.stderr.isatty() else 2
     return Plan(config, class_names, train_df, val_df, run_dir, strategy, batch_size,
-                -(-len(train_df) // batch_size), train_labels, val_labels, val_ds, train_cache, class_weight, verbose)
+                -(-len(train_df) // batch_size), train_labels, val_labels, val_ds, train_cache, class_weight, verbose,
+                budget)
 
 
 def _caches(config: Config, train_df: pd.DataFrame, val_df: pd.DataFrame, log) -> tuple:

@@ -78,20 +78,19 @@ def evaluate_validation(run_dir, val_df: pd.DataFrame, class_names: list[str], c
     probs = predict_proba(model, val_df["path"], config.image_size, config.channels)
     truth = encode_labels(val_df["label"], class_names, tag_separator_of(config))
     scores, decision = run_scores(config.metric, truth, probs, **metric_context(config, class_names))
-    table = validation_table(val_df, probs, class_names, config, decision)
+    table = validation_table(val_df, truth, probs, class_names, config, decision)
     with atomic_write(Path(run_dir) / VAL_PREDICTIONS_FILE, newline="", encoding="utf-8") as f:
         table.to_csv(f, index=False)
     write_decision(run_dir, decision, class_names)
     return table, scores
 
 
-def validation_table(val_df: pd.DataFrame, probs: np.ndarray, class_names: list[str], config, decision: Decision
-                     ) -> pd.DataFrame:
+def validation_table(val_df: pd.DataFrame, truth: np.ndarray, probs: np.ndarray, class_names: list[str], config,
+                     decision: Decision) -> pd.DataFrame:
     """One row per validation image: its label, what the run answers (the label; the guesses of a top-k answer;
     the chosen tags), how sure it was, the probability it gave the truth (p_true: the likelihood of the whole tag
     set's per-tag answers for tags), and the probabilities themselves."""
-    separator = tag_separator_of(config)
-    truth = encode_labels(val_df["label"], class_names, separator)
+    separator = tag_separator_of(config)  # truth: encode_labels of val_df's labels
     names = np.asarray(class_names, dtype=object)
     if separator:
         chosen = chosen_tags(probs, decision.thresholds)

@@ -194,7 +194,8 @@ def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst
         + f"<td>{int(per_class[c]['support'])}</td></tr>" for c in _table_classes(per_class, class_names))
     note = (f"<p>The {TABLE_ROWS_MAX} classes with most validation images of {len(class_names)}; all are in "
             f"{REPORT_TEXT}.</p>" if len(class_names) > TABLE_ROWS_MAX else "")
-    parts.append(f"<h2>Per {'tag' if separator else 'class'}</h2>{note}{_decision_note(run_dir, run_config)}"
+    parts.append(f"<h2>Per {'tag' if separator else 'class'}</h2>{note}"
+                 f"{_decision_note(read_decision(run_dir, class_names), class_names, run_config.unknown_class)}"
                  "<section id=per-class><table><tr><th>class</th><th>precision</th><th>recall</th>"
                  f"<th>F1</th><th>support</th></tr>{rows}</table></section>")
     plots = []
@@ -226,16 +227,14 @@ def _cards(metrics: dict, per_class: dict, wrong: pd.Series, separator: str) -> 
                     ("images", f"{metrics.get('num_train', '–')} train / {len(wrong)} val")]
 
 
-def _decision_note(run_dir: Path, run_config) -> str:
+def _decision_note(decision, class_names: list[str], unknown_class: str) -> str:
     """The thresholds tuned on validation (tags), and where the unknown class goes (top-k)."""
-    class_names = read_class_names(run_dir)
-    decision = read_decision(run_dir, class_names)
     note = ""
     if decision.thresholds:
         note += "<p>Thresholds tuned on validation: " + ", ".join(
             f"{escape(c)} {t:.2f}" for c, t in zip(class_names, decision.thresholds)) + "</p>"
     if decision.unknown_threshold is not None:
-        note += (f"<p>{escape(run_config.unknown_class)} goes first below a top probability of "
+        note += (f"<p>{escape(unknown_class)} goes first below a top probability of "
                  f"{decision.unknown_threshold:.3f} (tuned on validation).</p>")
     return note
 

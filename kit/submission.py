@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from .answers import YES, Answer, are_probabilities, decide_answer, encode_labels, metric_context, tag_separator_of
-from .data import split_tags, tag_separator
 from . import metrics
+from .data import ReadOptions, load_competition, read_table, split_tags, tag_separator
 from .metrics import (
     TAG_METRICS,
     Decision,
@@ -133,7 +133,6 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
                     log=None, trusted=()) -> SubmissionResult:
     """Predict DATA's test images with one run, all folds of a k-fold run, or a weighted ensemble of runs,
     and write a checked submission.csv. `trusted`: sha256s of model files to load despite their manifests."""
-    from .data import ReadOptions, load_competition
     from .predict import probability_table
     from .runs import Run
     from .validation import images_named_on_failure, validate
@@ -192,7 +191,7 @@ def _averaged_probabilities(runs, weights: list[float], paths, tta: int, log) ->
 def tta_that_helps(run, model, tta: int, log=None) -> int:
     """tta when its views (drawn from the augmentation the run trained with) score better than the plain image on
     the run's validation split by the run's metric, else 0 — said in the log either way."""
-    from .predict import predict_proba, tta_views
+    from .predict import predict_proba, table_scores, tta_views
     from .reports import read_val_predictions
 
     say = log or (lambda message: None)
@@ -205,11 +204,10 @@ def tta_that_helps(run, model, tta: int, log=None) -> int:
     if not all(Path(p).is_file() for p in val["path"]):
         say(f"No TTA for {run.path}: its validation images are no longer all there to check that TTA helps")
         return 0
+    plain = table_scores(val, run.class_names, cfg)[0]["val_score"]  # the run's own validation probabilities
+    views = predict_proba(model, val["path"], run.image_size, run.channels, tta=tta, augment=cfg.augment)
     truth = encode_labels(val["label"], run.class_names, tag_separator_of(cfg))
-    context = metric_context(cfg, run.class_names)
-    scores = [metrics.evaluate(cfg.metric, truth, predict_proba(model, val["path"], run.image_size, run.channels,
-                                                                 tta=n, augment=cfg.augment), **context)[0]
-              for n in (0, tta)]
+    scores = [plain, metrics.evaluate(cfg.metric, truth, views, **metric_context(cfg, run.class_names))[0]]
     helps = scores[1] < scores[0] if metrics.lower_is_better(cfg.metric) else scores[1] > scores[0]
     say(f"TTA ({tta} views) on {run.path}'s validation split: {cfg.metric} {scores[0]:.4f} without, {scores[1]:.4f} "
         f"with; {'used' if helps else 'not used'}")
@@ -229,34 +227,25 @@ def ensemble_decision(runs, weights: list[float]) -> Decision:
     out-of-fold predictions); several runs validated on the same ids are tuned again on their averaged validation
     probabilities; otherwise the weighted mean of their thresholds."""
     from .predict import table_scores
-    from .reports import read_val_predictions
     from .runs import read_decision
 
     decisions = [read_decision(r.path, r.class_names) for r in runs]
     if len(runs) == 1:
         return decisions[0]
-    tables = [read_val_predictions(r.path).set_index("id") for r in runs]
-    ids = sorted(tables[0].index)
-    columns = [f"p:{c}" for c in runs[0].class_names]
-    if all(sorted(t.index) == ids and set(columns) <= set(t.columns) for t in tables):
-        mean = tables[0].loc[ids].copy()
-        mean[columns] = sum(w * t.loc[ids, columns].to_numpy(dtype=float) for w, t in zip(weights, tables))
-        mean["p_true"] = 1.0  # not used by the decision
-        return table_scores(mean.reset_index(), runs[0].class_names, runs[0].config)[1]
+    mean = averaged_validation(runs, weights)
+    if mean is not None:
+        return table_scores(mean.assign(p_true=1.0), runs[0].class_names, runs[0].config)[1]  # p_true: unused here
     thresholds = tuple(np.average([d.thresholds for d in decisions], axis=0, weights=weights)) \
         if all(d.thresholds for d in decisions) else ()
     unknown = [d.unknown_threshold for d in decisions]
     return Decision(thresholds, float(np.average(unknown, weights=weights)) if None not in unknown else None)
 
 
-def ensemble_validation_accuracy(run_dirs, weights=None) -> float | None:
-    """Accuracy of the weighted average of the runs' validation (or out-of-fold) probabilities, when the runs were
-    validated on the same ids; None otherwise."""
+def averaged_validation(runs, weights: list[float]) -> pd.DataFrame | None:
+    """The runs' validation (or out-of-fold) tables with the weighted mean of their p:CLASS columns, in id order,
+    when the runs were validated on the same ids and kept every class' column; None otherwise."""
     from .reports import read_val_predictions
-    from .runs import Run
 
-    runs = [Run.open(r) for r in run_dirs]
-    weights = ensemble_weights(runs, weights)
     tables = [read_val_predictions(r.path).set_index("id") for r in runs]
     ids = sorted(tables[0].index)
     if any(sorted(t.index) != ids for t in tables[1:]):
@@ -264,12 +253,23 @@ def ensemble_validation_accuracy(run_dirs, weights=None) -> float | None:
     columns = [f"p:{c}" for c in runs[0].class_names]
     if any(c not in t.columns for t in tables for c in columns):  # many classes: only each row's top ones kept
         return None
-    mean = sum(w * t.loc[ids, columns].to_numpy(dtype=float) for w, t in zip(weights, tables))
-    truth = tables[0].loc[ids, "label"].to_numpy()
-    predicted = np.asarray(runs[0].class_names)[mean.argmax(1)]
-    return float((predicted == truth).mean())
+    mean = tables[0].loc[ids].copy()
+    mean[columns] = sum(w * t.loc[ids, columns].to_numpy(dtype=float) for w, t in zip(weights, tables))
+    return mean.reset_index()
 
 
+def ensemble_validation_accuracy(run_dirs, weights=None) -> float | None:
+    """Accuracy of the weighted average of the runs' validation (or out-of-fold) probabilities, when the runs were
+    validated on the same ids; None otherwise."""
+    from .runs import Run
+
+    runs = [Run.open(r) for r in run_dirs]
+    mean = averaged_validation(runs, ensemble_weights(runs, weights))
+    if mean is None:
+        return None
+    probs = mean[[f"p:{c}" for c in runs[0].class_names]].to_numpy()
+    predicted = np.asarray(runs[0].class_names)[probs.argmax(1)]
+    return float((predicted == mean["label"].to_numpy()).mean())
 
 
 def _binary_score(name: str, truth: list[str], scores: pd.Series, metric: str, positive: str) -> float:
@@ -314,8 +314,6 @@ def _guesses_score(name: str, truth: list[str], answers: list[str], metric: str)
 def score_submission(submission_path, answers_path, metric: str = "accuracy", positive: str = "") -> float:
     """Score a submission against an answer key the way a leaderboard would, after the same checks; every metric
     is kit.metrics'."""
-    from .data import read_table
-
     if metric == "auto":
         raise SubmissionError("--metric auto: name the competition's metric to score with")
     check_metric(metric)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import make_av_folder
 
-from kit.budget import parse_duration
+from kit.config import parse_duration
 from kit.cli import cli
 from kit.errors import KitError
 

@@ -30,6 +30,13 @@ def save(path: Path, label: str, seed: int, mode="L", size=12) -> None:
                                                              else {}))
 
 
+def save_class_folders(folder: Path, names, file_name, first_seed: int = 0) -> None:
+    """Six RGB images per class, in FOLDER/<name>/<file_name(name, k)>, one name per class of CLASSES."""
+    for name, c in zip(names, CLASSES):
+        for k in range(6):
+            save(folder / name / file_name(name, k), c, first_seed + CLASSES.index(c) * 10 + k, mode="RGB")
+
+
 def save_tests(folder: Path, names, seed: int) -> None:
     """Unlabelled test images, one per name, cycling through the classes' patterns."""
     for j, name in enumerate(names):
@@ -279,9 +286,7 @@ def test_a_sample_with_columns_kit_cannot_write_is_refused_before_training(tmp_p
 def test_plant_seedlings_class_folders_with_spaces(tmp_path):
     data = tmp_path / "plant-seedlings-classification"
     species = ("Black-grass", "Common wheat", "Small-flowered Cranesbill")
-    for s, c in zip(species, CLASSES):
-        for k in range(6):
-            save(data / "train" / s / f"{k:09x}.png", c, CLASSES.index(c) * 10 + k, mode="RGB")
+    save_class_folders(data / "train", species, lambda s, k: f"{k:09x}.png")
     files = [f"{700 + j:09x}.png" for j in range(6)]
     save_tests(data / "test", files, 700)
     write_csv(data / "sample_submission.csv", ["file", "species"], [(f, "Black-grass") for f in files])
@@ -325,9 +330,7 @@ def test_humpback_whales_many_single_image_classes(tmp_path):
 def test_tiny_imagenet_validation_labels_in_a_file(tmp_path):
     data = tmp_path / "tiny-imagenet-200"
     wnids = ("n01443537", "n01629819", "n01641577")
-    for w, c in zip(wnids, CLASSES):
-        for k in range(6):
-            save(data / "train" / w / "images" / f"{w}_{k}.JPEG", c, CLASSES.index(c) * 10 + k, mode="RGB")
+    save_class_folders(data / "train", wnids, lambda w, k: f"images/{w}_{k}.JPEG")
     lines = []
     for j in range(6):
         save(data / "val" / "images" / f"val_{j}.JPEG", CLASSES[j % 3], 100 + j, mode="RGB")
@@ -360,11 +363,8 @@ def test_a_table_inside_the_train_folder_and_a_blank_sample(tmp_path):
 def test_intel_image_classification_nested_split_folders(tmp_path):
     data = tmp_path / "intel-image-classification"
     scenes = ("buildings", "forest", "glacier")
-    for s, c in zip(scenes, CLASSES):
-        for k in range(6):
-            save(data / "seg_train" / "seg_train" / s / f"{k}.jpg", c, CLASSES.index(c) * 10 + k, mode="RGB")
-            save(data / "seg_test" / "seg_test" / s / f"{k + 100}.jpg", c, 300 + CLASSES.index(c) * 10 + k,
-                 mode="RGB")
+    save_class_folders(data / "seg_train" / "seg_train", scenes, lambda s, k: f"{k}.jpg")
+    save_class_folders(data / "seg_test" / "seg_test", scenes, lambda s, k: f"{k + 100}.jpg", first_seed=300)
     for j in range(4):
         save(data / "seg_pred" / "seg_pred" / f"{j}.jpg", CLASSES[j % 3], 500 + j, mode="RGB")
     result = invoke("validate", data)
