@@ -119,6 +119,14 @@ def redux_folder(root):
     return root
 
 
+def same_shape_as_sample(sub_path, sample_path) -> pd.DataFrame:
+    """The written submission, after checking its header and ids (in order) are the sample's."""
+    sub = pd.read_csv(sub_path, dtype=str, keep_default_na=False)
+    sample = pd.read_csv(sample_path, dtype=str, keep_default_na=False)
+    assert list(sub.columns) == list(sample.columns) and sub.iloc[:, 0].tolist() == sample.iloc[:, 0].tolist()
+    return sub
+
+
 def score(sub, answers, metric, *extra) -> float:
     result = invoke("score", sub, answers, "--metric", metric, *extra)
     assert result.exit_code == 0, result.output
@@ -141,9 +149,7 @@ def test_planet_tags_from_two_test_folders_scored_by_f2(tmp_path):
     assert json.loads((run / "class_names.json").read_text()) == list(TAGS)  # the tags are the classes
     config = json.loads((run / "config.json").read_text())
     assert (config["submission"], config["metric"], config["tag_separator"]) == ("tags", "f2", " ")
-    sample = pd.read_csv(data / "sample_submission_v2.csv", dtype=str)
-    sub = pd.read_csv(run / "submission.csv", dtype=str, keep_default_na=False)
-    assert list(sub.columns) == list(sample.columns) and sub["image_name"].tolist() == sample["image_name"].tolist()
+    sub = same_shape_as_sample(run / "submission.csv", data / "sample_submission_v2.csv")
     written = [v.split(" ") for v in sub["tags"]]
     assert all(row and set(row) <= set(TAGS) and row == sorted(row) for row in written)  # stable (class) order
     thresholds = json.loads((run / "thresholds.json").read_text())["thresholds"]
@@ -190,7 +196,7 @@ def test_whale_top5_with_new_whale_placed_by_a_tuned_threshold(tmp_path):
     assert result.exit_code == 0, result.output
     assert "the 5 most probable classes per row, new_whale placed by a threshold" in result.output
     assert "metric map@5" in result.output
-    sub = pd.read_csv(runs / "w" / "submission.csv", dtype=str)
+    sub = same_shape_as_sample(runs / "w" / "submission.csv", data / "sample_submission.csv")
     classes = set(json.loads((runs / "w" / "class_names.json").read_text()))
     guesses = [v.split(" ") for v in sub["Id"]]
     assert all(len(g) == 5 and len(set(g)) == 5 and set(g) <= classes for g in guesses)
@@ -211,6 +217,7 @@ def test_redux_log_loss_best_epoch_and_clip(tmp_path):
                     "--clip", "0.05", *FAST, "--learning-rate", "0.01", "--epochs", "3")
     assert result.exit_code == 0, result.output
     assert "P(dog); metric log_loss" in result.output
+    same_shape_as_sample(runs / "p" / "submission.csv", data / "sample_submission.csv")
     values = pd.read_csv(runs / "p" / "submission.csv")["label"]
     assert values.min() >= 0.05 and values.max() <= 0.95
     loss = score(runs / "p" / "submission.csv", tmp_path / "redux_answers.csv", "log_loss")
@@ -231,6 +238,9 @@ def test_binary_auc_picks_the_best_epoch(tmp_path):
     history = pd.read_csv(runs / "a" / "history.csv")
     metrics = json.loads((runs / "a" / "metrics.json").read_text())
     assert metrics["metric"] == "auc" and "val_auc" in history
+    sub = same_shape_as_sample(runs / "a" / "submission.csv", data / "sample_submission.csv")
+    assert 0.5 <= score(runs / "a" / "submission.csv", tmp_path / "answers.csv", "auc") <= 1.0
+    assert sub["has_cactus"].astype(float).between(0, 1).all()
     # the kept model scores the best epoch's AUC on the same split: it was chosen by AUC
     assert metrics["val_auc"] == pytest.approx(history["val_auc"].max(), abs=1e-6)
 
