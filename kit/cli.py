@@ -161,7 +161,8 @@ def _submission_params() -> list[click.Option]:
 
 def _model_params() -> list[click.Option]:
     return [
-        _option("Model", "--model", help="Model name (see `kit models`). Default: baseline."),
+        _option("Model", "--model", help="Model name (see `kit models`). Default: baseline; with --time-budget, "
+                "the lighter small when fewer than 4 baseline epochs fit."),
         _option("Model", "--image-size", type=int, help="Square input size; default from the data (28..224)."),
         _option("Model", "--channels", type=click.Choice(["1", "3"]),
                 help="1 (grayscale) or 3 (RGB); default from data."),
@@ -424,7 +425,7 @@ def run(data, config_file, force, output, **flags):
     _print_train_result(result, "run")
     if result.metrics.get("worker"):
         return
-    sub = write(result.run_dir, config.data, output, force=force)
+    sub = write(result.run_dir, config.data, output, force=force, competition=result.competition)
     click.echo(f"Submission: {sub.path} ({sub.rows} rows, {', '.join(sub.columns)})")
     if not answers:  # a labelled test table (Kaggle's Fashion-MNIST CSVs) is an answer key too
         from .sources import answer_key

@@ -104,7 +104,7 @@ def check_run_name(name: str) -> str:
 @dataclass
 class Config:
     data: str = ""
-    model: str = "baseline"
+    model: str = "auto"  # baseline; with --time-budget, the lighter small when too few baseline epochs fit
     image_size: int = 0  # 0 = chosen from the data (median image side, clamped to 28..224)
     channels: int = 0  # 0 = 1 when every image is grayscale, else 3
     batch_size: int = 64

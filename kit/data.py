@@ -233,11 +233,14 @@ class ImageFolder:
         self.root, self.rel = root, rel
         self.path = (root / rel) if rel != "." else root
         self.by_name: dict[str, list[str]] = {}
+        self.links: set[str] = set()  # names that are symbolic links: the only files here that can lead out
         if self.path.is_dir():
             with os.scandir(self.path) as entries:
                 for e in entries:
                     if e.is_file():  # follows symlinks; a dangling one is not a file
                         self.by_name.setdefault(_nfc(e.name).lower(), []).append(e.name)
+                        if e.is_symlink():
+                            self.links.add(e.name)
 
     def candidates(self, image_id: str) -> list[str]:
         """File names that can hold the image for this id: the id itself, or id + an image extension."""
@@ -340,7 +343,8 @@ def _resolved_path(root: Path, folders: list[ImageFolder], image_id: str, table_
                                 f"id '{image_id}' matches {', '.join(sorted(names))} in {folder.rel}/; using {names[0]}",
                                 row))
     path = folder.path / names[0]
-    if not follow and not _inside(path, root):
+    # the folder itself is confined (checked once), so only a link, or a path through subfolders, can lead out
+    if not follow and (names[0] in folder.links or "/" in names[0]) and not _inside(path, root):
         problems.append(Problem("error", "unsafe_path", table_name,
                                 f"image '{names[0]}' is a symlink that leads outside the data folder", row))
         return ""

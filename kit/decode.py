@@ -5,19 +5,14 @@ one process per core. kit.pipeline builds datasets on top of decoded_images."""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import sys
-import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 from . import images  # by module: what the processes import
 from .headers import plain_image
 from .images import (
-    decoding_process_setup,
+    PROCESSES_FROM,
     draft_ratios,
     read_image,
     read_images,
@@ -35,9 +30,7 @@ DECODE_CHUNK = 32  # files per call: one call per image costs more than decoding
 # processes piping the pixels back, 1,180 writing them to shared memory), so they stay on tf.data's threads,
 # except plain JPEGs and PNGs, which skip Pillow altogether (_decoded_images).
 # Numbers: `python benchmarks/pipeline.py`, this module's history in git.
-PROCESSES_FROM = 2_000  # images: starting the processes (0.3 s) must pay off
 PROCESS_MAX_IMAGE_BYTES = 32 << 10  # decoded bytes per image (64×64 RGB is 12 KB, 224×224 RGB 147 KB)
-_decoding_pool = None
 
 
 def decoded_images(paths, image_size: int, channels: int) -> tf.data.Dataset:
@@ -110,7 +103,7 @@ def _decoded_chunks(paths, image_size: int, channels: int) -> tf.data.Dataset:
     spec = tf.TensorSpec((None, image_size, image_size, channels), tf.uint8)
     pool, processes = (None, 1)
     if len(paths) >= PROCESSES_FROM and image_size * image_size * channels <= PROCESS_MAX_IMAGE_BYTES:
-        pool, processes = _decoding_processes()
+        pool, processes = images.process_pool()
     if pool is None:
         def load(chunk):
             return read_images([p.decode("utf-8") for p in chunk], image_size, channels)
@@ -133,33 +126,3 @@ def _decoded_chunks(paths, image_size: int, channels: int) -> tf.data.Dataset:
             yield pending.popleft().result()
 
     return tf.data.Dataset.from_generator(in_processes, output_signature=spec)
-
-
-def _decoding_processes():
-    """(pool, size): one decoding process per usable core, started once and kept; (None, 1) on one core.
-
-    Spawned processes import only kit.images (no TensorFlow). multiprocessing would also re-run the caller's
-    main script in each of them, which breaks a script without an `if __name__ == "__main__":` guard (or one
-    read from stdin); kit hides the script from them while they start, as they never need it.
-    """
-    global _decoding_pool
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if cores < 2:
-        return None, 1
-    if _decoding_pool is None:
-
-
-        pool = ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=decoding_process_setup, initargs=(os.getpid(),))
-        main = sys.modules["__main__"]
-        hidden = {name: main.__dict__.pop(name) for name in ("__file__", "__spec__") if name in main.__dict__}
-        main.__spec__ = None  # multiprocessing reads it unguarded
-        try:  # each submit starts one more process while none is idle yet, so `cores` submits start them all
-            first_tasks = [pool.submit(time.sleep, 0) for _ in range(cores)]
-        finally:
-            del main.__spec__
-            main.__dict__.update(hidden)
-        for task in first_tasks:
-            task.result()
-        _decoding_pool = pool
-    return _decoding_pool, cores

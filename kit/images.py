@@ -10,12 +10,16 @@ and kit.decode uses them.
 
 from __future__ import annotations
 
+import hashlib
+import multiprocessing
 import os
 import signal
 import stat
+import sys
 import threading
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from .errors import ImageError
+from .headers import PNG_SIGNATURE, plain_image, png_damage
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -153,8 +158,41 @@ def read_images(paths, image_size: int, channels: int) -> np.ndarray:
     return np.stack([read_image(p, image_size, channels) for p in paths])
 
 
+PROCESSES_FROM = 2_000  # images: starting the processes (0.3 s) must pay off
+_process_pool = None
+
+
+def process_pool():
+    """(pool, size): one process per usable core for Pillow's work on many images (validating them, decoding small
+    ones: Pillow holds the GIL, see kit.decode), started once and kept; (None, 1) on one core.
+
+    Spawned processes import only this module (no TensorFlow, no pandas). multiprocessing would also re-run the
+    caller's main script in each of them, which breaks a script without an `if __name__ == "__main__":` guard (or
+    one read from stdin); kit hides the script from them while they start, as they never need it.
+    """
+    global _process_pool
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores < 2:
+        return None, 1
+    if _process_pool is None:
+        pool = ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=decoding_process_setup, initargs=(os.getpid(),))
+        main = sys.modules["__main__"]
+        hidden = {name: main.__dict__.pop(name) for name in ("__file__", "__spec__") if name in main.__dict__}
+        main.__spec__ = None  # multiprocessing reads it unguarded
+        try:  # each submit starts one more process while none is idle yet, so `cores` submits start them all
+            first_tasks = [pool.submit(time.sleep, 0) for _ in range(cores)]
+        finally:
+            del main.__spec__
+            main.__dict__.update(hidden)
+        for task in first_tasks:
+            task.result()
+        _process_pool = pool
+    return _process_pool, cores
+
+
 def decoding_process_setup(parent_pid: int) -> None:
-    """In a decoding process (see kit.pipeline): Ctrl-C is the parent's to handle, and the process exits as soon
+    """In a worker process (see process_pool): Ctrl-C is the parent's to handle, and the process exits as soon
     as its parent is gone, even killed with SIGKILL, instead of lingering."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -194,3 +232,30 @@ def inspect_image(path) -> ImageInfo:
                              im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info, orientation not in (1, 0))
     except Exception as e:
         raise ImageError(f"{path}: not a readable image ({_reason(e)})") from None
+
+
+def check_image(path: str) -> tuple[ImageInfo, str, str | None]:
+    """Decode one image as training will and describe it: (info, content hash, damage Pillow tolerates or None).
+
+    Pillow decodes every file fully; a PNG with a bad chunk CRC that TensorFlow's decoder would get in training
+    (kit.headers.plain_image) is an ImageError, as libpng refuses it."""
+    info = inspect_image(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    damage = png_damage(data) if data.startswith(PNG_SIGNATURE) else None
+    if damage and plain_image(path, 3) is not None:
+        raise ImageError(f"{path}: not a readable image ({damage}; TensorFlow's PNG decoder, which training uses "
+                         "for this file, rejects it)")
+    return info, hashlib.blake2b(data, digest_size=16).hexdigest(), damage
+
+
+def checked_images(paths) -> list[tuple]:
+    """check_image over a chunk of files (one message per chunk in a worker process): (path, info, hash, damage,
+    None) for each image that reads, (path, None, None, None, the error's message) for each that does not."""
+    checked = []
+    for path in paths:
+        try:
+            checked.append((path, *check_image(path), None))
+        except ImageError as e:
+            checked.append((path, None, None, None, str(e)))
+    return checked

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .answers import YES, Answer, are_probabilities, decide_answer, encode_labels, metric_context, tag_separator_of
 from . import metrics
-from .data import ReadOptions, load_competition, read_table, split_tags, tag_separator
+from .data import Competition, ReadOptions, load_competition, read_table, split_tags, tag_separator
 from .metrics import (
     TAG_METRICS,
     Decision,
@@ -130,12 +130,13 @@ def write_submission(sub: pd.DataFrame, path, kind: str, force: bool = False, da
 
 
 def make_submission(run_dirs, data=None, output=None, force: bool = False, weights=None, tta: int = 0,
-                    log=None, trusted=()) -> SubmissionResult:
+                    log=None, trusted=(), competition: Competition | None = None) -> SubmissionResult:
     """Predict DATA's test images with one run, all folds of a k-fold run, or a weighted ensemble of runs,
-    and write a checked submission.csv. `trusted`: sha256s of model files to load despite their manifests."""
+    and write a checked submission.csv. `trusted`: sha256s of model files to load despite their manifests.
+    `competition`: DATA as `kit run` has just read and validated it (not read and checked a second time)."""
     from .predict import probability_table
     from .runs import Run
-    from .validation import images_named_on_failure, validate
+    from .validation import images_named_on_failure
 
     runs = [Run.open(r, trusted) for r in (run_dirs if isinstance(run_dirs, (list, tuple)) else [run_dirs])]
     weights = ensemble_weights(runs, weights)
@@ -147,12 +148,7 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
     output = Path(output) if output else runs[0].path / SUBMISSION_FILE
     data_dirs = {data or cfg.data, *(r.config.data for r in runs)}
     check_output(output, "--output", force, data_dirs)  # before any work
-    comp = load_competition(data or cfg.data, ReadOptions.of(cfg))
-    if comp.test is None:
-        raise DataError(f"{comp.root}: no test table, sample submission or test/ folder to predict")
-    report = validate(comp, check_train=False)
-    if report.errors:
-        raise DataError(f"{report.errors[0]}" + (f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""))
+    comp = competition or _checked_test_set(data or cfg.data, cfg)
     with images_named_on_failure(comp.test["path"]):
         total = _averaged_probabilities(runs, weights, comp.test["path"], tta, log)
     probs = probability_table(comp.test["id"], total, class_names)
@@ -165,6 +161,19 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
         sub[sub.columns[1]] = sub[sub.columns[1]].map(lambda c: label_map.get(c, c))
     kind = check_submission(sub, [label_map.get(c, c) for c in class_names], comp.sample, answer)
     return write_submission(sub, output, kind, force=force, data_dirs=data_dirs)
+
+
+def _checked_test_set(data, cfg) -> Competition:
+    """DATA read with the run's reading options, its test images validated."""
+    from .validation import validate
+
+    comp = load_competition(data, ReadOptions.of(cfg))
+    if comp.test is None:
+        raise DataError(f"{comp.root}: no test table, sample submission or test/ folder to predict")
+    report = validate(comp, check_train=False)
+    if report.errors:
+        raise DataError(f"{report.errors[0]}" + (f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""))
+    return comp
 
 
 def _averaged_probabilities(runs, weights: list[float], paths, tta: int, log) -> np.ndarray:

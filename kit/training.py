@@ -17,10 +17,10 @@ from .answers import Answer, decide_answer
 from .config import Config, resolve_augment
 from .data import MIN_IMAGES_PER_CLASS, Competition, ReadOptions, load_competition, strata
 from .errors import ConfigError, DataError, Interrupted, OutputError
-from .budget import Budget
+from .budget import Budget, model_for_budget
 from .fit import fit_skipping_broken
 from .folds import train_folds
-from .models import get_model_spec
+from .models import AUTO, DEFAULT_MODEL, get_model_spec
 from .outputs import inside
 from .resume import check_resumable, has_checkpoint, reopen_for_resume, resume_hint
 from .runs import (
@@ -46,6 +46,7 @@ class TrainResult:
     config: Config
     metrics: dict
     interrupted: bool = False
+    competition: Competition | None = None  # the folder as read and validated (kit run predicts its test set)
 
 
 class ValidationFailed(DataError):
@@ -70,24 +71,27 @@ def load_and_validate(config: Config, progress: bool = False) -> tuple[Competiti
     return comp, report, skipped
 
 
-def resolve_config(config: Config, report: ValidationReport) -> Config:
-    """Fill in what the data decides: image size (median side, 28..224), channels (1 if all grayscale) and what
-    --augment auto means."""
+def resolve_config(config: Config, report: ValidationReport, budget: Budget | None = None,
+                   split: tuple | None = None) -> Config:
+    """Fill in what the data decides: image size (median side, 28..224), channels (1 if all grayscale), what
+    --augment auto means, and what --model auto means (baseline; with a time budget, what fits in it)."""
     if config.backbone_file:
         config = replace(config, model=BACKBONE_FILE)
-    if is_transfer(config.model):  # a new head on pretrained features: AdamW at 1e-3, the backbone's own size
-        optimizer, learning_rate = "adamw", 1e-3
+    transfer = is_transfer(config.model)
+    if transfer:  # a new head on pretrained features, at the backbone's own size
         default_size = BACKBONES[config.model].image_size if config.model in BACKBONES else 224
     else:
-        spec = get_model_spec(config.model)
-        optimizer, learning_rate = spec.optimizer, spec.learning_rate
         default_size = int(min(224, max(28, report.median_size)))
     image_size = config.image_size or default_size
     channels = config.channels or report.channels
-    name = config.name or new_run_name(config.model)
-    augment = resolve_augment(config.augment, is_transfer(config.model))
-    return replace(config, data=os.path.abspath(config.data), image_size=image_size, channels=channels, name=name,
-                   augment=augment,
+    model = config.model
+    if model == AUTO:
+        model = model_for_budget(budget, image_size, channels, config.batch_size, len(split[0]), len(split[1])) \
+            if budget else DEFAULT_MODEL
+    optimizer, learning_rate = ("adamw", 1e-3) if transfer else (get_model_spec(model).optimizer,
+                                                                  get_model_spec(model).learning_rate)
+    return replace(config, data=os.path.abspath(config.data), model=model, image_size=image_size, channels=channels,
+                   name=config.name or new_run_name(model), augment=resolve_augment(config.augment, transfer),
                    optimizer=config.optimizer or optimizer, learning_rate=config.learning_rate or learning_rate)
 
 
@@ -146,17 +150,17 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
         raise DataError(f"{config.data}: no test table, sample submission or test folder, so no submission can be "
                         "written; use `kit train`, or pass --test-csv/--sample/--test-images")
     answer = decide_answer(comp.sample, comp.class_names, config, comp.sample_file, comp.tag_separator)
-    config = replace(resolve_config(config, report), submission=answer.kind, positive=answer.positive,
+    split = split_train_validation(comp, config) if config.folds < 2 else None  # fails before a run folder exists
+    budget = Budget(deadline, len(split[1]) + (len(comp.test) if command == "run" else 0)) \
+        if deadline and split and not resume else None
+    config = replace(resolve_config(config, report, budget, split), submission=answer.kind, positive=answer.positive,
                      tag_separator=answer.separator, metric=_metric(config, answer))
     log(f"Submission: {answer.describe()}; metric {config.metric}")
-    split = split_train_validation(comp, config) if config.folds < 2 else None  # fails before a run folder exists
     if resume:
         run_dir = reopen_for_resume(config, report)
     else:
         run_dir = create_run_dir(config.runs_dir, config.name, force) if is_chief() else _worker_dir()
     try:
-        budget = Budget(deadline, len(split[1]) + (len(comp.test) if command == "run" else 0)) \
-            if deadline and split and not resume else None
         return _train_in(run_dir, config, comp, report, skipped, split, log, resume, budget)
     except Interrupted as e:
         raise Interrupted(f"{e}; " + (resume_hint(run_dir, command) if has_checkpoint(run_dir) else "nothing to keep")
@@ -180,7 +184,7 @@ def _refuse_early(config: Config, resume: bool) -> None:
         check_resumable(config)
     if config.backbone_file:  # a model file kit did not write fails before any work, unless trusted
         check_backbone_file(config.backbone_file, (config.trust_model,))
-    elif not is_transfer(config.model):
+    elif not is_transfer(config.model) and config.model != AUTO:
         get_model_spec(config.model)  # an unknown model fails before any work
     if config.time_budget and (is_transfer(config.model) or config.backbone_file or config.folds >= 2 or
                                config.strategy in ("multiworker", "tpu")):
@@ -211,7 +215,8 @@ def _train_in(run_dir: Path, config: Config, comp: Competition, report: Validati
     else:
         result = fit_skipping_broken(config, comp.class_names, *split, run_dir, log, resume=resume, budget=budget)
     write_json(run_dir / RUN_INFO_FILE, {**run_info, **environment_info(), "ended": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    return TrainResult(run_dir=run_dir, config=config, metrics=result.metrics, interrupted=result.interrupted)
+    return TrainResult(run_dir=run_dir, config=config, metrics=result.metrics, interrupted=result.interrupted,
+                       competition=comp)
 
 
 def _worker_dir() -> Path:

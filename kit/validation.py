@@ -8,7 +8,7 @@ import hashlib
 import math
 import os
 import unicodedata
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -19,8 +19,14 @@ from tqdm import tqdm
 
 from .data import MIN_IMAGES_PER_CLASS, Competition, Problem, relative_name, split_tags
 from .errors import ImageError, few, image_error_in
-from .headers import PNG_SIGNATURE, plain_image, png_damage
-from .images import FORMAT_OF_EXTENSION, ImageInfo, inspect_image
+from .images import (
+    FORMAT_OF_EXTENSION,
+    PROCESSES_FROM,
+    ImageInfo,
+    check_image,
+    checked_images,
+    process_pool,
+)
 
 
 @dataclass
@@ -117,21 +123,6 @@ def without_bad_training_images(comp: Competition, report: "ValidationReport"
             skipped)
 
 
-def check_image(path: str) -> tuple[ImageInfo, str, str | None]:
-    """Decode one image as training will and describe it: (info, content hash, damage Pillow tolerates or None).
-
-    Pillow decodes every file fully; a PNG with a bad chunk CRC that TensorFlow's decoder would get in training
-    (kit.headers.plain_image) is an ImageError, as libpng refuses it."""
-    info = inspect_image(path)
-    with open(path, "rb") as f:
-        data = f.read()
-    damage = png_damage(data) if data.startswith(PNG_SIGNATURE) else None
-    if damage and plain_image(path, 3) is not None:
-        raise ImageError(f"{path}: not a readable image ({damage}; TensorFlow's PNG decoder, which training uses "
-                         "for this file, rejects it)")
-    return info, hashlib.blake2b(data, digest_size=16).hexdigest(), damage
-
-
 def first_broken_image(paths) -> ImageError | None:
     """The first of `paths` that no longer reads as an image (gone, changed or damaged since validation)."""
     for path in paths:
@@ -167,41 +158,53 @@ def _check_images(table: pd.DataFrame, file_name: str, root: Path, problems: lis
     rows = {p: (r, i, lab) for p, r, i, lab in zip(table["path"], table["row"], table["id"],
                                                     table["label"] if labels else [None] * len(table))}
     paths = [p for p in table["path"] if p]
-
-    def check(path: str):
-        try:
-            return (path, *check_image(path))
-        except ImageError as e:
-            return path, None, None, e
-
     hashes: dict[str, list] = {}
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        checked = pool.map(check, paths, chunksize=64)
-        for path, info, digest, error in tqdm(checked, total=len(paths), desc=f"Checking {file_name}", unit="img",
-                                              leave=False, disable=not progress or len(paths) < 1000 or None):
-            row, image_id, label = rows[path]
-            rel = relative_name(Path(path), root)
-            if isinstance(error, str):  # damaged, but Pillow (which reads this file) decodes its pixels
-                problems.append(Problem("warning", "damaged_image", file_name,
-                                        f"image '{rel}' is damaged ({error}); Pillow, which reads this file, still "
-                                        "decodes it, but check the file", _row(row)))
-            elif error is not None:
-                stats["bad"].add(path)
-                reason = str(error).split(": ", 1)[-1]
-                problems.append(Problem("error", "unreadable_image", file_name, f"image '{rel}' {reason}", _row(row)))
-                continue
-            stats["sizes"][(info.width, info.height)] += 1
-            stats["modes"][info.mode] += 1
-            for what in _fallbacks_of(info, path):
-                stats["fallbacks"][what] += 1
-            expected = FORMAT_OF_EXTENSION.get(Path(path).suffix.lower())
-            if expected and info.format and info.format != expected:
-                stats["fallbacks"]["decoded by content, not by extension"] += 1
-                problems.append(Problem("warning", "extension_mismatch", file_name,
-                                        f"image '{rel}' holds {info.format} data; decoded by its content", _row(row)))
-            hashes.setdefault(digest, []).append((file_name, _row(row), image_id, label, rel))
-            stats.setdefault("digests", []).append(f"{rel}\t{digest}\t{image_id}\t{label}")
+    checked = tqdm(_checked(paths), total=len(paths), desc=f"Checking {file_name}", unit="img", leave=False,
+                   disable=not progress or len(paths) < 1000 or None)
+    for path, info, digest, damage, error in checked:
+        row, image_id, label = rows[path]
+        rel = relative_name(Path(path), root)
+        if damage:  # damaged, but Pillow (which reads this file) decodes its pixels
+            problems.append(Problem("warning", "damaged_image", file_name,
+                                    f"image '{rel}' is damaged ({damage}); Pillow, which reads this file, still "
+                                    "decodes it, but check the file", _row(row)))
+        elif error is not None:
+            stats["bad"].add(path)
+            reason = error.split(": ", 1)[-1]
+            problems.append(Problem("error", "unreadable_image", file_name, f"image '{rel}' {reason}", _row(row)))
+            continue
+        stats["sizes"][(info.width, info.height)] += 1
+        stats["modes"][info.mode] += 1
+        for what in _fallbacks_of(info, path):
+            stats["fallbacks"][what] += 1
+        expected = FORMAT_OF_EXTENSION.get(Path(path).suffix.lower())
+        if expected and info.format and info.format != expected:
+            stats["fallbacks"]["decoded by content, not by extension"] += 1
+            problems.append(Problem("warning", "extension_mismatch", file_name,
+                                    f"image '{rel}' holds {info.format} data; decoded by its content", _row(row)))
+        hashes.setdefault(digest, []).append((file_name, _row(row), image_id, label, rel))
+        stats.setdefault("digests", []).append(f"{rel}\t{digest}\t{image_id}\t{label}")
     return hashes
+
+
+def _checked(paths: list[str]):
+    """kit.images.checked_images over every path, in order, on every core: many files in one process per core
+    (Pillow holds the GIL for much of a small image's work, and only a description comes back), a few on
+    threads."""
+    pool, processes = process_pool() if len(paths) >= PROCESSES_FROM else (None, 1)
+    chunks = [paths[i:i + 64] for i in range(0, len(paths), 64)]
+    if pool is None:
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as threads:
+            for chunk in threads.map(checked_images, chunks):
+                yield from chunk
+        return
+    pending = deque()
+    for chunk in chunks:  # a few chunks in flight per process, in order
+        pending.append(pool.submit(checked_images, chunk))
+        if len(pending) > 4 * processes:
+            yield from pending.popleft().result()
+    while pending:
+        yield from pending.popleft().result()
 
 
 def _check_duplicate_images(train_hashes: dict, test_hashes: dict, problems: list[Problem]) -> None:

@@ -43,6 +43,7 @@ def test_a_generous_budget_trains_to_the_cap_and_the_schedule_reaches_its_end(tm
     run = tmp_path / "runs" / "b"
     config = json.loads((run / "config.json").read_text())
     assert (config["time_budget"], config["epochs"]) == (3600.0, 3)
+    assert config["model"] == "baseline" and run.name == "b"  # --model auto: an hour fits many baseline epochs
     history = pd.read_csv(run / "history.csv")
     assert history["epoch"].tolist() == [1, 2, 3]
     # warm-up for the timed epoch, then cosine decay to its floor (alpha = 1%) exactly at the last step
@@ -58,7 +59,26 @@ def test_a_budget_already_spent_stops_after_the_timed_epoch(tmp_path):
     assert "Time budget: 1 epoch(s) in all" in result.output
     config = json.loads((tmp_path / "runs" / "b" / "config.json").read_text())
     assert config["epochs"] == 1 and len(pd.read_csv(tmp_path / "runs" / "b" / "history.csv")) == 1
+    assert config["model"] == "small"  # --model auto: no baseline epoch fits, so the lighter model trains
+    assert "Training small on" in result.output
     assert (tmp_path / "runs" / "b" / "submission.csv").is_file()
+
+
+def test_a_model_the_user_chose_is_kept_whatever_the_budget(tmp_path):
+    data = make_av_folder(tmp_path / "c", n_per_class=10)
+    result = invoke("train", data, "--runs-dir", tmp_path / "runs", "--time-budget", "1s", "--model", "baseline",
+                    *FAST)
+    assert result.exit_code == 0, result.output
+    [run] = (tmp_path / "runs").iterdir()
+    assert run.name.endswith("-baseline") and json.loads((run / "config.json").read_text())["model"] == "baseline"
+
+
+def test_without_a_budget_auto_is_the_baseline_and_names_the_run_after_it(tmp_path):
+    data = make_av_folder(tmp_path / "c", n_per_class=4)
+    result = invoke("train", data, "--runs-dir", tmp_path / "runs", "--epochs", "1", *FAST)
+    assert result.exit_code == 0, result.output
+    [run] = (tmp_path / "runs").iterdir()
+    assert run.name.endswith("-baseline") and json.loads((run / "config.json").read_text())["model"] == "baseline"
 
 
 @pytest.mark.parametrize("flags,message", [

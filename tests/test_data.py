@@ -122,6 +122,21 @@ def test_unreadable_image_is_named(av_folder):
     assert str(report.errors[0]).startswith("train.csv:4: image 'train/00002.png' not a readable image")
 
 
+def test_many_images_are_checked_in_processes_with_the_same_report(av_folder, monkeypatch):
+    import kit.images
+    import kit.validation
+
+    (av_folder / "train" / "00002.png").write_bytes(b"<html>not an image</html>")
+    (av_folder / "train" / "00005.png").write_bytes((av_folder / "train" / "00004.png").read_bytes())
+    on_threads = validate(load_competition(av_folder))
+    monkeypatch.setattr(kit.validation, "PROCESSES_FROM", 1)
+    in_processes = validate(load_competition(av_folder))
+    assert kit.images._process_pool is not None
+    assert [str(p) for p in in_processes.problems] == [str(p) for p in on_threads.problems]
+    assert {p.code for p in on_threads.problems} >= {"unreadable_image", "duplicate_image"}
+    assert in_processes.fingerprint == on_threads.fingerprint
+
+
 def test_repeated_identical_row_is_used_once_with_a_warning(av_folder):
     lines = (av_folder / "train.csv").read_text().splitlines()
     (av_folder / "train.csv").write_text("\n".join(lines + [lines[1]]) + "\n")

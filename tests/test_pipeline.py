@@ -118,13 +118,14 @@ def test_datasets_know_their_length(tmp_path):
 
 def test_many_small_images_decode_in_processes_in_the_files_order(tmp_path, monkeypatch):
     import kit.decode
+    import kit.images
 
     paths = _files(tmp_path, n=70)  # chunks of 32, 32 and 6
     on_threads = np.concatenate(list(kit.decode._decoded_chunks(paths, 12, 1).as_numpy_iterator()))
     monkeypatch.setattr(kit.decode, "PROCESSES_FROM", 20)
     monkeypatch.setattr(kit.decode, "read_images", lambda *a: 1 / 0)  # this process must decode none of them
     in_processes = np.concatenate(list(kit.decode._decoded_chunks(paths, 12, 1).as_numpy_iterator()))
-    assert kit.decode._decoding_pool is not None
+    assert kit.images._process_pool is not None
     np.testing.assert_array_equal(in_processes, on_threads)
 
 
@@ -133,8 +134,8 @@ DECODE_THEN_WAIT = """
 import os, sys, time
 with open(sys.argv[1], "a") as f:
     f.write("ran\\n")
-import kit.decode
-pool, n = kit.decode._decoding_processes()
+import kit.images
+pool, n = kit.images.process_pool()
 print(" ".join(str(p) for p in {pool.submit(os.getpid).result() for _ in range(20)}), flush=True)
 time.sleep(60)
 """

@@ -186,7 +186,7 @@ def test_validation_agrees_with_tensorflows_decoder_on_damaged_files(tmp_path):
 
     from kit.errors import ImageError
     from kit.headers import plain_image
-    from kit.validation import check_image
+    from kit.images import check_image
 
     rng = np.random.default_rng(0)
     variants = {}
@@ -531,9 +531,9 @@ def test_an_image_deleted_while_training_runs(tmp_path, monkeypatch, policy):
     data = make_av_folder(tmp_path / "c")
     resolve = kit.training.resolve_config
 
-    def resolve_then_delete(config, report):  # runs after validation, before any decoding
+    def resolve_then_delete(config, report, *args):  # runs after validation, before any decoding
         (data / "train" / "00004.png").unlink()
-        return resolve(config, report)
+        return resolve(config, report, *args)
 
     monkeypatch.setattr(kit.training, "resolve_config", resolve_then_delete)
     result = invoke("train", data, "--runs-dir", tmp_path / "runs", "--name", "r", "--on-bad-image", policy, *FAST)
