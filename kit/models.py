@@ -84,9 +84,10 @@ def small(input_shape, num_classes):
     """
     inputs, x = _inputs(input_shape)
     x = _stem(x, input_shape[0])
-    x = layers.Conv2D(32, 3, activation="relu", name="conv0")(x)
+    padding = "valid" if x.shape[1] >= 12 else "same"  # valid convolutions would shrink tiny inputs to nothing
+    x = layers.Conv2D(32, 3, activation="relu", padding=padding, name="conv0")(x)
     x = layers.MaxPooling2D(name="pool0")(x)
-    x = layers.Conv2D(64, 3, activation="relu", name="conv1")(x)
+    x = layers.Conv2D(64, 3, activation="relu", padding=padding, name="conv1")(x)
     x = layers.MaxPooling2D(name="pool1")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(0.3, name="dropout")(x)
@@ -166,7 +167,13 @@ def build_model(name: str, image_size: int, channels: int, num_classes: int, mul
                 ) -> keras.Model:
     """Build a registered model for square uint8 images of the given size and channel count. multi_label: one
     sigmoid per tag instead of the softmax over classes (the same layers before it)."""
-    model = get_model_spec(name).build((image_size, image_size, channels), num_classes)
+    try:
+        model = get_model_spec(name).build((image_size, image_size, channels), num_classes)
+    except ValueError as e:  # a tutorial's unpadded convolutions and pools shrink small inputs to nothing
+        if "would be zero or negative" not in str(e) and "Negative dimension" not in str(e):
+            raise
+        raise ConfigError(f"--model {name}: {image_size}-px images are too small for its layers; use a larger "
+                          "--image-size (28 suits every model)") from None
     if not multi_label:
         return model
     features = model.get_layer("predictions").input

@@ -105,3 +105,18 @@ def test_the_schedule_stretches_to_any_length():
     constant = make_optimizer("adam", 0.01, total_steps=1000)
     stretch_schedule(constant, 50)  # nothing to stretch
     assert np.isclose(float(constant.learning_rate), 0.01)
+
+
+@pytest.mark.parametrize("size,channels", [(8, 1), (28, 1), (32, 3), (96, 3)])
+def test_every_model_from_scratch_takes_any_image_size_or_says_it_is_too_small(size, channels):
+    from kit.models import MODELS, build_model
+
+    images = np.zeros((2, size, size, channels), np.uint8)
+    for name in MODELS:
+        if size < 28 and name == "lenet":  # the tutorial's unpadded 5×5 convolutions and pools
+            with pytest.raises(KitError, match=f"--model {name}: {size}-px images are too small"):
+                build_model(name, size, channels, 5)
+            continue
+        probabilities = np.asarray(build_model(name, size, channels, 5)(images))
+        assert probabilities.shape == (2, 5), name
+        np.testing.assert_allclose(probabilities.sum(1), 1, rtol=1e-5)
