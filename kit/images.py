@@ -191,6 +191,14 @@ def process_pool():
     return _process_pool, cores
 
 
+def stop_process_pool() -> None:
+    """Shut the processes down and wait for them (at exit: kit.cli.main)."""
+    global _process_pool
+    if _process_pool is not None:
+        _process_pool.shutdown(wait=True, cancel_futures=True)
+        _process_pool = None
+
+
 def decoding_process_setup(parent_pid: int) -> None:
     """In a worker process (see process_pool): Ctrl-C is the parent's to handle, and the process exits as soon
     as its parent is gone, even killed with SIGKILL, instead of lingering."""
