@@ -5,22 +5,61 @@ from __future__ import annotations
 import functools
 import json
 import os
+from contextlib import contextmanager
 
 from .errors import ConfigError
+from .models import MODELS
 from .quiet import keras
 from .quiet import tensorflow as tf
 
 
 def configure_devices(config) -> None:
-    """Memory growth on every GPU (share it politely); mixed float16 on GPUs that run it fast."""
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
+    """Memory growth on every GPU (share it politely)."""
+    for gpu in tf.config.list_physical_devices("GPU"):
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # already initialised in this process: the setting cannot change any more
             pass
-    use_mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and _fast_float16(gpus))
-    keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed else "float32")
+
+
+def policy_name(setting: str, model: str) -> str:
+    """What --mixed-precision SETTING means for MODEL here: mixed float16 on GPUs with tensor cores ("on": on any
+    device); mixed bfloat16 (float32 weights, bfloat16 arithmetic) for kit's models from scratch on CPUs that
+    multiply bfloat16 in hardware (Intel AMX); float32 otherwise.
+
+    bfloat16 on an AMX CPU, Fashion-MNIST 12,000 PNGs, 3 epochs (`kit run … --mixed-precision on|off` with bfloat16
+    for "on" on CPU, 2 cores, 2026-11-30): simple_cnn 12-15 s of training against 22-26 s in float32, baseline
+    31-35 s against 35-44 s, held-out accuracy 87.71% / 88.67% against 87.17% / 89.00% (within run-to-run noise).
+    Backbones stay float32: their pretrained features are not measured in bfloat16."""
+    if setting == "off":
+        return "float32"
+    gpus = tf.config.list_physical_devices("GPU")
+    if setting == "on" or (gpus and _fast_float16(gpus)):
+        return "mixed_float16"
+    if not gpus and model in MODELS and _fast_bfloat16():
+        return "mixed_bfloat16"
+    return "float32"
+
+
+@contextmanager
+def precision(setting: str, model: str):
+    """Keras' global dtype policy for one fit (policy_name), the caller's restored after it."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy_name(setting, model))
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _fast_bfloat16() -> bool:
+    """Whether this CPU has AMX's bfloat16 matrix unit (Linux reports it as the cpuinfo flag amx_bf16): without it
+    bfloat16 is emulated, and slower than float32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
+    except OSError:
+        return False
 
 
 def device_description() -> str:

@@ -1,8 +1,10 @@
 """--time-budget: the whole command — training, the validation predictions, the submission and the reports —
 ends within a wall-clock budget. With the default --model (auto), the model is chosen first: baseline when enough
-of its epochs fit, else the lighter `small` (model_for_budget). The first epoch is timed (its steady second half: the first batches pay for
-decoding and tracing), then as many further epochs are planned as fit in what is left after a reserve for the
-work after training, and the learning-rate schedule is stretched to end exactly at the last planned step.
+of its epochs fit, else the lighter `small` (model_for_budget). The first epoch is timed (its steady second half:
+the first batches pay for decoding and tracing), then as many further epochs are planned as fit in what is left
+after a reserve for the work after training, and the learning-rate schedule is stretched to end exactly at the
+last planned step (kit.fit._first_epoch_then_plan). A k-fold run gives each fold an equal share of the time left
+(Budget.for_fold); a backbone's fine-tuning is planned the same way after its frozen phase.
 """
 
 from __future__ import annotations
@@ -32,12 +34,22 @@ FIRST_EPOCH_EXTRA_SECONDS = 3.0  # tracing the training and validation steps, de
 class Budget:
     deadline: float  # time.time() by which the command must have ended
     predict_images: int  # images predicted after training: the validation split, and the test set for kit run
+    after_seconds: float = AFTER_TRAINING_SECONDS  # the rest of the work after training
 
     def epochs(self, timer: "EpochTimer", cap: int) -> int:
         """1 (the epoch timed) + the epochs that fit before the deadline, after the reserve; at most cap."""
-        reserve = 1.2 * timer.seconds_per_prediction * self.predict_images + AFTER_TRAINING_SECONDS
+        reserve = 1.2 * timer.seconds_per_prediction * self.predict_images + self.after_seconds
         left = self.deadline - time.time() - reserve
         return max(1, min(cap, 1 + math.floor(left / max(timer.later_epoch_seconds, 1e-6))))
+
+    def for_fold(self, fold: int, folds: int, validation_images: int) -> "Budget":
+        """A k-fold run's budget (predict_images: its test images) as fold `fold` sees it: an equal share of
+        what is left, reserving its validation predictions and an equal share of the work after the last fold
+        (every fold model predicts the test set); what a fold leaves unused goes to the folds after it, and the
+        last fold reserves all of that work."""
+        left = folds - fold
+        return Budget(time.time() + (self.deadline - time.time()) / left,
+                      validation_images + math.ceil(folds * self.predict_images / left), self.after_seconds / left)
 
 
 def model_for_budget(budget: Budget, image_size: int, channels: int, batch_size: int, train_images: int,
@@ -49,7 +61,7 @@ def model_for_budget(budget: Budget, image_size: int, channels: int, batch_size:
     batches = -(-train_images // batch_size)
     predictions = -(-budget.predict_images // batch_size)  # after training: validation (and test) images
     epoch = batch * (batches + validation_images / batch_size / 3)  # validation: forward passes only
-    left = budget.deadline - time.time() - AFTER_TRAINING_SECONDS - FIRST_EPOCH_EXTRA_SECONDS - batch * predictions / 3
+    left = budget.deadline - time.time() - budget.after_seconds - FIRST_EPOCH_EXTRA_SECONDS - batch * predictions / 3
     return DEFAULT_MODEL if left >= MIN_DEFAULT_EPOCHS * epoch else LIGHTER_MODEL
 
 

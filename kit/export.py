@@ -44,7 +44,9 @@ def export_run(run_dirs, fmt: str, output=None, force: bool = False, check_image
     members = []
     for run, weight in zip(runs, ensemble_weights(runs, weights)):
         folds = run.members()
-        members += [(weight / len(folds), fold.load_model()) for fold in folds]
+        # TFLite and ONNX take no bfloat16: their exports (and what they are checked against) are float32
+        members += [(weight / len(folds), fold.load_model() if fmt == "savedmodel" else float32(fold.load_model()))
+                    for fold in folds]
     suffix = {"savedmodel": "savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}[fmt]
     out = check_output(Path(output) if output else first.path / EXPORT_DIR / suffix, "--output", force,
                        {r.config.data for r in runs}, folder=fmt == "savedmodel")
@@ -63,6 +65,23 @@ def export_run(run_dirs, fmt: str, output=None, force: bool = False, check_image
         shutil.rmtree(staging, ignore_errors=True)
     agreement = float((expected.argmax(1) == got.argmax(1)).mean()) if len(images) else 1.0
     return ExportResult(out, fmt, len(images), agreement, float(np.abs(expected - got).max()) if len(images) else 0.0)
+
+
+def float32(model):
+    """The model in float32 arithmetic, what TFLite, ONNX and TensorFlow Serving take: a model kit trained in
+    bfloat16 (kit.accelerate.policy_name) is rebuilt with float32 layers around the same (float32) weights."""
+    from .quiet import keras
+
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers
+           if not isinstance(layer, keras.layers.InputLayer)):
+        return model
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] != "InputLayer":
+            layer["config"]["dtype"] = "float32"
+    rebuilt = keras.Model.from_config(config)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
 
 
 def averaged(members: list, run: Run):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .accelerate import configure_devices, device_description, is_chief, make_strategy
+from .accelerate import configure_devices, device_description, is_chief, make_strategy, policy_name, precision
 from .answers import encode_labels, tag_separator_of
 from .budget import Budget, EpochTimer, stretch_schedule
 from .callbacks import Checkpointer, Interrupt, Progress, Watched, make_callbacks, record_epoch
@@ -130,7 +130,8 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     checkpointer = Checkpointer(run_dir, enabled=is_chief())
     progress, interrupt = checkpointer.progress() if resume else Progress(), Interrupt()
     started, started_at = time.time(), time.strftime("%Y-%m-%d %H:%M:%S")
-    with interrupt.catching(), images_named_on_failure([*train_df["path"], *val_df["path"]]), \
+    with precision(config.mixed_precision, config.model), interrupt.catching(), \
+            images_named_on_failure([*train_df["path"], *val_df["path"]]), \
             redirect_stdout(sys.stderr):  # Keras' progress goes where kit's does: stderr
         if is_transfer(config.model):
             extra = fit_transfer(plan, progress, interrupt, checkpointer, log, resume)
@@ -193,12 +194,17 @@ def make_plan(config: Config, class_names: list[str], train_df: pd.DataFrame, va
     log(f"Training {config.model} on {len(train_df)} images ({len(val_df)} for validation), "
         f"{config.image_size}x{config.image_size}x{config.channels}, {len(class_names)} classes"
         + (f", {replicas} replicas ({type(strategy).__name__})" if replicas > 1 else "")
-        + f" on {device_description()} → {run_dir}")
+        + f" on {device_description()}{_arithmetic(config)} → {run_dir}")
     # Keras' progress goes where kit's does (stderr: stdout keeps only results); none with --quiet.
     verbose = 0 if getattr(log, "quiet", False) else 1 if sys.stderr.isatty() else 2
     return Plan(config, class_names, train_df, val_df, run_dir, strategy, batch_size,
                 -(-len(train_df) // batch_size), train_labels, val_labels, val_ds, train_cache, class_weight, verbose,
                 budget)
+
+
+def _arithmetic(config: Config) -> str:
+    policy = policy_name(config.mixed_precision, config.model)
+    return "" if policy == "float32" else f" ({policy.split('_')[1]} arithmetic)"
 
 
 def _caches(config: Config, train_df: pd.DataFrame, val_df: pd.DataFrame, log) -> tuple:
@@ -246,19 +252,43 @@ def fit_scratch(plan: Plan, progress: Progress, interrupt: Interrupt, checkpoint
     fit_from(model, progress, epochs, plan.steps, plan.train_stream, callbacks, plan.fit_args())
 
 
-def _first_epoch_then_plan(plan: Plan, model, progress: Progress, callbacks: list, log) -> int:
-    """--time-budget: train and time the first epoch, then decide how many epochs fit (recorded in config.json,
-    so a resumed run trains the same number) and stretch the schedule to end with the last of them."""
+def _first_epoch_then_plan(plan: Plan, model, progress: Progress, callbacks: list, log,
+                           phase: str = "epochs") -> int:
+    """--time-budget: train and time a phase's first epoch, then decide how many of its epochs fit (recorded in
+    config.json, so a resumed run trains the same number) and stretch the schedule to end with the last of them.
+    phase: the setting that holds the phase's length, "epochs" (from scratch) or "fine_tune_epochs" (after the
+    frozen phase). Returns the epoch the phase ends at."""
     config = plan.config
+    start, cap = (0, config.epochs) if phase == "epochs" else (frozen_epochs(config), config.fine_tune_epochs)
     timer = EpochTimer(len(plan.val_df))
-    fit_from(model, progress, 1, plan.steps, plan.train_stream, [*callbacks, timer], plan.fit_args())
-    epochs = plan.budget.epochs(timer, cap=config.epochs)
+    fit_from(model, progress, start + 1, plan.steps, plan.train_stream, [*callbacks, timer], plan.fit_args())
+    epochs = plan.budget.epochs(timer, cap=cap)
     stretch_schedule(model.optimizer, epochs * plan.steps)
     model.train_function = None  # traced again with the stretched schedule
-    write_run_settings(plan.run_dir, replace(config, epochs=epochs), plan.class_names)
-    log(f"Time budget: {epochs} epoch(s) in all (about {timer.later_epoch_seconds:.1f} s each after the first, "
-        f"{max(0.0, plan.budget.deadline - time.time()):.0f} s left)")
-    return epochs
+    write_run_settings(plan.run_dir, replace(config, **{phase: epochs}), plan.class_names)
+    log(f"Time budget: {epochs} {'fine-tuning ' if start else ''}epoch(s) in all (about "
+        f"{timer.later_epoch_seconds:.1f} s each after the first, {max(0.0, plan.budget.deadline - time.time()):.0f} "
+        "s left)")
+    return start + epochs
+
+
+def _fine_tuning_fits(plan: Plan, frozen_seconds: float, log) -> bool:
+    """--time-budget: whether one fine-tuning epoch fits in what is left, judged by the frozen phase's pace (its
+    forward passes over every view and the validation images; a fine-tuning step costs about three). When it does
+    not, the converged head is the model and config.json records no fine-tuning."""
+    if plan.budget is None:
+        return True
+    config = plan.config
+    views = config.feature_views if config.augment != "none" else 1
+    per_image = frozen_seconds / max(1, views * len(plan.train_df) + len(plan.val_df))
+    epoch = per_image * (3 * len(plan.train_df) + len(plan.val_df))
+    left = plan.budget.deadline - time.time() - plan.budget.after_seconds - per_image * plan.budget.predict_images
+    if left >= epoch:
+        return True
+    write_run_settings(plan.run_dir, replace(config, fine_tune_epochs=0), plan.class_names)
+    log(f"Time budget: no fine-tuning (an epoch would take about {epoch:.0f} s, {max(0.0, left):.0f} s left); the "
+        "head fitted on the frozen backbone is the model")
+    return False
 
 
 def _watched(plan: Plan, target, checkpointer: Checkpointer, val_inputs) -> Watched:
@@ -297,10 +327,12 @@ def fit_transfer(plan: Plan, progress: Progress, interrupt: Interrupt, checkpoin
     def callbacks(val_inputs):
         return make_callbacks(progress, interrupt, _watched(plan, tm.model, checkpointer, val_inputs))
 
+    frozen_seconds = 0.0
     if config.epochs and progress.phase == "frozen":
+        started = time.perf_counter()
         _fit_frozen(plan, tm, progress, callbacks, checkpointer if resume else None, log)
-        progress.frozen_best = float(progress.best)
-    if config.fine_tune_epochs and not interrupt.requested:
+        progress.frozen_best, frozen_seconds = float(progress.best), time.perf_counter() - started
+    if config.fine_tune_epochs and not interrupt.requested and _fine_tuning_fits(plan, frozen_seconds, log):
         _fine_tune(plan, tm, progress, callbacks(plan.val_ds), checkpointer if resume else None, log)
     best = progress.frozen_best if progress.frozen_best is not None else progress.best
     return {"frozen_val_score": round(-float(best) if lower_is_better(config.metric) else float(best), 6)}
@@ -388,13 +420,16 @@ def _fine_tune(plan: Plan, tm, progress: Progress, callbacks, restore_from: Chec
     opened = unfreeze_top(tm.backbone, config.fine_tune_layers)
     log(f"Fine-tuning the top {opened} layers of the backbone (BatchNorm frozen) for {config.fine_tune_epochs} "
         f"epoch(s) at learning rate {config.learning_rate / 10:g}")
+    warmup = plan.steps if config.time_budget else 0  # budgeted: the one epoch timed before the plan
     with plan.strategy.scope():  # a changed `trainable` needs a fresh compile to take effect
         tm.model.compile(optimizer=make_optimizer("adamw", config.learning_rate / 10,
-                                                 config.fine_tune_epochs * plan.steps),
+                                                 config.fine_tune_epochs * plan.steps, warmup),
                          **plan.loss, jit_compile=config.jit_compile)
+    end = frozen_epochs(config) + config.fine_tune_epochs
     if progress.phase == "fine_tune":  # resumed inside the fine-tuning
         restore_from.restore(tm.model)
     else:
         progress.phase, progress.epoch, progress.step = "fine_tune", frozen_epochs(config), 0
-    fit_from(tm.model, progress, frozen_epochs(config) + config.fine_tune_epochs, plan.steps, plan.train_stream, callbacks,
-             plan.fit_args())
+        if plan.budget:
+            end = _first_epoch_then_plan(plan, tm.model, progress, callbacks, log, "fine_tune_epochs")
+    fit_from(tm.model, progress, end, plan.steps, plan.train_stream, callbacks, plan.fit_args())

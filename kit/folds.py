@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .budget import Budget
 from .callbacks import Checkpointer
 from .config import Config
 from .data import Competition, strata
@@ -22,6 +23,7 @@ from .runs import (
     FOLDS_FILE,
     METRICS_FILE,
     OOF_FILE,
+    read_config,
     read_metrics,
     write_json,
     write_run_settings,
@@ -48,11 +50,13 @@ def fold_assignments(labels, k: int, seed: int, groups=None) -> np.ndarray:
     return folds
 
 
-def train_folds(config: Config, comp: Competition, run_dir: Path, log=print, resume: bool = False) -> FitResult:
+def train_folds(config: Config, comp: Competition, run_dir: Path, log=print, resume: bool = False,
+                budget: Budget | None = None) -> FitResult:
     """Train one model per fold into run_dir/fold<k>/, then write oof.csv and the OOF metrics.
 
     With resume, finished folds are kept, the fold that was interrupted continues from its checkpoint, and a
-    fold stopped before its first checkpoint starts again.
+    fold stopped before its first checkpoint starts again. With a budget (its predict_images: the test images),
+    each fold plans its epochs in its share of the time left (Budget.for_fold).
     """
     train = comp.train
     groups = train["group"].to_numpy() if "group" in train else None
@@ -60,7 +64,8 @@ def train_folds(config: Config, comp: Competition, run_dir: Path, log=print, res
     _write_folds(run_dir, pd.DataFrame({"id": train["id"].astype(str), "fold": folds}), resume)
     results = []
     for k in range(config.folds):
-        result = _fold(config, comp, run_dir, k, folds, log, resume)
+        fold_budget = budget.for_fold(k, config.folds, int((folds == k).sum())) if budget else None
+        result = _fold(config, comp, run_dir, k, folds, log, resume, fold_budget)
         results.append(result)
         if result.interrupted:
             break
@@ -96,8 +101,8 @@ def _write_folds(run_dir: Path, assignment: pd.DataFrame, resume: bool) -> None:
     write_table(run_dir / FOLDS_FILE, assignment)
 
 
-def _fold(config: Config, comp: Competition, run_dir: Path, k: int, folds: np.ndarray, log, resume: bool
-          ) -> FitResult:
+def _fold(config: Config, comp: Competition, run_dir: Path, k: int, folds: np.ndarray, log, resume: bool,
+          budget: Budget | None = None) -> FitResult:
     """Fold k: kept when it finished before, continued from its checkpoint, or trained from the start."""
     fold_dir = run_dir / f"fold{k}"
     done = read_metrics(fold_dir) if resume else {}
@@ -111,9 +116,12 @@ def _fold(config: Config, comp: Competition, run_dir: Path, k: int, folds: np.nd
         shutil.rmtree(fold_dir)
     fold_dir.mkdir(exist_ok=True)
     fold_config = replace(config, name=f"fold{k}", runs_dir=str(run_dir), folds=0)
+    if fold_resume and config.time_budget:  # the epochs its budget planned, recorded in its own config.json
+        fold_config = replace(fold_config, epochs=read_config(fold_dir).epochs)
     write_run_settings(fold_dir, fold_config, comp.class_names)
     train = comp.train
     result = fit_skipping_broken(fold_config, comp.class_names, train[folds != k].reset_index(drop=True),
-                                 train[folds == k].reset_index(drop=True), fold_dir, log, resume=fold_resume)
+                                 train[folds == k].reset_index(drop=True), fold_dir, log, resume=fold_resume,
+                                 budget=None if fold_resume else budget)
     keras.backend.clear_session()  # free the fold's graph before building the next model
     return result

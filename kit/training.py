@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .accelerate import is_chief
+from .accelerate import is_chief, precision
 from .answers import Answer, decide_answer
 from .config import Config, resolve_augment
 from .data import MIN_IMAGES_PER_CLASS, Competition, ReadOptions, load_competition, strata
 from .errors import ConfigError, DataError, Interrupted, OutputError
 from .budget import Budget, model_for_budget
-from .fit import fit_skipping_broken
+from .fit import closed_form_head, fit_skipping_broken
 from .folds import train_folds
 from .models import AUTO, DEFAULT_MODEL, get_model_spec
 from .outputs import inside
@@ -72,7 +72,7 @@ def load_and_validate(config: Config, progress: bool = False) -> tuple[Competiti
 
 
 def resolve_config(config: Config, report: ValidationReport, budget: Budget | None = None,
-                   split: tuple | None = None) -> Config:
+                   sizes: tuple[int, int] = (0, 0)) -> Config:
     """Fill in what the data decides: image size (median side, 28..224), channels (1 if all grayscale), what
     --augment auto means, and what --model auto means (baseline; with a time budget, what fits in it)."""
     if config.backbone_file:
@@ -85,9 +85,12 @@ def resolve_config(config: Config, report: ValidationReport, budget: Budget | No
     image_size = config.image_size or default_size
     channels = config.channels or report.channels
     model = config.model
-    if model == AUTO:
-        model = model_for_budget(budget, image_size, channels, config.batch_size, len(split[0]), len(split[1])) \
-            if budget else DEFAULT_MODEL
+    if model == AUTO and budget and config.folds >= 2:  # judged by what the first fold's share allows
+        budget = budget.for_fold(0, config.folds, sizes[1])
+    if model == AUTO and budget:
+        with precision(config.mixed_precision, DEFAULT_MODEL):  # the arithmetic the fit would use
+            model = model_for_budget(budget, image_size, channels, config.batch_size, *sizes)
+    model = DEFAULT_MODEL if model == AUTO else model
     optimizer, learning_rate = ("adamw", 1e-3) if transfer else (get_model_spec(model).optimizer,
                                                                   get_model_spec(model).learning_rate)
     return replace(config, data=os.path.abspath(config.data), model=model, image_size=image_size, channels=channels,
@@ -151,10 +154,11 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
                         "written; use `kit train`, or pass --test-csv/--sample/--test-images")
     answer = decide_answer(comp.sample, comp.class_names, config, comp.sample_file, comp.tag_separator)
     split = split_train_validation(comp, config) if config.folds < 2 else None  # fails before a run folder exists
-    budget = Budget(deadline, len(split[1]) + (len(comp.test) if command == "run" else 0)) \
-        if deadline and split and not resume else None
-    config = replace(resolve_config(config, report, budget, split), submission=answer.kind, positive=answer.positive,
-                     tag_separator=answer.separator, metric=_metric(config, answer))
+    test_images = len(comp.test) if command == "run" else 0
+    budget = Budget(deadline, (len(split[1]) if split else 0) + test_images) if deadline and not resume else None
+    config = replace(resolve_config(config, report, budget, _split_sizes(comp, config, split)),
+                     submission=answer.kind, positive=answer.positive, tag_separator=answer.separator,
+                     metric=_metric(config, answer))
     log(f"Submission: {answer.describe()}; metric {config.metric}")
     if resume:
         run_dir = reopen_for_resume(config, report)
@@ -167,6 +171,14 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
                           ) from None
     finally:
         release_run_dir(run_dir)
+
+
+def _split_sizes(comp: Competition, config: Config, split) -> tuple[int, int]:
+    """(training, validation) images of one fit: the split's, or one fold's."""
+    if split:
+        return len(split[0]), len(split[1])
+    held_out = len(comp.train) // max(1, config.folds)
+    return len(comp.train) - held_out, held_out
 
 
 def _metric(config: Config, answer: Answer) -> str:
@@ -186,10 +198,11 @@ def _refuse_early(config: Config, resume: bool) -> None:
         check_backbone_file(config.backbone_file, (config.trust_model,))
     elif not is_transfer(config.model) and config.model != AUTO:
         get_model_spec(config.model)  # an unknown model fails before any work
-    if config.time_budget and (is_transfer(config.model) or config.backbone_file or config.folds >= 2 or
-                               config.strategy in ("multiworker", "tpu")):
-        raise ConfigError("--time-budget: for one model trained from scratch on this machine so far (not yet with "
-                          "a backbone, --folds or several machines)")
+    if config.time_budget and config.strategy in ("multiworker", "tpu"):
+        raise ConfigError("--time-budget: for training on this machine so far (not yet on several machines)")
+    if config.time_budget and (is_transfer(config.model) or config.backbone_file) and not closed_form_head(config):
+        raise ConfigError("--time-budget with a backbone: for kit's pooled head fitted on cached features (the "
+                          "default), not --head flatten or --no-feature-cache")
     for option, folder in (("--runs-dir", config.runs_dir), ("--cache-dir", config.cache_dir)):
         if folder and config.data and inside(folder, config.data):
             raise OutputError(f"{option} {folder}: inside the data folder {config.data}; kit never writes there, so "
@@ -211,7 +224,7 @@ def _train_in(run_dir: Path, config: Config, comp: Competition, report: Validati
         write_skipped(run_dir, [(p.file, p.row, p.message) for p in skipped])
         log(f"Skipping {len(skipped)} bad training image(s); listed in {run_dir / SKIPPED_FILE}")
     if config.folds >= 2:
-        result = train_folds(config, comp, run_dir, log, resume)
+        result = train_folds(config, comp, run_dir, log, resume, budget)
     else:
         result = fit_skipping_broken(config, comp.class_names, *split, run_dir, log, resume=resume, budget=budget)
     write_json(run_dir / RUN_INFO_FILE, {**run_info, **environment_info(), "ended": time.strftime("%Y-%m-%dT%H:%M:%S")})

@@ -10,7 +10,8 @@ import tensorflow as tf
 from click.testing import CliRunner
 from conftest import make_av_folder
 
-from kit.accelerate import _fast_float16, configure_devices
+import kit.accelerate
+from kit.accelerate import _fast_float16, policy_name
 from kit.cli import cli
 
 
@@ -29,9 +30,37 @@ def test_float16_only_when_every_gpu_has_tensor_cores(monkeypatch, capabilities,
     assert _fast_float16(gpus) is fast
 
 
-def test_auto_stays_float32_without_a_gpu(float32_after):
-    configure_devices(SimpleNamespace(mixed_precision="auto"))
-    assert keras.mixed_precision.global_policy().name == "float32"
+@pytest.mark.parametrize("amx, setting, model, policy", [
+    (False, "auto", "baseline", "float32"), (True, "auto", "baseline", "mixed_bfloat16"),
+    (True, "auto", "small", "mixed_bfloat16"), (True, "auto", "mobilenet_v2", "float32"),
+    (True, "off", "baseline", "float32"), (False, "on", "baseline", "mixed_float16")])
+def test_without_a_gpu_auto_is_bfloat16_only_on_cpus_with_amx_and_for_models_from_scratch(
+        monkeypatch, amx, setting, model, policy):
+    monkeypatch.setattr(kit.accelerate, "_fast_bfloat16", lambda: amx)
+    assert policy_name(setting, model) == policy
+
+
+def test_the_cpu_flag_is_read_from_cpuinfo():
+    from pathlib import Path
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    assert kit.accelerate._fast_bfloat16() is (" amx_bf16" in flags)
+
+
+def test_a_bfloat16_fit_leaves_the_callers_policy_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(kit.accelerate, "_fast_bfloat16", lambda: True)
+    data = make_av_folder(tmp_path / "c", n_per_class=6)
+    result = CliRunner().invoke(cli, ["run", str(data), "--epochs", "1", "--image-size", "16", "--runs-dir",
+                                      str(tmp_path / "runs"), "--name", "bf"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "on CPU (bfloat16 arithmetic)" in result.output
+    assert keras.mixed_precision.global_policy().name == "float32"  # set for the fit only
+    model = keras.models.load_model(tmp_path / "runs" / "bf" / "model.keras", safe_mode=True, compile=False)
+    compute = {layer.name: layer.dtype_policy.compute_dtype for layer in model.layers}
+    assert compute["predictions"] == "float32" and "bfloat16" in compute.values()
+    assert (tmp_path / "runs" / "bf" / "submission.csv").is_file()
+    exported = CliRunner().invoke(cli, ["export", str(tmp_path / "runs" / "bf"), "--format", "tflite"])
+    assert exported.exit_code == 0 and "agrees with kit on 100.00%" in exported.output, exported.output  # float32
 
 
 def test_mixed_precision_on_trains_float16_with_a_float32_softmax(tmp_path, float32_after):

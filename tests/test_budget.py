@@ -83,14 +83,61 @@ def test_without_a_budget_auto_is_the_baseline_and_names_the_run_after_it(tmp_pa
 
 @pytest.mark.parametrize("flags,message", [
     (["--time-budget", "5x"], "Invalid value for '--time-budget'"),
-    (["--time-budget", "1m", "--folds", "2"], "--time-budget: for one model trained from scratch"),
-    (["--time-budget", "1m", "--model", "mobilenet_v2"], "--time-budget: for one model trained from scratch"),
+    (["--time-budget", "1m", "--model", "mobilenet_v2", "--head", "flatten"], "--time-budget with a backbone"),
+    (["--time-budget", "1m", "--strategy", "multiworker"], "--time-budget: for training on this machine"),
 ])
 def test_budgets_kit_cannot_keep_are_refused_before_any_work(tmp_path, flags, message):
     data = make_av_folder(tmp_path / "c", n_per_class=4)
     result = invoke("train", data, "--runs-dir", tmp_path / "runs", "--name", "x", *flags)
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "runs" / "x").exists()
+
+
+@pytest.mark.parametrize("budget,fine_tuned", [("1h", 2), ("1s", 0)])
+def test_a_backbone_fine_tunes_for_what_the_budget_leaves(tmp_path, budget, fine_tuned):
+    from conftest import make_class_folders
+
+    data = make_class_folders(tmp_path / "c", n_per_class=6)
+    result = invoke("run", data, "--model", "mobilenet_v3_small", "--weights", "none", "--image-size", "32",
+                    "--fine-tune-epochs", "2", "--batch-size", "8", "--runs-dir", tmp_path / "runs", "--name", "t",
+                    "--time-budget", budget)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "t"
+    assert json.loads((run / "config.json").read_text())["fine_tune_epochs"] == fine_tuned
+    assert len(pd.read_csv(run / "history.csv")) == 1 + fine_tuned  # the frozen head, then the fine-tuning
+    if fine_tuned:
+        assert "Time budget: 2 fine-tuning epoch(s) in all" in result.output
+        learning_rates = pd.read_csv(run / "history.csv")["learning_rate"]  # the fine-tuning's cosine, to its end
+        assert learning_rates.iloc[-1] == pytest.approx(0.01 * learning_rates.iloc[1], rel=1e-3)
+    else:
+        assert "Time budget: no fine-tuning" in result.output and "Fine-tuning the top" not in result.output
+    assert (run / "submission.csv").is_file()
+
+
+def test_each_fold_plans_its_epochs_in_its_share_of_the_budget(tmp_path):
+    data = make_av_folder(tmp_path / "c", n_per_class=10)
+    result = invoke("run", data, "--runs-dir", tmp_path / "runs", "--name", "k", "--folds", "2", "--time-budget",
+                    "1h", "--epochs", "2", *FAST)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Time budget: 2 epoch(s) in all") == 2  # each fold: the cap fits
+    run = tmp_path / "runs" / "k"
+    for fold in ("fold0", "fold1"):
+        assert json.loads((run / fold / "config.json").read_text())["epochs"] == 2
+        assert len(pd.read_csv(run / fold / "history.csv")) == 2
+    assert json.loads((run / "config.json").read_text())["model"] == "baseline"
+    assert (run / "oof.csv").is_file() and (run / "submission.csv").is_file()
+
+
+def test_a_fold_gets_an_equal_share_of_what_is_left_and_the_last_keeps_the_reserve(monkeypatch):
+    import kit.budget
+    from kit.budget import Budget
+
+    monkeypatch.setattr(kit.budget.time, "time", lambda: 1000.0)
+    budget = Budget(deadline=1300.0, predict_images=100, after_seconds=6.0)  # 100 test images, 3 folds
+    first, last = budget.for_fold(0, 3, 40), budget.for_fold(2, 3, 40)
+    assert first.deadline == pytest.approx(1100.0) and last.deadline == pytest.approx(1300.0)
+    assert (first.predict_images, first.after_seconds) == (40 + 100, 2.0)  # a third of the 3 × 100 test predictions
+    assert (last.predict_images, last.after_seconds) == (40 + 300, 6.0)  # after the last fold: all of them
 
 
 def test_the_schedule_stretches_to_any_length():
