@@ -5,8 +5,9 @@ Usage: python benchmarks/peers.py [--sets fashion,cifar10] [--budgets 30,60,120,
 
 Each peer is a whole job in its own process — load the folder, train, predict the test images, write
 submission.csv — timed from the process start. For each budget B, a peer runs the epochs that fill B (from two
-calibration runs of 1 and 3 epochs: its fixed cost and its cost per epoch), then `kit run DATA --time-budget W`
-runs with W = the peer's measured wall time, so each pair of rows answers: given the same time, who scores more?
+calibration runs of 1 and 4 epochs: its fixed cost and its cost per epoch, the pace refined after each run),
+then `kit run DATA --time-budget W` runs with W = the peer's measured wall time, so each pair of rows answers:
+given the same time, who scores more?
 Held-out accuracy is `kit score` against answers kept outside the folder. Peers:
 - keras-io's "simple MNIST convnet" (Conv32-pool-Conv64-pool-dropout-dense, Adam, batch 128) on a tf.data
   pipeline reading the files;
@@ -157,10 +158,10 @@ def prepare_cifar10(work: Path, train_per_class: int = 1000, test_per_class: int
 
 
 def calibrate(script: Path, data: Path, work: Path) -> tuple[float, float]:
-    """(fixed seconds, seconds per epoch) of a peer's whole job, from a 1-epoch and a 3-epoch run."""
-    one, three = (timed([sys.executable, str(script), str(data), str(e), str(work / "calibration.csv")])
-                  for e in (1, 3))
-    per_epoch = max(0.1, (three - one) / 2)
+    """(fixed seconds, seconds per epoch) of a peer's whole job, from a 1-epoch and a 4-epoch run."""
+    one, four = (timed([sys.executable, str(script), str(data), str(e), str(work / "calibration.csv")])
+                 for e in (1, 4))
+    per_epoch = max(0.1, (four - one) / 3)
     return max(0.0, one - per_epoch), per_epoch
 
 
@@ -199,6 +200,7 @@ def main():
                     epochs = max(1, round((budget - fixed) / per_epoch))
                     sub = work / f"peer-{set_name}-{k}-{budget:.0f}-{round_}.csv"
                     wall = timed([sys.executable, str(script), str(data), str(epochs), str(sub)])
+                    per_epoch = max(0.1, (wall - fixed) / epochs)  # a longer run measures the pace better
                     kit = kit_at(data, answers, wall, work / "runs", f"{set_name}-{k}-{budget:.0f}-{round_}")
                     rows.append((set_name, budget, peer, epochs, wall, score(sub, answers), *kit))
                     print(rows[-1], flush=True)

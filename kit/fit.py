@@ -7,6 +7,7 @@ TensorFlow is imported at the top: nothing reaches this module before training s
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from contextlib import redirect_stdout
@@ -28,6 +29,7 @@ from .pipeline import (
     augment_batches,
     cache_bytes,
     disk_cache,
+    decoded_set,
     make_array_stream,
     make_balanced_dataset,
     make_dataset,
@@ -95,8 +97,14 @@ class Plan:
             return make_balanced_dataset(paths, self.train_labels, seed=c.seed, augment=c.augment,
                                          skip_batches=first_epoch * self.steps + skip, **self.image_args)
         return make_training_stream(paths, self.train_labels, seed=c.seed, augment=c.augment, epochs=last_epoch,
-                                    first_epoch=first_epoch, skip_batches=skip, cache=self.train_cache,
+                                    first_epoch=first_epoch, skip_batches=skip, decoded=self.decoded_train,
                                     **self.image_args)
+
+    @functools.cached_property
+    def decoded_train(self):
+        """The training images decoded once for every stream of this fit (kit.pipeline.decoded_set)."""
+        return decoded_set(self.train_df["path"], self.train_labels, self.config.image_size, self.config.channels,
+                           self.train_cache)
 
     def fit_args(self) -> dict:
         return dict(validation_data=self.val_ds, verbose=self.verbose, class_weight=self.class_weight,

@@ -49,13 +49,13 @@ def make_dataset(paths, labels=None, *, image_size: int, channels: int, batch_si
     cache: True keeps the decoded images in memory, a string is a file prefix for an on-disk cache (see
     disk_cache), False decodes on every pass.
     """
-    return _decoded(paths, labels, image_size, channels, cache).batch(batch_size).prefetch(AUTOTUNE)
+    return decoded_set(paths, labels, image_size, channels, cache).batch(batch_size).prefetch(AUTOTUNE)
 
 
 def disk_cache(paths, image_size: int, channels: int, cache_dir: str = "", name: str = "train") -> str:
     """A file prefix for kit's on-disk cache in cache_dir (default: a temporary folder removed at exit).
 
-    The cache is one raw file, PREFIX.u8, of the decoded uint8 images in the files' order (see _decoded). Not
+    The cache is one raw file, PREFIX.u8, of the decoded uint8 images in the files' order (see decoded_set). Not
     tf.data's cache(filename): that holds the whole dataset in memory while it writes (tensorflow#50579). The
     prefix is keyed by the file list, its order and the image shape, so a --cache-dir is reused by every run
     on the same images. A cache left half-written by a killed process is deleted, never read.
@@ -81,7 +81,7 @@ def cache_bytes(n_images: int, image_size: int, channels: int) -> int:
     return n_images * image_size * image_size * channels
 
 
-def _decoded(paths, labels, image_size: int, channels: int, cache: bool | str) -> tf.data.Dataset:
+def decoded_set(paths, labels, image_size: int, channels: int, cache: bool | str) -> tf.data.Dataset:
     """The decoded images (with their labels) in the files' order, decoded once when cached."""
     count = len(paths)
     if isinstance(cache, str):
@@ -131,16 +131,18 @@ def _read_disk_cache(path: str, count: int, image_size: int, channels: int) -> t
 
 def make_training_stream(paths, labels, *, image_size: int, channels: int, batch_size: int, seed: int,
                          augment: str, epochs: int, first_epoch: int = 0, skip_batches: int = 0,
-                         cache: bool | str = True) -> tf.data.Dataset:
+                         cache: bool | str = True, decoded: tf.data.Dataset | None = None) -> tf.data.Dataset:
     """The training batches of epochs first_epoch..epochs-1 as one finite stream (fit it with steps_per_epoch).
 
     Images are decoded once (cached in memory, or on disk when `cache` is a file prefix). Each epoch's order
     is a shuffle seeded by (seed, epoch) and each batch's augmentation is seeded by its index in the whole run,
     so a run resumed at any epoch and batch (skip_batches into first_epoch) sees exactly the batches an
-    uninterrupted run would. The shuffle buffer is bounded in bytes: give the files in a random order (as
+    uninterrupted run would. `decoded`: decoded_set of the same files, shared by a run's streams so that a second
+    stream (after the epoch a --time-budget times, or Ctrl-C) reads the cache the first filled instead of decoding
+    every image again. The shuffle buffer is bounded in bytes: give the files in a random order (as
     training does) so that a buffer smaller than the set still mixes classes that are sorted on disk.
     """
-    base = _decoded(paths, labels, image_size, channels, cache=cache)
+    base = decoded if decoded is not None else decoded_set(paths, labels, image_size, channels, cache)
     buffer = max(1, min(len(paths), SHUFFLE_BUFFER_BYTES // cache_bytes(1, image_size, channels)))
     ds = shuffled_epochs(base, buffer, batch_size=batch_size, seed=seed, epochs=epochs, first_epoch=first_epoch,
                          skip_batches=skip_batches)
@@ -180,7 +182,7 @@ def make_balanced_dataset(paths, labels, *, image_size: int, channels: int, batc
     streams = []
     for k, c in enumerate(np.unique(labels)):
         chosen = paths[labels == c]
-        ds = _decoded(chosen, np.full(len(chosen), c, np.int32), image_size, channels, cache=True)
+        ds = decoded_set(chosen, np.full(len(chosen), c, np.int32), image_size, channels, cache=True)
         streams.append(ds.shuffle(len(chosen), seed=seed + k, reshuffle_each_iteration=True).repeat())
     ds = tf.data.Dataset.sample_from_datasets(streams, weights=[1.0 / len(streams)] * len(streams), seed=seed)
     ds = ds.batch(batch_size).skip(skip_batches)

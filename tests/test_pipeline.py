@@ -79,6 +79,23 @@ def test_images_are_decoded_once_across_epochs(tmp_path, mode):
     assert sorted(np.concatenate([y for _, y in batches]).tolist()) == sorted(list(range(10)) * 4)
 
 
+def test_a_second_stream_of_the_same_run_reads_the_first_ones_cache(tmp_path):
+    """The epoch a --time-budget times is one stream, the epochs after it another: they share the decoded set."""
+    from kit.pipeline import decoded_set, make_training_stream
+
+    paths = _files(tmp_path)
+    labels = np.arange(10)
+    args = dict(image_size=12, channels=1, batch_size=4, seed=0, augment="none", epochs=3)
+    whole = list(make_training_stream(paths, labels, **args).as_numpy_iterator())  # one stream, decoding itself
+    shared = decoded_set(paths, labels, 12, 1, True)
+    first = list(make_training_stream(paths, labels, **{**args, "epochs": 1}, decoded=shared).as_numpy_iterator())
+    for p in paths:  # nothing left to decode: the second stream must read what the first cached
+        Path(p).unlink()
+    rest = list(make_training_stream(paths, labels, first_epoch=1, **args, decoded=shared).as_numpy_iterator())
+    assert len(first + rest) == len(whole) == 9
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first + rest, whole))
+
+
 def test_disk_cache_gives_the_same_batches_and_is_reused_without_decoding(tmp_path):
     from kit.pipeline import disk_cache
 
