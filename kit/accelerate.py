@@ -52,9 +52,10 @@ def precision(setting: str, model: str):
         keras.mixed_precision.set_global_policy(previous)
 
 
+@functools.lru_cache(maxsize=None)
 def _fast_bfloat16() -> bool:
     """Whether this CPU has AMX's bfloat16 matrix unit (Linux reports it as the cpuinfo flag amx_bf16): without it
-    bfloat16 is emulated, and slower than float32."""
+    bfloat16 is emulated, and slower than float32. Read once: every fit (and its log line) asks."""
     try:
         with open("/proc/cpuinfo") as f:
             return any(line.startswith("flags") and " amx_bf16" in line for line in f)

@@ -287,7 +287,7 @@ def _fine_tuning_fits(plan: Plan, frozen_seconds: float, log) -> bool:
     if plan.budget is None:
         return True
     config = plan.config
-    views = config.feature_views if config.augment != "none" else 1
+    views = feature_views(config)
     per_image = frozen_seconds / max(1, views * len(plan.train_df) + len(plan.val_df))
     epoch = per_image * (3 * len(plan.train_df) + len(plan.val_df))
     left = plan.budget.deadline - time.time() - plan.budget.after_seconds - per_image * plan.budget.predict_images
@@ -381,7 +381,7 @@ def _cached_features(plan: Plan, tm, log) -> tuple:
     --feature-views N) and of the validation images."""
     config = plan.config
     t0 = time.time()
-    views = config.feature_views if config.augment != "none" else 1
+    views = feature_views(config)
     plain = make_dataset(plan.train_df["path"], plan.train_labels, cache=plan.train_cache, **plan.image_args)
     shown = plan.verbose > 0
     xs, ys = zip(*[extract_features(tm.features, augment_batches(plain, config.augment, config.seed + v)
@@ -390,6 +390,12 @@ def _cached_features(plan: Plan, tm, log) -> tuple:
     log(f"Frozen phase: features of {len(plan.train_df)} images × {views} view(s) computed in "
         f"{time.time() - t0:.0f} s")
     return np.concatenate(xs), np.concatenate(ys), val_x, val_y
+
+
+def feature_views(config: Config) -> int:
+    """How many views of each training image the frozen phase computes features of (augmented ones need
+    augmentation)."""
+    return config.feature_views if config.augment != "none" else 1
 
 
 def closed_form_head(config: Config) -> bool:
