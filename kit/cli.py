@@ -569,13 +569,14 @@ def models():
       kit models
     """
     from .models import MODELS
-    from .transfer import BACKBONES
+    from .transfer import BACKBONES, PHOTO_SCALE
 
     for name, spec in MODELS.items():
         click.echo(f"{name:20s} {spec.optimizer:6s} lr {spec.learning_rate:<7g} {spec.summary}")
     for name, backbone in BACKBONES.items():
         click.echo(f"{name:20s} adamw  lr 0.001   backbone keras.applications.{backbone.constructor}, "
-                   f"{backbone.image_size} px, two-phase fine-tuning")
+                   f"{backbone.image_size} px ({round(backbone.image_size * PHOTO_SCALE) // 32 * 32} for larger photos), "
+                   "two-phase fine-tuning")
 
 
 @cli.command()

@@ -36,7 +36,7 @@ from .runs import (
     write_run_settings,
     write_skipped,
 )
-from .transfer import BACKBONE_FILE, BACKBONES, check_backbone_file, is_transfer
+from .transfer import BACKBONE_FILE, check_backbone_file, default_backbone_size, is_transfer
 from .validation import ValidationReport, validate, without_bad_training_images
 
 
@@ -73,13 +73,14 @@ def load_and_validate(config: Config, progress: bool = False) -> tuple[Competiti
 
 def resolve_config(config: Config, report: ValidationReport, budget: Budget | None = None,
                    sizes: tuple[int, int] = (0, 0)) -> Config:
-    """Fill in what the data decides: image size (median side, 28..224), channels (1 if all grayscale), what
+    """Fill in what the data decides: image size (median side, 28..224; for a backbone kit.transfer's
+    default_backbone_size), channels (1 if all grayscale), what
     --augment auto means, and what --model auto means (baseline; with a time budget, what fits in it)."""
     if config.backbone_file:
         config = replace(config, model=BACKBONE_FILE)
     transfer = is_transfer(config.model)
-    if transfer:  # a new head on pretrained features, at the backbone's own size
-        default_size = BACKBONES[config.model].image_size if config.model in BACKBONES else 224
+    if transfer:  # a new head on pretrained features, at the scale the backbone learned its objects
+        default_size = default_backbone_size(config.model, config.backbone_file, report.median_size)
     else:
         default_size = int(min(224, max(28, report.median_size)))
     image_size = config.image_size or default_size

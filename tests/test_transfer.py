@@ -13,6 +13,7 @@ from kit.cli import cli
 from kit.transfer import (
     BACKBONES,
     build_transfer_model,
+    default_backbone_size,
     extract_features,
     preprocessing_layers,
     unfreeze_top,
@@ -157,6 +158,20 @@ def test_cli_backbone_file(tmp_path):
     assert "Training backbone_file on 14 images" in result.output
 
 
+def test_default_backbone_size_reads_large_photos_larger_and_keeps_a_fixed_input(tmp_path):
+    by_median_side = {28: 224, 224: 224, 255: 224, 256: 256, 300: 288, 4000: 288}
+    assert {m: default_backbone_size("efficientnet_b0", "", m) for m in by_median_side} == by_median_side
+    flexible, fixed = tmp_path / "flexible.keras", tmp_path / "fixed.keras"
+    for path, shape in ((flexible, (None, None, 3)), (fixed, (96, 96, 3))):
+        inputs = keras.Input(shape)
+        keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs)).save(path)
+    assert default_backbone_size("backbone_file", str(flexible), 500) == 288
+    assert default_backbone_size("backbone_file", str(fixed), 500) == 96  # the file's own input side wins
+    assert default_backbone_size("backbone_file", str(fixed), 50) == 96
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    assert default_backbone_size("backbone_file", str(tmp_path / "broken.keras"), 500) == 288  # loading says why
+
+
 def test_backbone_file_with_a_lambda_layer_is_refused_even_when_trusted(tmp_path):
     inputs = keras.Input((None, None, 3))
     keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2)(inputs)).save(tmp_path / "lambda.keras")
@@ -183,6 +198,27 @@ def test_offline_imagenet_weights_error_names_the_file(tmp_path, monkeypatch):
     assert line.startswith("Error: ImageNet weights for mobilenet_v2: ")
     assert "/models/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5 is not there and the " \
            "download failed" in line and line.endswith("or use --weights none")
+
+
+def test_a_mobilenet_read_larger_than_224_loads_without_a_warning(monkeypatch):
+    import warnings
+
+    from kit.errors import RunError
+    from kit.transfer import load_backbone
+
+    asked = []
+
+    def offline(fname, origin=None, **kwargs):
+        asked.append(fname)
+        raise Exception(f"URL fetch failure on {origin}")
+
+    monkeypatch.setattr("keras.src.applications.mobilenet_v2.file_utils.get_file", offline)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RunError):
+            load_backbone("mobilenet_v2", 288, "imagenet")
+    assert asked == ["mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"]  # headless: any size
+    assert not [w for w in caught if "input_shape" in str(w.message)]
 
 
 def test_unfreeze_looks_inside_nested_backbones_and_keeps_their_batchnorm_frozen():
