@@ -72,12 +72,12 @@ def kit_epochs(paths, size, channels, batch, pillow_only=False):
 
     pillow_only: every file through kit's Pillow loader, none through TensorFlow's decoders (see
     kit.headers.plain_image), as before plain files went to TensorFlow."""
-    import kit.decode
+    import kit.images
     from kit.pipeline import make_training_stream
 
-    plain_image = kit.decode.plain_image
+    plain_files = kit.images.plain_files
     if pillow_only:
-        kit.decode.plain_image = lambda path, channels: None
+        kit.images.plain_files = lambda paths, channels: [None] * len(paths)
 
     steps = -(-len(paths) // batch)
     streams = []
@@ -94,7 +94,7 @@ def kit_epochs(paths, size, channels, batch, pillow_only=False):
     try:
         return timed(first_epoch), timed(later_epochs)
     finally:
-        kit.decode.plain_image = plain_image
+        kit.images.plain_files = plain_files
 
 
 def decode_limit(paths, size, channels, batch):

@@ -267,3 +267,18 @@ def checked_images(paths) -> list[tuple]:
         except ImageError as e:
             checked.append((path, None, None, None, str(e)))
     return checked
+
+
+def plain_files(paths: list[str], channels: int) -> list:
+    """kit.headers.plain_image of every file, in order: many in one process per core (about 8 µs a file, nearly
+    all of it Python holding the GIL; on 12,000 PNGs a seventh of the first epoch when done in one thread)."""
+    pool, processes = process_pool() if len(paths) >= PROCESSES_FROM else (None, 1)
+    if pool is None:
+        return [plain_image(p, channels) for p in paths]
+    size = -(-len(paths) // (4 * processes))  # a few chunks per process: one slow chunk does not hold the rest
+    chunks = [pool.submit(_plain_chunk, paths[i:i + size], channels) for i in range(0, len(paths), size)]
+    return [found for chunk in chunks for found in chunk.result()]
+
+
+def _plain_chunk(paths: list[str], channels: int) -> list:
+    return [plain_image(p, channels) for p in paths]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .decode import DECODE_CHUNK, decoded_images
+from .decode import DECODE_CHUNK, decoded_images, with_labels
 from .errors import DataError
 from .quiet import keras
 from .quiet import tensorflow as tf
@@ -84,16 +84,15 @@ def cache_bytes(n_images: int, image_size: int, channels: int) -> int:
 def decoded_set(paths, labels, image_size: int, channels: int, cache: bool | str) -> tf.data.Dataset:
     """The decoded images (with their labels) in the files' order, decoded once when cached."""
     count = len(paths)
-    if isinstance(cache, str):
-        images = _read_disk_cache(_write_disk_cache(cache, paths, image_size, channels), count, image_size,
-                                  channels).unbatch()
-    else:
-        images = decoded_images(paths, image_size, channels)
-    ds = images.apply(tf.data.experimental.assert_cardinality(count))  # unbatch() forgets it, map() may not know it
     if labels is not None:
         labels = np.asarray(labels)  # class indices, or a 0/1 row per image for tags
         labels = labels.astype(np.float32 if labels.ndim == 2 else np.int32)
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(labels)))
+    if isinstance(cache, str):
+        images = _read_disk_cache(_write_disk_cache(cache, paths, image_size, channels), count, image_size,
+                                  channels).unbatch()  # unbatch() forgets the count
+        ds = with_labels(images.apply(tf.data.experimental.assert_cardinality(count)), labels)
+    else:
+        ds = decoded_images(paths, image_size, channels, labels)
     return ds.cache() if cache is True else ds
 
 

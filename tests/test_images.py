@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import kit.images
 from kit.errors import ImageError
 from kit.images import read_image
 
@@ -203,5 +204,9 @@ def test_plain_image_accepts_only_what_tensorflow_decodes_like_pillow(tmp_path, 
     for name in ("rotated.jpg", "rotated-mm.jpg", "rotated-late.jpg", "xmp.jpg", "cmyk.jpg", "head.jpg", "rotated.png", "raw-exif.png", "palette.png",
                  "rgba.png", "transparent.png", "16bit.png", "animated.png", "head.png", "missing.png"):
         assert plain_image(str(tmp_path / name), 3) is None, name
+    every = sorted(str(p) for p in tmp_path.iterdir()) + [str(tmp_path / "missing.png")]
+    monkeypatch.setattr(kit.images, "PROCESSES_FROM", 4)  # many files: headers read in one process per core
+    assert kit.images.plain_files(every, 3) == [plain_image(p, 3) for p in every]
+    assert sum(found is not None for found in kit.images.plain_files(every, 3)) == 12
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 30 * 40 - 1)  # Pillow would refuse them: so must the fast path
     assert plain_image(str(tmp_path / "rgb.jpg"), 3) is None and plain_image(str(tmp_path / "rgb.png"), 3) is None
