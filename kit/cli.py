@@ -569,13 +569,13 @@ def models():
       kit models
     """
     from .models import MODELS
-    from .transfer import BACKBONES, PHOTO_SCALE
+    from .transfer import BACKBONES, photo_size
 
     for name, spec in MODELS.items():
         click.echo(f"{name:20s} {spec.optimizer:6s} lr {spec.learning_rate:<7g} {spec.summary}")
     for name, backbone in BACKBONES.items():
         click.echo(f"{name:20s} adamw  lr 0.001   backbone keras.applications.{backbone.constructor}, "
-                   f"{backbone.image_size} px ({round(backbone.image_size * PHOTO_SCALE) // 32 * 32} for larger photos), "
+                   f"{backbone.image_size} px ({photo_size(backbone.image_size)} for larger photos), "
                    "two-phase fine-tuning")
 
 

@@ -65,8 +65,12 @@ def default_backbone_size(model_name: str, backbone_file: str, median_side: int)
     if fixed:
         return fixed
     native = BACKBONES[model_name].image_size if model_name in BACKBONES else 224
-    larger = min(median_side, round(native * PHOTO_SCALE)) // 32 * 32
-    return max(native, larger)
+    return max(native, min(median_side, photo_size(native)) // 32 * 32)
+
+
+def photo_size(native: int) -> int:
+    """The largest size kit reads photos at for a backbone of this native size (288 for 224)."""
+    return round(native * PHOTO_SCALE) // 32 * 32
 
 
 def input_side(path) -> int | None:

@@ -200,6 +200,14 @@ def test_offline_imagenet_weights_error_names_the_file(tmp_path, monkeypatch):
            "download failed" in line and line.endswith("or use --weights none")
 
 
+def test_kit_models_lists_every_backbone_with_its_sizes():
+    result = CliRunner().invoke(cli, ["models"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    for name in BACKBONES:
+        assert "224 px (288 for larger photos)" in lines[name], lines[name]
+
+
 def test_a_mobilenet_read_larger_than_224_loads_without_a_warning(monkeypatch):
     import warnings
 
