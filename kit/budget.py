@@ -3,7 +3,8 @@ ends within a wall-clock budget. With the default --model (auto), the model is c
 of its epochs fit, else the lighter `small` (model_for_budget). The first epoch is timed (its steady second half:
 the first batches pay for decoding and tracing), then as many further epochs are planned as fit in what is left
 after a reserve for the work after training, and the learning-rate schedule is stretched to end exactly at the
-last planned step (kit.fit._first_epoch_then_plan). A k-fold run gives each fold an equal share of the time left
+last planned step (kit.fit._first_epoch_then_plan); should the epochs slow down after that, DeadlineGuard stops
+training before it overruns. A k-fold run gives each fold an equal share of the time left
 (Budget.for_fold); a backbone's fine-tuning is planned the same way after its frozen phase.
 """
 
@@ -38,9 +39,12 @@ class Budget:
 
     def epochs(self, timer: "EpochTimer", cap: int) -> int:
         """1 (the epoch timed) + the epochs that fit before the deadline, after the reserve; at most cap."""
-        reserve = 1.2 * timer.seconds_per_prediction * self.predict_images + self.after_seconds
-        left = self.deadline - time.time() - reserve
+        left = self.deadline - time.time() - self.reserve(timer)
         return max(1, min(cap, 1 + math.floor(left / max(timer.later_epoch_seconds, 1e-6))))
+
+    def reserve(self, timer: "EpochTimer") -> float:
+        """Seconds kept for the work after training: the predictions (at the timed epoch's pace) and the rest."""
+        return 1.2 * timer.seconds_per_prediction * self.predict_images + self.after_seconds
 
     def for_fold(self, fold: int, folds: int, validation_images: int) -> "Budget":
         """A k-fold run's budget (predict_images: its test images) as fold `fold` sees it: an equal share of
@@ -108,6 +112,30 @@ class EpochTimer(keras.callbacks.Callback):
     @property
     def seconds_per_prediction(self) -> float:
         return self.validation_seconds / max(1, self.validation_images)
+
+
+class DeadlineGuard(keras.callbacks.Callback):
+    """Stops after an epoch when the next would end more than half an epoch past the planned end of training
+    (training_deadline): epochs that slow down after the plan was made would otherwise carry the run past its
+    budget (a 94-epoch plan made at 6.5 s an epoch ended at 8.4 s an epoch, 64 s late, on this project's 2-core
+    machine). The best epoch so far is the model; the schedule's last epochs, at its smallest rates, are what is
+    given up. end: the epoch the plan ends at."""
+
+    def __init__(self, training_deadline: float, end: int, progress, log, clock=time.time):
+        super().__init__()
+        self.training_deadline, self.end, self.progress, self.log, self.clock = training_deadline, end, progress, \
+            log, clock
+
+    def on_train_begin(self, logs=None):
+        self.last = self.clock()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        pace, self.last = now - self.last, now
+        if epoch + 1 < self.end and not self.model.stop_training and now + pace / 2 > self.training_deadline:
+            self.model.stop_training = self.progress.stopped = True
+            self.log(f"Time budget: stopping after epoch {epoch + 1} of {self.end}: the epochs slowed to {pace:.1f} "
+                     "s, and the next would end past the time planned for training")
 
 
 def stretch_schedule(optimizer, total_steps: int) -> None:

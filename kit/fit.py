@@ -19,7 +19,7 @@ import pandas as pd
 
 from .accelerate import configure_devices, device_description, is_chief, make_strategy, policy_name, precision
 from .answers import encode_labels, tag_separator_of
-from .budget import Budget, EpochTimer, stretch_schedule
+from .budget import Budget, DeadlineGuard, EpochTimer, stretch_schedule
 from .callbacks import Checkpointer, Interrupt, Progress, Watched, make_callbacks, record_epoch
 from .config import Config
 from .errors import DataError, ImageError, Interrupted, TrainingDiverged
@@ -256,28 +256,30 @@ def fit_scratch(plan: Plan, progress: Progress, interrupt: Interrupt, checkpoint
     callbacks = make_callbacks(progress, interrupt, _watched(plan, model, checkpointer, plan.val_ds))
     epochs = config.epochs
     if plan.budget and progress.epoch == 0 and progress.step == 0:
-        epochs = _first_epoch_then_plan(plan, model, progress, callbacks, log)
+        epochs, callbacks = _first_epoch_then_plan(plan, model, progress, callbacks, log)
     fit_from(model, progress, epochs, plan.steps, plan.train_stream, callbacks, plan.fit_args())
 
 
 def _first_epoch_then_plan(plan: Plan, model, progress: Progress, callbacks: list, log,
-                           phase: str = "epochs") -> int:
+                           phase: str = "epochs") -> tuple[int, list]:
     """--time-budget: train and time a phase's first epoch, then decide how many of its epochs fit (recorded in
     config.json, so a resumed run trains the same number) and stretch the schedule to end with the last of them.
     phase: the setting that holds the phase's length, "epochs" (from scratch) or "fine_tune_epochs" (after the
-    frozen phase). Returns the epoch the phase ends at."""
+    frozen phase). Returns the epoch the phase ends at, and the callbacks for its later epochs (with a DeadlineGuard:
+    the plan is made once, and epochs may slow down after it)."""
     config = plan.config
     start, cap = (0, config.epochs) if phase == "epochs" else (frozen_epochs(config), config.fine_tune_epochs)
     timer = EpochTimer(len(plan.val_df))
     fit_from(model, progress, start + 1, plan.steps, plan.train_stream, [*callbacks, timer], plan.fit_args())
     epochs = plan.budget.epochs(timer, cap=cap)
+    guard = DeadlineGuard(plan.budget.deadline - plan.budget.reserve(timer), start + epochs, progress, log)
     stretch_schedule(model.optimizer, epochs * plan.steps)
     model.train_function = None  # traced again with the stretched schedule
     write_run_settings(plan.run_dir, replace(config, **{phase: epochs}), plan.class_names)
     log(f"Time budget: {epochs} {'fine-tuning ' if start else ''}epoch(s) in all (about "
         f"{timer.later_epoch_seconds:.1f} s each after the first, {max(0.0, plan.budget.deadline - time.time()):.0f} "
         "s left)")
-    return start + epochs
+    return start + epochs, [*callbacks, guard]
 
 
 def _fine_tuning_fits(plan: Plan, frozen_seconds: float, log) -> bool:
@@ -445,5 +447,5 @@ def _fine_tune(plan: Plan, tm, progress: Progress, callbacks, restore_from: Chec
     else:
         progress.phase, progress.epoch, progress.step = "fine_tune", frozen_epochs(config), 0
         if plan.budget:
-            end = _first_epoch_then_plan(plan, tm.model, progress, callbacks, log, "fine_tune_epochs")
+            end, callbacks = _first_epoch_then_plan(plan, tm.model, progress, callbacks, log, "fine_tune_epochs")
     fit_from(tm.model, progress, end, plan.steps, plan.train_stream, callbacks, plan.fit_args())

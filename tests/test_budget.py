@@ -167,3 +167,35 @@ def test_every_model_from_scratch_takes_any_image_size_or_says_it_is_too_small(s
         probabilities = np.asarray(build_model(name, size, channels, 5)(images))
         assert probabilities.shape == (2, 5), name
         np.testing.assert_allclose(probabilities.sum(1), 1, rtol=1e-5)
+
+
+class _Model:
+    stop_training = False
+
+
+def _guarded_epochs(seconds_per_epoch: list[float], end: int, training_deadline: float):
+    """Run a DeadlineGuard over epochs of the given lengths on a fake clock starting at 100: (epochs run, log)."""
+    from kit.budget import DeadlineGuard
+    from kit.callbacks import Progress
+
+    now, said, progress, model = [100.0], [], Progress(), _Model()
+    guard = DeadlineGuard(training_deadline, end, progress, said.append, clock=lambda: now[0])
+    guard.set_model(model)
+    guard.on_train_begin()
+    for epoch, seconds in enumerate(seconds_per_epoch[:end]):
+        now[0] += seconds
+        guard.on_epoch_end(epoch)
+        if model.stop_training:
+            assert progress.stopped
+            return epoch + 1, said
+    return len(seconds_per_epoch[:end]), said
+
+
+def test_the_deadline_guard_stops_only_epochs_that_slowed_past_the_plan():
+    # as planned (6 epochs of 10 s before 160), or up to half an epoch late: every planned epoch runs, silently
+    assert _guarded_epochs([10] * 6, end=6, training_deadline=160) == (6, [])
+    assert _guarded_epochs([10] * 6, end=6, training_deadline=156) == (6, [])
+    # epochs slowed to 15 s after the plan: the 6th would end at 180, so it stops after the 5th, and says why
+    epochs, said = _guarded_epochs([10, 10, 15, 15, 15, 15], end=6, training_deadline=160)
+    assert epochs == 5 and said == ["Time budget: stopping after epoch 5 of 6: the epochs slowed to 15.0 s, and the "
+                                    "next would end past the time planned for training"]
