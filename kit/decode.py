@@ -5,8 +5,6 @@ one process per core. kit.pipeline builds datasets on top of decoded_images."""
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
 from . import images  # by module: what the processes import
@@ -128,15 +126,8 @@ def _decoded_chunks(paths, image_size: int, channels: int) -> tf.data.Dataset:
         return tf.data.Dataset.from_tensor_slices(paths).batch(DECODE_CHUNK).map(in_threads,
                                                                                 num_parallel_calls=AUTOTUNE)
 
-    def in_processes():  # a few chunks in flight per process: memory stays bounded
-
-
-        pending = deque()
-        for start in range(0, len(paths), DECODE_CHUNK):
-            pending.append(pool.submit(images.read_images, paths[start:start + DECODE_CHUNK], image_size, channels))
-            if len(pending) > 4 * processes:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    def in_processes():
+        chunks = (paths[start:start + DECODE_CHUNK] for start in range(0, len(paths), DECODE_CHUNK))
+        yield from images.in_order(pool, processes, images.read_images, chunks, image_size, channels)
 
     return tf.data.Dataset.from_generator(in_processes, output_signature=spec)

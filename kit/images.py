@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import warnings
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,6 +192,18 @@ def process_pool():
     return _process_pool, cores
 
 
+def in_order(pool, processes: int, work, chunks, *args):
+    """work(chunk, *args) of each chunk in the process pool, yielded in the chunks' order, with a few chunks in
+    flight per process: the processes stay busy and what waits in memory stays bounded."""
+    pending = deque()
+    for chunk in chunks:
+        pending.append(pool.submit(work, chunk, *args))
+        if len(pending) > 4 * processes:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def stop_process_pool() -> None:
     """Shut the processes down and wait for them (at exit: kit.cli.main)."""
     global _process_pool
@@ -276,8 +289,8 @@ def plain_files(paths: list[str], channels: int) -> list:
     if pool is None:
         return [plain_image(p, channels) for p in paths]
     size = -(-len(paths) // (4 * processes))  # a few chunks per process: one slow chunk does not hold the rest
-    chunks = [pool.submit(_plain_chunk, paths[i:i + size], channels) for i in range(0, len(paths), size)]
-    return [found for chunk in chunks for found in chunk.result()]
+    chunks = (paths[i:i + size] for i in range(0, len(paths), size))
+    return [found for chunk in in_order(pool, processes, _plain_chunk, chunks, channels) for found in chunk]
 
 
 def _plain_chunk(paths: list[str], channels: int) -> list:

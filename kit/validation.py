@@ -8,7 +8,7 @@ import hashlib
 import math
 import os
 import unicodedata
-from collections import Counter, deque
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -25,6 +25,7 @@ from .images import (
     ImageInfo,
     check_image,
     checked_images,
+    in_order,
     process_pool,
 )
 
@@ -198,13 +199,8 @@ def _checked(paths: list[str]):
             for chunk in threads.map(checked_images, chunks):
                 yield from chunk
         return
-    pending = deque()
-    for chunk in chunks:  # a few chunks in flight per process, in order
-        pending.append(pool.submit(checked_images, chunk))
-        if len(pending) > 4 * processes:
-            yield from pending.popleft().result()
-    while pending:
-        yield from pending.popleft().result()
+    for checked in in_order(pool, processes, checked_images, chunks):
+        yield from checked
 
 
 def _check_duplicate_images(train_hashes: dict, test_hashes: dict, problems: list[Problem]) -> None:
