@@ -29,11 +29,11 @@ from .pipeline import (
     augment_batches,
     cache_bytes,
     disk_cache,
-    decoded_set,
     make_array_stream,
     make_balanced_dataset,
     make_dataset,
     make_training_stream,
+    training_set,
 )
 from .predict import evaluate_validation
 from .quiet import keras
@@ -102,9 +102,9 @@ class Plan:
 
     @functools.cached_property
     def decoded_train(self):
-        """The training images decoded once for every stream of this fit (kit.pipeline.decoded_set)."""
-        return decoded_set(self.train_df["path"], self.train_labels, self.config.image_size, self.config.channels,
-                           self.train_cache)
+        """The training images decoded once for every stream of this fit (kit.pipeline.training_set)."""
+        return training_set(self.train_df["path"], self.train_labels, self.config.image_size, self.config.channels,
+                            self.config.seed, self.train_cache, self.batch_size)
 
     def fit_args(self) -> dict:
         return dict(validation_data=self.val_ds, verbose=self.verbose, class_weight=self.class_weight,

@@ -1,4 +1,5 @@
-"""tf.data input pipeline: parallel decode → uint8 → cache → shuffle → batch → augment (train only) → prefetch."""
+"""tf.data input pipeline: parallel decode → uint8 → cache → shuffle (after the first epoch) → batch → augment (train
+only) → prefetch."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def make_dataset(paths, labels=None, *, image_size: int, channels: int, batch_si
     cache: True keeps the decoded images in memory, a string is a file prefix for an on-disk cache (see
     disk_cache), False decodes on every pass.
     """
-    return decoded_set(paths, labels, image_size, channels, cache).batch(batch_size).prefetch(AUTOTUNE)
+    return decoded_set(paths, labels, image_size, channels, cache, batch_size=batch_size).prefetch(AUTOTUNE)
 
 
 def disk_cache(paths, image_size: int, channels: int, cache_dir: str = "", name: str = "train") -> str:
@@ -81,19 +82,34 @@ def cache_bytes(n_images: int, image_size: int, channels: int) -> int:
     return n_images * image_size * image_size * channels
 
 
-def decoded_set(paths, labels, image_size: int, channels: int, cache: bool | str) -> tf.data.Dataset:
-    """The decoded images (with their labels) in the files' order, decoded once when cached."""
+def decoded_set(paths, labels, image_size: int, channels: int, cache: bool | str,
+                order: np.ndarray | None = None, batch_size: int = 0) -> tf.data.Dataset:
+    """The decoded images (with their labels) in the files' order, or in `order` (indices into paths), decoded
+    once when cached; in batches of batch_size when it is given. An on-disk cache always holds the files' order
+    (so it serves every seed); `order` then only changes which rows are read. In memory, batches are cached as
+    batches: per image, tf.data's cache costs about what decoding a small PNG does."""
     count = len(paths)
     if labels is not None:
         labels = np.asarray(labels)  # class indices, or a 0/1 row per image for tags
         labels = labels.astype(np.float32 if labels.ndim == 2 else np.int32)
+        labels = labels if order is None else labels[order]
     if isinstance(cache, str):
         images = _read_disk_cache(_write_disk_cache(cache, paths, image_size, channels), count, image_size,
-                                  channels).unbatch()  # unbatch() forgets the count
+                                  channels, order).unbatch()  # unbatch() forgets the count
         ds = with_labels(images.apply(tf.data.experimental.assert_cardinality(count)), labels)
     else:
-        ds = decoded_images(paths, image_size, channels, labels)
+        paths = list(paths)  # a Series indexes by label, not position
+        ds = decoded_images(paths if order is None else [paths[i] for i in order], image_size, channels, labels)
+    ds = ds.batch(batch_size) if batch_size else ds
     return ds.cache() if cache is True else ds
+
+
+def training_order(count: int, seed: int) -> np.ndarray:
+    """The first epoch's order of the training images, by the seed alone. They are decoded (and cached) in this
+    order, so the first epoch reads them as they come, with no shuffle buffer to fill: its first batch is ready
+    after batch_size images instead of after the whole buffer, and training starts while the rest decode.
+    Later epochs shuffle the cache."""
+    return np.random.default_rng([seed, 0]).permutation(count)
 
 
 def _write_disk_cache(prefix: str, paths, image_size: int, channels: int) -> str:
@@ -107,18 +123,23 @@ def _write_disk_cache(prefix: str, paths, image_size: int, channels: int) -> str
     return path
 
 
-def _read_disk_cache(path: str, count: int, image_size: int, channels: int) -> tf.data.Dataset:
-    """Chunks of images read back from a raw cache file with plain reads (page cache, not process memory)."""
+def _read_disk_cache(path: str, count: int, image_size: int, channels: int,
+                     order: np.ndarray | None = None) -> tf.data.Dataset:
+    """Chunks of images read back from a raw cache file with plain reads (page cache, not process memory), in
+    the file's order or in `order`."""
     image_bytes = image_size * image_size * channels
     if Path(path).stat().st_size != count * image_bytes:
-
         raise DataError(f"{path}: holds {Path(path).stat().st_size} bytes, not {count} images of {image_bytes}; "
                         "delete it")
 
     def read(start):
-        n = min(DECODE_CHUNK, count - int(start))
+        start = int(start)
+        n = min(DECODE_CHUNK, count - start)
         with open(path, "rb") as f:
-            data = os.pread(f.fileno(), n * image_bytes, int(start) * image_bytes)
+            if order is None:
+                data = os.pread(f.fileno(), n * image_bytes, start * image_bytes)
+            else:
+                data = b"".join(os.pread(f.fileno(), image_bytes, int(i) * image_bytes) for i in order[start:start + n])
         return np.frombuffer(data, np.uint8).reshape(n, image_size, image_size, channels)
 
     def tf_read(start):
@@ -133,35 +154,49 @@ def make_training_stream(paths, labels, *, image_size: int, channels: int, batch
                          cache: bool | str = True, decoded: tf.data.Dataset | None = None) -> tf.data.Dataset:
     """The training batches of epochs first_epoch..epochs-1 as one finite stream (fit it with steps_per_epoch).
 
-    Images are decoded once (cached in memory, or on disk when `cache` is a file prefix). Each epoch's order
-    is a shuffle seeded by (seed, epoch) and each batch's augmentation is seeded by its index in the whole run,
-    so a run resumed at any epoch and batch (skip_batches into first_epoch) sees exactly the batches an
-    uninterrupted run would. `decoded`: decoded_set of the same files, shared by a run's streams so that a second
-    stream (after the epoch a --time-budget times, or Ctrl-C) reads the cache the first filled instead of decoding
-    every image again. The shuffle buffer is bounded in bytes: give the files in a random order (as
-    training does) so that a buffer smaller than the set still mixes classes that are sorted on disk.
+    Images are decoded once (cached in memory, or on disk when `cache` is a file prefix). The first epoch reads
+    them in training_order(seed), each later one in a shuffle seeded by (seed, epoch), and each batch's
+    augmentation is seeded by its index in the whole run, so a run resumed at any epoch and batch (skip_batches
+    into first_epoch) sees exactly the batches an uninterrupted run would. `decoded`: training_set of the same
+    files, seed and batch size, shared by a run's streams so that a second stream (after the epoch a
+    --time-budget times, or Ctrl-C) reads the cache the first filled instead of decoding every image again. The
+    shuffle buffer is bounded in bytes: give the files in a random order (as training does) so that a buffer
+    smaller than the set still mixes classes that are sorted on disk.
     """
-    base = decoded if decoded is not None else decoded_set(paths, labels, image_size, channels, cache)
+    base = decoded if decoded is not None else training_set(paths, labels, image_size, channels, seed, cache,
+                                                             batch_size)
     buffer = max(1, min(len(paths), SHUFFLE_BUFFER_BYTES // cache_bytes(1, image_size, channels)))
-    ds = shuffled_epochs(base, buffer, batch_size=batch_size, seed=seed, epochs=epochs, first_epoch=first_epoch,
-                         skip_batches=skip_batches)
+    ds = shuffled_epochs(base, len(paths), buffer, batch_size=batch_size, seed=seed, epochs=epochs,
+                         first_epoch=first_epoch, skip_batches=skip_batches)
     steps = -(-len(paths) // batch_size)
     return augment_batches(ds, augment, seed, first_batch=first_epoch * steps + skip_batches).prefetch(AUTOTUNE)
+
+
+def training_set(paths, labels, image_size: int, channels: int, seed: int, cache: bool | str,
+                 batch_size: int) -> tf.data.Dataset:
+    """Batches of the training images in training_order(seed), decoded once when cached: the first epoch's
+    batches, which make_training_stream's later epochs unbatch and shuffle."""
+    return decoded_set(paths, labels, image_size, channels, cache, training_order(len(paths), seed), batch_size)
 
 
 def make_array_stream(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int, epochs: int, first_epoch: int = 0,
                       skip_batches: int = 0) -> tf.data.Dataset:
     """make_training_stream for arrays already in memory (cached backbone features): same per-epoch seeding."""
-    base = tf.data.Dataset.from_tensor_slices((x, y))
-    return shuffled_epochs(base, len(x), batch_size=batch_size, seed=seed, epochs=epochs, first_epoch=first_epoch,
-                           skip_batches=skip_batches).prefetch(AUTOTUNE)
+    order = training_order(len(x), seed)
+    base = tf.data.Dataset.from_tensor_slices((x[order], y[order])).batch(batch_size)
+    return shuffled_epochs(base, len(x), len(x), batch_size=batch_size, seed=seed, epochs=epochs,
+                           first_epoch=first_epoch, skip_batches=skip_batches).prefetch(AUTOTUNE)
 
 
-def shuffled_epochs(base: tf.data.Dataset, buffer: int, *, batch_size: int, seed: int, epochs: int,
-                    first_epoch: int = 0, skip_batches: int = 0) -> tf.data.Dataset:
-    """Batches of epochs first_epoch..epochs-1 of `base`, each epoch shuffled by (seed, epoch) alone."""
+def shuffled_epochs(batches: tf.data.Dataset, count: int, buffer: int, *, batch_size: int, seed: int,
+                    epochs: int, first_epoch: int = 0, skip_batches: int = 0) -> tf.data.Dataset:
+    """Epochs first_epoch..epochs-1 of `batches` of `count` images (the first epoch's, in its random order): the
+    first epoch as they are, each later one their images shuffled by (seed, epoch) alone and batched again."""
     def epoch(e: int) -> tf.data.Dataset:  # a Python seed per epoch: shuffle() rejects tensor seeds under a global seed
-        return base.shuffle(buffer, seed=seed * 100_003 + e, reshuffle_each_iteration=False).batch(batch_size)
+        if e == 0:
+            return batches
+        images = batches.unbatch().apply(tf.data.experimental.assert_cardinality(count))  # unbatch() forgets it
+        return images.shuffle(buffer, seed=seed * 100_003 + e, reshuffle_each_iteration=False).batch(batch_size)
 
     ds = epoch(first_epoch).skip(skip_batches)
     for e in range(first_epoch + 1, epochs):  # every epoch reads the same cache

@@ -81,13 +81,13 @@ def test_images_are_decoded_once_across_epochs(tmp_path, mode):
 
 def test_a_second_stream_of_the_same_run_reads_the_first_ones_cache(tmp_path):
     """The epoch a --time-budget times is one stream, the epochs after it another: they share the decoded set."""
-    from kit.pipeline import decoded_set, make_training_stream
+    from kit.pipeline import make_training_stream, training_set
 
     paths = _files(tmp_path)
     labels = np.arange(10)
     args = dict(image_size=12, channels=1, batch_size=4, seed=0, augment="none", epochs=3)
     whole = list(make_training_stream(paths, labels, **args).as_numpy_iterator())  # one stream, decoding itself
-    shared = decoded_set(paths, labels, 12, 1, True)
+    shared = training_set(paths, labels, 12, 1, 0, True, 4)
     first = list(make_training_stream(paths, labels, **{**args, "epochs": 1}, decoded=shared).as_numpy_iterator())
     for p in paths:  # nothing left to decode: the second stream must read what the first cached
         Path(p).unlink()
@@ -241,3 +241,18 @@ def test_images_decoded_by_tensorflow_have_exactly_the_loaders_pixels(tmp_path, 
             rgb_pngs = [str(tmp_path / name) for name in ("rgb.png", "interlaced.png")]  # Pillow's to make gray
             by_pillow = set(paths) & set(others + (rgb_pngs if channels == 1 else []))
             assert sorted(pillow_reads) == sorted(by_pillow)  # the plain ones never went to Pillow
+
+
+def test_the_first_epoch_starts_before_every_image_is_decoded(tmp_path):
+    """The first epoch reads the images in training_order as they decode: no shuffle buffer has to hold them all
+    before the first batch, so training starts while the rest decode. Checked with a file that cannot be read
+    at the end of that order: the first batches come out, and the failure only where that file is."""
+    from kit.pipeline import training_order
+
+    paths = _files(tmp_path)
+    last = paths[training_order(len(paths), 1)[-1]]
+    Path(last).write_bytes(b"not an image")
+    stream = _stream(paths).as_numpy_iterator()  # seed 1, batches of 4
+    assert [len(next(stream)[1]) for _ in range(2)] == [4, 4]
+    with pytest.raises(Exception, match=Path(last).name):
+        next(stream)
