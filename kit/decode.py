@@ -28,6 +28,10 @@ DECODE_CHUNK = 32  # files per call: one call per image costs more than decoding
 # except plain JPEGs and PNGs, which skip Pillow altogether (_decoded_images).
 # Numbers: `python benchmarks/pipeline.py`, this module's history in git.
 PROCESS_MAX_IMAGE_BYTES = 32 << 10  # decoded bytes per image (64×64 RGB is 12 KB, 224×224 RGB 147 KB)
+# Files in TensorFlow's decoders at once: two per core, not AUTOTUNE. AUTOTUNE starts low and, over a first epoch of
+# small images (under a second), often stays near one core's worth: 12,000 28-px PNGs on 2 cores decoded at
+# 11,000-14,000 images/s under AUTOTUNE and 16,000-17,500 with 4 in flight (`benchmarks/pipeline.py --alternate`).
+DECODE_CALLS = 2 * images.usable_cores()
 
 
 def decoded_images(paths, image_size: int, channels: int, labels: np.ndarray | None = None) -> tf.data.Dataset:
@@ -69,9 +73,9 @@ def decoded_images(paths, image_size: int, channels: int, labels: np.ndarray | N
 def _decoded_rows(columns: tuple, decode, labels: np.ndarray | None) -> tf.data.Dataset:
     """decode over the files' rows on every core; with labels, each row's label passed through beside it."""
     if labels is None:
-        return tf.data.Dataset.from_tensor_slices(columns).map(decode, num_parallel_calls=AUTOTUNE)
+        return tf.data.Dataset.from_tensor_slices(columns).map(decode, num_parallel_calls=DECODE_CALLS)
     return tf.data.Dataset.from_tensor_slices((*columns, labels)).map(lambda *row: (decode(*row[:-1]), row[-1]),
-                                                                       num_parallel_calls=AUTOTUNE)
+                                                                       num_parallel_calls=DECODE_CALLS)
 
 
 def with_labels(images: tf.data.Dataset, labels: np.ndarray | None) -> tf.data.Dataset:

@@ -163,6 +163,11 @@ PROCESSES_FROM = 2_000  # images: starting the processes (0.3 s) must pay off
 _process_pool = None
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container or taskset narrows)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def process_pool():
     """(pool, size): one process per usable core for Pillow's work on many images (validating them, decoding small
     ones: Pillow holds the GIL, see kit.decode), started once and kept; (None, 1) on one core.
@@ -172,7 +177,7 @@ def process_pool():
     one read from stdin); kit hides the script from them while they start, as they never need it.
     """
     global _process_pool
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     if cores < 2:
         return None, 1
     if _process_pool is None:
