@@ -1,7 +1,8 @@
 """kit against what its users would otherwise run, at the same wall time, interleaved (#22, item 1).
 
 Usage: python benchmarks/peers.py [--sets fashion,cifar10] [--budgets 30,60,120,300,600] [--rounds 1]
-                                  [--work DIR] [--plot PNG]
+                                  [--peers keras-io,tutorials,fastai] [--fastai-python PY] [--work DIR]
+                                  [--record JSONL] [--plot PNG] [--replot]
 
 Each peer is a whole job in its own process — load the folder, train, predict the test images, write
 submission.csv — timed from the process start. For each budget B, a peer runs the epochs that fill B (from two
@@ -13,19 +14,21 @@ Held-out accuracy is `kit score` against answers kept outside the folder. Peers:
   pipeline reading the files;
 - the tutorials' script (Analytics Vidhya apparels): a load_img loop into arrays, then its 2-conv CNN;
 - fastai's `vision_learner(resnet18, pretrained=False)` + `fit_one_cycle` when fastai is installed (an optional
-  extra: pip install torch torchvision fastai, in another virtual environment if you like; skipped without it).
+  extra, never kit's: `pip install torch torchvision fastai` in another virtual environment and pass its python as
+  --fastai-python, or in this one; skipped without it).
 Sets (built once under --work; ../shared must be beside the project):
 - fashion: Fashion-MNIST in the Analytics Vidhya layout (`kit datasets export fashion_mnist DIR --limit 12000`:
   12,000 training and 2,400 test 28-px PNGs; needs ../shared/scripts/get-datasets.sh run once);
 - cifar10: ../shared's CIFAR-10 JPEGs, 1,000 per class in class folders (train/<class>/) and 2,000 unlabelled
   test images (test/), 32 px.
-Prints a table and writes an accuracy-vs-time plot.
+Prints a table of its rows and appends them to --record (benchmarks/peers.jsonl, with the date and commit); the
+accuracy-vs-time plot shows every recorded row, so runs of a few sets or budgets each add up to one picture
+(--replot: only redraw it).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -110,6 +113,7 @@ write([classes.index(vocab[k]) for k in preds.argmax(1)])
 
 
 def timed(command: list[str]) -> float:
+    """Seconds of a whole process, start to exit; exits with its output when it fails."""
     started = time.time()
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     if result.returncode:
@@ -157,9 +161,25 @@ def prepare_cifar10(work: Path, train_per_class: int = 1000, test_per_class: int
     return data, answers
 
 
-def calibrate(script: Path, data: Path, work: Path) -> tuple[float, float]:
+def chosen_peers(names: list[str], fastai_python: str) -> list[tuple[str, str, str, str]]:
+    """(key, name, script, the python that runs it) of each peer asked for that can run here."""
+    peers = {"keras-io": ("keras-io convnet (tf.data)", KERAS_IO, sys.executable),
+             "tutorials": ("tutorials' load_img loop + CNN", TUTORIAL, sys.executable),
+             "fastai": ("fastai resnet18, pretrained=False", FASTAI, fastai_python or sys.executable)}
+    unknown = set(names) - set(peers)
+    if unknown:
+        sys.exit(f"--peers: unknown {', '.join(sorted(unknown))} (known: {', '.join(peers)})")
+    fastai_found = subprocess.run([peers["fastai"][2], "-c", "import fastai"], capture_output=True).returncode == 0
+    if "fastai" in names and not fastai_found:
+        print(f"fastai: skipped (not importable by {peers['fastai'][2]}; pip install torch torchvision fastai "
+              "in a virtual environment of its own and pass its python as --fastai-python)")
+        names = [n for n in names if n != "fastai"]
+    return [(n, *peers[n]) for n in names]
+
+
+def calibrate(python: str, script: Path, data: Path, work: Path) -> tuple[float, float]:
     """(fixed seconds, seconds per epoch) of a peer's whole job, from a 1-epoch and a 4-epoch run."""
-    one, four = (timed([sys.executable, str(script), str(data), str(e), str(work / "calibration.csv")])
+    one, four = (timed([python, str(script), str(data), str(e), str(work / "calibration.csv")])
                  for e in (1, 4))
     per_epoch = max(0.1, (four - one) / 3)
     return max(0.0, one - per_epoch), per_epoch
@@ -178,32 +198,34 @@ def main():
     parser.add_argument("--sets", default="fashion,cifar10")
     parser.add_argument("--budgets", default="30,60,120,300,600", help="seconds, comma-separated")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--peers", default="keras-io,tutorials,fastai", help="which peers, comma-separated")
+    parser.add_argument("--fastai-python", default="", help="a python with fastai installed (default: this one)")
+    parser.add_argument("--record", default=str(Path(__file__).with_name("peers.jsonl")))
     parser.add_argument("--plot", default=str(Path(__file__).with_name("peers.png")))
+    parser.add_argument("--replot", action="store_true", help="only draw the plot of the recorded rows")
     args = parser.parse_args()
+    if args.replot:
+        return plot(args.record, args.plot)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    peers = {"keras-io convnet (tf.data)": KERAS_IO, "tutorials' load_img loop + CNN": TUTORIAL}
-    if importlib.util.find_spec("fastai"):
-        peers["fastai resnet18, pretrained=False"] = FASTAI
-    else:
-        print("fastai: skipped (not installed; pip install torch torchvision fastai)")
     rows = []
     for set_name in args.sets.split(","):
         data, answers = {"fashion": prepare_fashion, "cifar10": prepare_cifar10}[set_name](work)
-        for k, (peer, source) in enumerate(peers.items()):
-            script = work / f"peer{k}.py"
+        for k, peer, source, python in chosen_peers(args.peers.split(","), args.fastai_python):
+            script = work / f"peer-{k}.py"
             script.write_text(source)
-            fixed, per_epoch = calibrate(script, data, work)
+            fixed, per_epoch = calibrate(python, script, data, work)
             print(f"{set_name} {peer}: {fixed:.1f} s fixed, {per_epoch:.1f} s per epoch", flush=True)
             for round_ in range(args.rounds):
                 for budget in map(float, args.budgets.split(",")):
                     epochs = max(1, round((budget - fixed) / per_epoch))
                     sub = work / f"peer-{set_name}-{k}-{budget:.0f}-{round_}.csv"
-                    wall = timed([sys.executable, str(script), str(data), str(epochs), str(sub)])
+                    wall = timed([python, str(script), str(data), str(epochs), str(sub)])
                     per_epoch = max(0.1, (wall - fixed) / epochs)  # a longer run measures the pace better
                     kit = kit_at(data, answers, wall, work / "runs", f"{set_name}-{k}-{budget:.0f}-{round_}")
                     rows.append((set_name, budget, peer, epochs, wall, score(sub, answers), *kit))
                     print(rows[-1], flush=True)
+                    record(rows[-1], args.record)
     print(f"\n{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}; each peer given the epochs that fill the budget, "
           "kit given the peer's measured wall time (--time-budget)")
     print("| set | budget s | peer (epochs) | peer wall s | peer accuracy | kit wall s | kit accuracy | kit's plan |")
@@ -211,15 +233,34 @@ def main():
     for set_name, budget, peer, epochs, wall, accuracy, kit_wall, kit_accuracy, plan in rows:
         print(f"| {set_name} | {budget:.0f} | {peer} ({epochs}) | {wall:.1f} | {accuracy:.4f} | {kit_wall:.1f} "
               f"({kit_wall / wall:.2f}×) | {kit_accuracy:.4f} | {plan} |")
-    plot(rows, args.plot)
+    plot(args.record, args.plot)
 
 
-def plot(rows, path) -> None:
+FIELDS = ("set", "budget", "peer", "epochs", "peer_wall", "peer_accuracy", "kit_wall", "kit_accuracy", "kit_plan")
+
+
+def record(row: tuple, path: str) -> None:
+    """Append one pair of runs to the record, with the day and the commit they ran at ("+": kit/ had changes)."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") + ("+" if git("status", "--porcelain", "--", "../kit") else "")
+    with open(path, "a") as f:
+        f.write(json.dumps({"date": time.strftime("%Y-%m-%d"), "commit": commit, **dict(zip(FIELDS, row))}) + "\n")
+
+
+def plot(record_path: str, path: str) -> None:
+    """Held-out accuracy against whole-job wall time, one panel per set, of every recorded row."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
+    lines = Path(record_path).read_text().splitlines() if Path(record_path).exists() else []
+    rows = [tuple(json.loads(line)[f] for f in FIELDS) for line in lines if line.strip()]
+    if not rows:
+        return print(f"plot: nothing recorded in {record_path}")
     sets = list(dict.fromkeys(r[0] for r in rows))
     fig, axes = plt.subplots(1, len(sets), figsize=(6.5 * len(sets), 4), squeeze=False)
     for ax, set_name in zip(axes[0], sets):
@@ -230,7 +271,12 @@ def plot(rows, path) -> None:
             ax.plot(*zip(*sorted((r[6], r[7]) for r in mine if r[2] == peer)), "o-",
                     label=f"kit run --time-budget (at the {peer.split(' ')[0]} times)")
         ax.set_title(set_name)
-        ax.set_xlabel("whole job, wall seconds (2 cores)")
+        ax.set_xscale("log")
+        ax.set_xticks([t for t in (15, 30, 60, 120, 300, 600, 1200) if min(r[4] for r in mine) / 2 < t
+                       < 2 * max(r[6] for r in mine)], minor=False)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("whole job, wall seconds (2 cores, log scale)")
         ax.set_ylabel("held-out accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
