@@ -1,5 +1,5 @@
-"""tf.data input pipeline: parallel decode → uint8 → cache → shuffle (after the first epoch) → batch → augment (train
-only) → prefetch."""
+"""tf.data input pipeline: parallel decode (training images in an order drawn from the seed) → uint8 → batch → cache;
+the first epoch as decoded, later ones unbatched and shuffled → augment (train only) → prefetch."""
 
 from __future__ import annotations
 
