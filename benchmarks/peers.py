@@ -169,8 +169,8 @@ def chosen_peers(names: list[str], fastai_python: str) -> list[tuple[str, str, s
     unknown = set(names) - set(peers)
     if unknown:
         sys.exit(f"--peers: unknown {', '.join(sorted(unknown))} (known: {', '.join(peers)})")
-    fastai_found = subprocess.run([peers["fastai"][2], "-c", "import fastai"], capture_output=True).returncode == 0
-    if "fastai" in names and not fastai_found:
+    if "fastai" in names and subprocess.run([peers["fastai"][2], "-c", "import fastai"],
+                                            capture_output=True).returncode:  # importing torch takes seconds
         print(f"fastai: skipped (not importable by {peers['fastai'][2]}; pip install torch torchvision fastai "
               "in a virtual environment of its own and pass its python as --fastai-python)")
         names = [n for n in names if n != "fastai"]
@@ -208,10 +208,10 @@ def main():
         return plot(args.record, args.plot)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, peers = [], chosen_peers(args.peers.split(","), args.fastai_python)
     for set_name in args.sets.split(","):
         data, answers = {"fashion": prepare_fashion, "cifar10": prepare_cifar10}[set_name](work)
-        for k, peer, source, python in chosen_peers(args.peers.split(","), args.fastai_python):
+        for k, peer, source, python in peers:
             script = work / f"peer-{k}.py"
             script.write_text(source)
             fixed, per_epoch = calibrate(python, script, data, work)
