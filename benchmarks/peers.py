@@ -169,12 +169,19 @@ def chosen_peers(names: list[str], fastai_python: str) -> list[tuple[str, str, s
     unknown = set(names) - set(peers)
     if unknown:
         sys.exit(f"--peers: unknown {', '.join(sorted(unknown))} (known: {', '.join(peers)})")
-    if "fastai" in names and subprocess.run([peers["fastai"][2], "-c", "import fastai"],
-                                            capture_output=True).returncode:  # importing torch takes seconds
+    if "fastai" in names and not _imports_fastai(peers["fastai"][2]):
         print(f"fastai: skipped (not importable by {peers['fastai'][2]}; pip install torch torchvision fastai "
               "in a virtual environment of its own and pass its python as --fastai-python)")
         names = [n for n in names if n != "fastai"]
     return [(n, *peers[n]) for n in names]
+
+
+def _imports_fastai(python: str) -> bool:
+    """Whether `python` exists and can import fastai (asked once: importing torch takes seconds)."""
+    try:
+        return subprocess.run([python, "-c", "import fastai"], capture_output=True).returncode == 0
+    except OSError:  # no such file, or not a program
+        return False
 
 
 def calibrate(python: str, script: Path, data: Path, work: Path) -> tuple[float, float]:

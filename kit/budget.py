@@ -1,6 +1,6 @@
 """--time-budget: the whole command — training, the validation predictions, the submission and the reports —
 ends within a wall-clock budget. With the default --model (auto), the model is chosen first: baseline when enough
-of its epochs fit, else the lighter `small` (model_for_budget). The first epoch is timed (its steady second half:
+of its epochs fit, else the lighter `small` (plan_for_budget). The first epoch is timed (its steady second half:
 the first batches pay for decoding and tracing), then as many further epochs are planned as fit in what is left
 after a reserve for the work after training, and the learning-rate schedule is stretched to end exactly at the
 last planned step (kit.fit._first_epoch_then_plan); should the epochs slow down after that, DeadlineGuard stops
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .models import DEFAULT_MODEL, build_model
+from .models import AUTO, DEFAULT_MODEL, build_model
 from .quiet import keras
 
 AFTER_TRAINING_SECONDS = 5.0  # the best model loaded, reports, the submission, exit (kit run on 12,000 PNGs: 3 s)
@@ -56,17 +56,30 @@ class Budget:
                       validation_images + math.ceil(folds * self.predict_images / left), self.after_seconds / left)
 
 
-def model_for_budget(budget: Budget, image_size: int, channels: int, batch_size: int, train_images: int,
-                     validation_images: int) -> str:
-    """DEFAULT_MODEL when at least MIN_DEFAULT_EPOCHS of its epochs fit in what is left of the budget, else
-    LIGHTER_MODEL. An epoch's cost is estimated from one batch through DEFAULT_MODEL, run eagerly (a fraction of a
-    second; the training step costs about what the eager forward pass does, measured on 28- and 96-px inputs)."""
-    batch = _batch_seconds(DEFAULT_MODEL, image_size, channels, batch_size)
+def plan_for_budget(budget: Budget, model: str, image_size: int, channels: int, batch_size: int, train_images: int,
+                    validation_images: int) -> tuple[str, float]:
+    """(the model, about how many of its epochs fit in what is left of the budget): `model` itself, or for --model
+    auto DEFAULT_MODEL when at least MIN_DEFAULT_EPOCHS of its epochs fit, else LIGHTER_MODEL."""
+    def fit(name: str) -> float:
+        return epochs_that_fit(budget, name, image_size, channels, batch_size, train_images, validation_images)
+
+    if model != AUTO:
+        return model, fit(model)
+    default = fit(DEFAULT_MODEL)
+    return (DEFAULT_MODEL, default) if default >= MIN_DEFAULT_EPOCHS else (LIGHTER_MODEL, fit(LIGHTER_MODEL))
+
+
+def epochs_that_fit(budget: Budget, model_name: str, image_size: int, channels: int, batch_size: int,
+                    train_images: int, validation_images: int) -> float:
+    """About how many epochs of model_name fit in what is left of the budget. An epoch's cost is estimated from one
+    batch run eagerly (a fraction of a second; the training step costs about what the eager forward pass does,
+    measured on 28- and 96-px inputs); the first epoch's tracing and the predictions after training are kept."""
+    batch = _batch_seconds(model_name, image_size, channels, batch_size)
     batches = -(-train_images // batch_size)
     predictions = -(-budget.predict_images // batch_size)  # after training: validation (and test) images
     epoch = batch * (batches + validation_images / batch_size / 3)  # validation: forward passes only
     left = budget.deadline - time.time() - budget.after_seconds - FIRST_EPOCH_EXTRA_SECONDS - batch * predictions / 3
-    return DEFAULT_MODEL if left >= MIN_DEFAULT_EPOCHS * epoch else LIGHTER_MODEL
+    return max(0.0, left / epoch)
 
 
 def _batch_seconds(model_name: str, image_size: int, channels: int, batch_size: int) -> float:

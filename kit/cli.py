@@ -183,7 +183,7 @@ def _fitting_params() -> list[click.Option]:
                 help="K-fold: K models, out-of-fold predictions and score. Default off."),
         _option("Training", "--group-col", help="K-fold: rows sharing this training-table column stay in one fold."),
         _option("Training", "--augment", type=_choice("augment"),
-                help="Default auto: none for models trained from scratch, light for backbones."),
+                help="Default auto: light for backbones and for runs of 30 or more epochs, else none."),
         _option("Training", "--time-budget", metavar="DURATION", callback=_parsed_by(parse_duration),
                 help="Finish the whole command within this time (30s, 5m, 1h): the epochs (up to --epochs, if "
                      "given) and the learning-rate schedule are planned from the first epoch's pace."),

@@ -78,7 +78,7 @@ def small(input_shape, num_classes):
     """A quarter of baseline's cost per image: keras-io's MNIST convnet (Conv32-pool-Conv64-pool, no BatchNorm,
     a softmax on the flattened map) with baseline's strided stem for inputs over 64 px and its AdamW schedule.
 
-    What `--time-budget` trains when fewer than a handful of baseline epochs fit (kit.budget.model_for_budget): on
+    What `--time-budget` trains when fewer than a handful of baseline epochs fit (kit.budget.plan_for_budget): on
     12,000 Fashion-MNIST PNGs it reached 88.4% validation accuracy in 8 epochs (20 s) where baseline's 2 epochs
     (22 s) reached 87.7% (benchmarks/RESULTS.md, 2026-11-30).
     """
@@ -153,7 +153,7 @@ MODELS: dict[str, ModelSpec] = {
 
 
 DEFAULT_MODEL = "baseline"
-AUTO = "auto"  # --model's default: DEFAULT_MODEL, or with --time-budget what fits (kit.budget.model_for_budget)
+AUTO = "auto"  # --model's default: DEFAULT_MODEL, or with --time-budget what fits (kit.budget.plan_for_budget)
 
 
 def get_model_spec(name: str) -> ModelSpec:

@@ -17,7 +17,7 @@ from .answers import Answer, decide_answer
 from .config import Config, resolve_augment
 from .data import MIN_IMAGES_PER_CLASS, Competition, ReadOptions, load_competition, strata
 from .errors import ConfigError, DataError, Interrupted, OutputError
-from .budget import Budget, model_for_budget
+from .budget import Budget, plan_for_budget
 from .fit import closed_form_head, fit_skipping_broken
 from .folds import train_folds
 from .models import AUTO, DEFAULT_MODEL, get_model_spec
@@ -74,8 +74,8 @@ def load_and_validate(config: Config, progress: bool = False) -> tuple[Competiti
 def resolve_config(config: Config, report: ValidationReport, budget: Budget | None = None,
                    sizes: tuple[int, int] = (0, 0)) -> Config:
     """Fill in what the data decides: image size (median side, 28..224; for a backbone kit.transfer's
-    default_backbone_size), channels (1 if all grayscale), what
-    --augment auto means, and what --model auto means (baseline; with a time budget, what fits in it)."""
+    default_backbone_size), channels (1 if all grayscale), what --model auto means (baseline; with a time budget,
+    what fits in it) and what --augment auto means (by the model's kind and how many epochs it will train)."""
     if config.backbone_file:
         config = replace(config, model=BACKBONE_FILE)
     transfer = is_transfer(config.model)
@@ -85,17 +85,18 @@ def resolve_config(config: Config, report: ValidationReport, budget: Budget | No
         default_size = int(min(224, max(28, report.median_size)))
     image_size = config.image_size or default_size
     channels = config.channels or report.channels
-    model = config.model
-    if model == AUTO and budget and config.folds >= 2:  # judged by what the first fold's share allows
-        budget = budget.for_fold(0, config.folds, sizes[1])
-    if model == AUTO and budget:
-        with precision(config.mixed_precision, DEFAULT_MODEL):  # the arithmetic the fit would use
-            model = model_for_budget(budget, image_size, channels, config.batch_size, *sizes)
+    model, epochs = config.model, config.epochs
+    if budget and not transfer and AUTO in (model, config.augment):  # what fits in the budget decides them
+        if config.folds >= 2:  # judged by what the first fold's share allows
+            budget = budget.for_fold(0, config.folds, sizes[1])
+        with precision(config.mixed_precision, DEFAULT_MODEL if model == AUTO else model):  # the fit's arithmetic
+            model, fit = plan_for_budget(budget, model, image_size, channels, config.batch_size, *sizes)
+        epochs = min(epochs, math.floor(fit))
     model = DEFAULT_MODEL if model == AUTO else model
     optimizer, learning_rate = ("adamw", 1e-3) if transfer else (get_model_spec(model).optimizer,
                                                                   get_model_spec(model).learning_rate)
     return replace(config, data=os.path.abspath(config.data), model=model, image_size=image_size, channels=channels,
-                   name=config.name or new_run_name(model), augment=resolve_augment(config.augment, transfer),
+                   name=config.name or new_run_name(model), augment=resolve_augment(config.augment, transfer, epochs),
                    optimizer=config.optimizer or optimizer, learning_rate=config.learning_rate or learning_rate)
 
 

@@ -199,3 +199,24 @@ def test_the_deadline_guard_stops_only_epochs_that_slowed_past_the_plan():
     epochs, said = _guarded_epochs([10, 10, 15, 15, 15, 15], end=6, training_deadline=160)
     assert epochs == 5 and said == ["Time budget: stopping after epoch 5 of 6: the epochs slowed to 15.0 s, and the "
                                     "next would end past the time planned for training"]
+
+
+@pytest.mark.parametrize("seconds, model, augment", [(1e7, "baseline", "light"), (0, "small", "none")])
+def test_what_fits_in_the_budget_decides_the_model_and_the_augmentation(seconds, model, augment):
+    """--model auto and --augment auto with a budget: a budget of months fits more baseline epochs than the cap
+    (long: augmented), one already spent fits none (the lighter model, plain); explicit choices are kept."""
+    import time
+    from collections import Counter
+
+    from kit.budget import Budget
+    from kit.config import Config
+    from kit.training import resolve_config
+    from kit.validation import ValidationReport
+
+    report = ValidationReport([], {"a": 10, "b": 10}, 4, Counter({(16, 16): 24}), Counter({"L": 24}))
+    budget = Budget(time.time() + seconds, predict_images=4)
+    config = resolve_config(Config(data="c", epochs=40, batch_size=8), report, budget, sizes=(16, 4))
+    assert (config.model, config.augment, config.image_size, config.channels) == (model, augment, 28, 1)
+    kept = resolve_config(Config(data="c", epochs=40, model="lenet", augment="strong"), report, budget, (16, 4))
+    assert (kept.model, kept.augment) == ("lenet", "strong")
+    assert resolve_config(Config(data="c", epochs=40), report).augment == "light"  # no budget: --epochs decides

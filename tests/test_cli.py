@@ -202,14 +202,16 @@ def test_class_folders_end_to_end_with_config_file(tmp_path):
     assert list(sub.columns) == ["id", "label"] and sorted(sub["id"]) == [f"t{j}.jpg" for j in range(6)]
 
 
-@pytest.mark.parametrize("augment, transfer, resolved", [
-    ("auto", False, "none"), ("auto", True, "light"),  # backbones keep augmentation (fine-tuning, feature views)
-    ("strong", False, "strong"), ("none", True, "none"),  # an explicit choice is kept
+@pytest.mark.parametrize("augment, transfer, epochs, resolved", [
+    ("auto", False, 10, "none"), ("auto", False, 29, "none"),  # from scratch, few epochs learn faster plain
+    ("auto", False, 30, "light"), ("auto", False, 500, "light"),  # long runs overfit without it
+    ("auto", True, 1, "light"),  # backbones keep augmentation (fine-tuning, feature views)
+    ("strong", False, 1, "strong"), ("none", True, 100, "none"), ("none", False, 100, "none"),  # explicit: kept
 ])
-def test_augment_auto_resolves_by_model_kind(augment, transfer, resolved):
+def test_augment_auto_resolves_by_model_kind_and_epochs(augment, transfer, epochs, resolved):
     from kit.config import resolve_augment
 
-    assert resolve_augment(augment, transfer) == resolved
+    assert resolve_augment(augment, transfer, epochs) == resolved
 
 
 def test_unknown_model_and_bad_option_are_one_line_errors(tmp_path):
