@@ -39,12 +39,13 @@ class Budget:
 
     def epochs(self, timer: "EpochTimer", cap: int) -> int:
         """1 (the epoch timed) + the epochs that fit before the deadline, after the reserve; at most cap."""
-        left = self.deadline - time.time() - self.reserve(timer)
+        left = self.deadline - time.time() - self.reserve(timer.seconds_per_prediction)
         return max(1, min(cap, 1 + math.floor(left / max(timer.later_epoch_seconds, 1e-6))))
 
-    def reserve(self, timer: "EpochTimer") -> float:
-        """Seconds kept for the work after training: the predictions (at the timed epoch's pace) and the rest."""
-        return 1.2 * timer.seconds_per_prediction * self.predict_images + self.after_seconds
+    def reserve(self, seconds_per_prediction: float) -> float:
+        """Seconds kept for the work after training: the predictions (at the pace given, with a margin) and the
+        rest. The one reserve: for choosing the model, the fine-tuning and the epochs, and for DeadlineGuard."""
+        return 1.2 * seconds_per_prediction * self.predict_images + self.after_seconds
 
     def for_fold(self, fold: int, folds: int, validation_images: int) -> "Budget":
         """A k-fold run's budget (predict_images: its test images) as fold `fold` sees it: an equal share of
@@ -76,9 +77,8 @@ def epochs_that_fit(budget: Budget, model_name: str, image_size: int, channels: 
     measured on 28- and 96-px inputs); the first epoch's tracing and the predictions after training are kept."""
     batch = _batch_seconds(model_name, image_size, channels, batch_size)
     batches = -(-train_images // batch_size)
-    predictions = -(-budget.predict_images // batch_size)  # after training: validation (and test) images
-    epoch = batch * (batches + validation_images / batch_size / 3)  # validation: forward passes only
-    left = budget.deadline - time.time() - budget.after_seconds - FIRST_EPOCH_EXTRA_SECONDS - batch * predictions / 3
+    epoch = batch * (batches + validation_images / batch_size / 3)  # predictions: forward passes only
+    left = budget.deadline - time.time() - budget.reserve(batch / 3 / batch_size) - FIRST_EPOCH_EXTRA_SECONDS
     return max(0.0, left / epoch)
 
 

@@ -272,7 +272,8 @@ def _first_epoch_then_plan(plan: Plan, model, progress: Progress, callbacks: lis
     timer = EpochTimer(len(plan.val_df))
     fit_from(model, progress, start + 1, plan.steps, plan.train_stream, [*callbacks, timer], plan.fit_args())
     epochs = plan.budget.epochs(timer, cap=cap)
-    guard = DeadlineGuard(plan.budget.deadline - plan.budget.reserve(timer), start + epochs, progress, log)
+    training_deadline = plan.budget.deadline - plan.budget.reserve(timer.seconds_per_prediction)
+    guard = DeadlineGuard(training_deadline, start + epochs, progress, log)
     stretch_schedule(model.optimizer, epochs * plan.steps)
     model.train_function = None  # traced again with the stretched schedule
     write_run_settings(plan.run_dir, replace(config, **{phase: epochs}), plan.class_names)
@@ -292,7 +293,7 @@ def _fine_tuning_fits(plan: Plan, frozen_seconds: float, log) -> bool:
     views = feature_views(config)
     per_image = frozen_seconds / max(1, views * len(plan.train_df) + len(plan.val_df))
     epoch = per_image * (3 * len(plan.train_df) + len(plan.val_df))
-    left = plan.budget.deadline - time.time() - plan.budget.after_seconds - per_image * plan.budget.predict_images
+    left = plan.budget.deadline - time.time() - plan.budget.reserve(per_image)
     if left >= epoch:
         return True
     write_run_settings(plan.run_dir, replace(config, fine_tune_epochs=0), plan.class_names)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import unicodedata
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from .images import (
     checked_images,
     in_order,
     process_pool,
+    usable_cores,
 )
 
 
@@ -195,7 +195,7 @@ def _checked(paths: list[str]):
     pool, processes = process_pool() if len(paths) >= PROCESSES_FROM else (None, 1)
     chunks = [paths[i:i + 64] for i in range(0, len(paths), 64)]
     if pool is None:
-        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as threads:
+        with ThreadPoolExecutor(max_workers=max(2, usable_cores())) as threads:
             for chunk in threads.map(checked_images, chunks):
                 yield from chunk
         return

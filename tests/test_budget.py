@@ -138,6 +138,7 @@ def test_a_fold_gets_an_equal_share_of_what_is_left_and_the_last_keeps_the_reser
     assert first.deadline == pytest.approx(1100.0) and last.deadline == pytest.approx(1300.0)
     assert (first.predict_images, first.after_seconds) == (40 + 100, 2.0)  # a third of the 3 × 100 test predictions
     assert (last.predict_images, last.after_seconds) == (40 + 300, 6.0)  # after the last fold: all of them
+    assert budget.reserve(0.01) == pytest.approx(1.2 * 0.01 * 100 + 6.0)  # predictions with a 20% margin, the rest
 
 
 def test_the_schedule_stretches_to_any_length():
