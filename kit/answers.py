@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .config import Config
+from .config import Config, parse_label_map
 from .data import split_tags
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, few
 from .metrics import TAG_METRICS, map_k
 
 YES = ("1", "true", "yes", "y", "positive", "pos")
@@ -95,16 +95,57 @@ def check_metric_fits(answer: Answer, metric: str) -> None:
 
 
 def _kind_from_sample(sample: pd.DataFrame | None, class_names: list[str], config: Config) -> str:
-    if sample is None or config.label_map:
+    if sample is None or (config.label_map and not _fractions(sample)):  # 0/1 values: labels, as the map says
         return "label"
     if len(sample.columns) > 2:
         return "probabilities"
-    if len(sample.columns) == 2 and _guesses_per_row(sample) and len(class_names) > _guesses_per_row(sample) and \
-            all(len(c.split()) == 1 for c in class_names):
-        return "top-k"
+    guesses = _guesses_per_row(sample)
+    if len(sample.columns) == 2 and guesses and len(class_names) > guesses:
+        spaced = [c for c in class_names if len(c.split()) != 1]
+        if not spaced:
+            return "top-k"
+        if not _guesses(sample, class_names):  # labels (Plant Seedlings' "Sugar beet") or tags (Planet's)
+            return "label"
+        raise ConfigError(f"the sample submission holds {guesses} space-separated guesses per row, but class "
+                              f"names hold spaces ('{spaced[0]}'), so guesses could not be told apart; rename the "
+                              "classes, or pass --submission label if the sample's values are labels")
     if len(class_names) == 2 and len(sample.columns) == 2 and are_probabilities(sample.iloc[:, 1]):
         return "probability"
     return "label"
+
+
+def _guesses(sample: pd.DataFrame, class_names: list[str]) -> bool:
+    """Whether the sample's rows of several words are guesses (top-k) rather than class names with spaces or tags:
+    a row that repeats a word, or a word no class name holds, makes them guesses."""
+    words = {w for c in class_names for w in c.split()}
+    rows = [v.split() for v in sample.iloc[:, 1].astype(str) if v.strip()]
+    return any(len(set(r)) != len(r) or not set(r) <= words for r in rows)
+
+
+def _fractions(sample: pd.DataFrame) -> bool:
+    """Whether the sample's one value column holds a number strictly between 0 and 1 (0.5: plainly a probability,
+    where 0 or 1 could be a label)."""
+    if len(sample.columns) != 2:
+        return len(sample.columns) > 2
+    numbers = pd.to_numeric(sample.iloc[:, 1], errors="coerce")
+    return bool(((numbers > 0) & (numbers < 1)).any())
+
+
+def checked_label_map(config: Config, class_names: list[str], answer: Answer) -> dict[str, str]:
+    """--label-map, checked against the data before any work: its keys exactly the classes, its values distinct and
+    non-empty, and only where the submission holds labels."""
+    mapping = parse_label_map(config.label_map)
+    if not mapping:
+        return {}
+    if answer.kind != "label":
+        raise ConfigError(f"--label-map {config.label_map}: the submission holds {answer.describe()}, not labels; "
+                          "drop --label-map (or pass --submission label if the leaderboard wants labels)")
+    unknown, missing = sorted(set(mapping) - set(class_names)), sorted(set(class_names) - set(mapping))
+    if unknown or missing:
+        raise ConfigError(f"--label-map {config.label_map}: needs exactly the training classes ({few(class_names)}): "
+                          f"{len(unknown)} not a class ({few(unknown)}), {len(missing)} class(es) without a value "
+                          f"({few(missing)})")
+    return mapping
 
 
 def _guesses_per_row(sample: pd.DataFrame | None) -> int:

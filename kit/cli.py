@@ -10,7 +10,7 @@ import click
 
 from . import __version__
 from .config import parse_duration
-from .errors import KitError, image_error_in, one_line, os_error_line
+from .errors import KitError, doing, image_error_in, one_line, os_error_line
 from .metrics import check_metric
 
 
@@ -23,28 +23,39 @@ class KitGroup(click.Group):
         except KitError as e:
             if ctx.params.get("debug"):
                 raise
-            click.echo(f"Error: {one_line(str(e))}", err=True)
+            click.echo(f"Error: {shortened(one_line(str(e)))}", err=True)
             ctx.exit(e.exit_code)
         except OSError as e:  # the operating system said no: disk full, read-only, permission denied, …
             if ctx.params.get("debug"):
                 raise
-            click.echo(f"Error: {os_error_line(e)}", err=True)
+            click.echo(f"Error: {shortened(os_error_line(e))}", err=True)
             ctx.exit(2)
-        except Exception as e:  # an image that broke inside tf.data, where a KitError arrives wrapped
-            error = image_error_in(e)
-            if ctx.params.get("debug") or (error is None and not type(e).__module__.startswith("tensorflow")):
+        except click.exceptions.ClickException:
+            raise
+        except Exception as e:  # the last resort: whatever a library raised, one line and --debug for the rest
+            if ctx.params.get("debug"):
                 raise
-            click.echo(f"Error: {error or _tensorflow_line(e)}", err=True)
+            error = image_error_in(e)  # an image that broke inside tf.data, where a KitError arrives wrapped
+            click.echo(f"Error: {shortened(str(error) if error else _unforeseen_line(e))}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:  # the second Ctrl-C of a training run, or any Ctrl-C elsewhere
             click.echo("\nAborted (files kit writes are replaced atomically, so none is left half-written).", err=True)
             ctx.exit(130)
 
 
-def _tensorflow_line(error: Exception) -> str:
-    """A TensorFlow error kit did not foresee: its first line, never a traceback (--debug shows it)."""
+def _unforeseen_line(error: Exception) -> str:
+    """An error kit did not foresee, from any library: what kit was doing, the library and the error's first line,
+    never a traceback (--debug shows it)."""
     first = (str(error).strip() or type(error).__name__).splitlines()[0][:300]
-    return f"TensorFlow: {one_line(first)} (run with --debug for the full report)"
+    library = type(error).__module__.split(".")[0]
+    origin = "TensorFlow" if library == "tensorflow" else f"{library}.{type(error).__name__}" \
+        if library not in ("builtins", "kit") else type(error).__name__
+    return f"{doing(error)}: {origin}: {one_line(first)} (run with --debug for the full report)"
+
+
+def shortened(line: str, limit: int = 1000) -> str:
+    """An error line kept readable: a message that would run to kilobytes (a path repeated, a long listing) is cut."""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 @click.group(cls=KitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -430,7 +441,7 @@ def run(data, config_file, force, output, **flags):
     if not answers:  # a labelled test table (Kaggle's Fashion-MNIST CSVs) is an answer key too
         from .sources import answer_key
 
-        answers = answer_key(config.data)
+        answers = answer_key(config.data, config.follow_symlinks)
     if answers:  # a built-in dataset, or a labelled test table: the held-out answers are known
         from .submission import score_submission
 
@@ -516,7 +527,7 @@ def _parse_weights(text: str) -> list[float]:
         values = [float(w) for w in text.split(",")]
     except ValueError:
         values = []
-    if not values or not all(math.isfinite(v) and v >= 0 for v in values) or sum(values) <= 0:
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values) or max(values) <= 0:
         raise click.BadParameter(f"{text!r}: expected finite non-negative numbers separated by commas, e.g. 2,1",
                                  param_hint="--weights")
     return values

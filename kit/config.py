@@ -56,12 +56,49 @@ TYPE_WORDS = {"int": "a whole number", "float": "a finite number", "bool": "true
 def parse_label_map(text: str) -> dict[str, str]:
     """--label-map cat=0,dog=1 → {"cat": "0", "dog": "1"}: what the submission writes for each class."""
     pairs = [item.split("=", 1) for item in text.split(",") if item.strip()] if text else []
-    if any(len(p) != 2 or not p[0].strip() for p in pairs):
-        raise ConfigError(f"--label-map {text}: expected CLASS=VALUE pairs separated by commas, e.g. cat=0,dog=1")
+    if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+        raise ConfigError(f"--label-map {text}: expected CLASS=VALUE pairs separated by commas, each value "
+                          "non-empty, e.g. cat=0,dog=1")
+    keys = [k.strip() for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"--label-map {text}: a class is given twice")
     mapping = {k.strip(): v.strip() for k, v in pairs}
     if len(set(mapping.values())) != len(mapping):
-        raise ConfigError(f"--label-map {text}: two classes map to the same value")
+        raise ConfigError(f"--label-map {text}: two classes map to the same value; each class needs its own")
     return mapping
+
+
+NAME_MATCH_SECONDS = 0.5  # per file name: a pattern that backtracks catastrophically is stopped, not waited for
+
+
+def parse_name_pattern(text: str):
+    """--label-from-name REGEX, compiled by the `regex` engine (which can be stopped mid-match): exactly one
+    group, the class."""
+    import regex
+
+    try:
+        compiled = regex.compile(text)
+    except (regex.error, ValueError, OverflowError, RecursionError) as e:
+        raise ConfigError(f"--label-from-name {text}: not a regular expression ({e})") from None
+    if compiled.groups != 1:
+        raise ConfigError(f"--label-from-name {text}: needs exactly one group, the class, e.g. '^([a-z]+)\\.'")
+    return compiled
+
+
+def class_in_name(pattern, text: str, name: str) -> str | None:
+    """The class a file name holds by --label-from-name (None: the name does not match); a group that takes no
+    part, or matches nothing, and a match that runs away are one line."""
+    try:
+        found = pattern.search(name, timeout=NAME_MATCH_SECONDS)
+    except TimeoutError:
+        raise ConfigError(f"--label-from-name {text}: matching '{name}' took over {NAME_MATCH_SECONDS} s (the pattern "
+                          "backtracks without end); simplify it, e.g. '^([a-z]+)\\.'") from None
+    if found is None:
+        return None
+    if not found.group(1):
+        raise ConfigError(f"--label-from-name {text}: its group takes no part in matching '{name}' (an optional "
+                          "or empty group?); the group must always capture the class")
+    return found.group(1)
 
 
 DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*$")
@@ -194,6 +231,8 @@ class Config:
         if self.name:
             check_run_name(self.name)
         parse_label_map(self.label_map)
+        if self.label_from_name:
+            parse_name_pattern(self.label_from_name)
         return self
 
     def to_json(self) -> str:
@@ -218,7 +257,11 @@ def load_config_file(path) -> dict:
         raise ConfigError(f"{path}: YAML needs PyYAML (pip install pyyaml), or use a .toml file") from None
     except Exception as e:
         raise ConfigError(f"{path}: cannot parse ({str(e).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected settings (a table of key = value), found a {type(values).__name__}")
     values = values.get("kit", values)
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected [kit] to be a table of settings, found a {type(values).__name__}")
     known = {f.name for f in fields(Config)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -18,12 +18,16 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from .errors import DataError, columns_text, few, one_line
+from .config import class_in_name, parse_name_pattern
+from .errors import ConfigError, DataError, columns_text, few, one_line, stage
 from .images import (
     IMAGE_EXTENSIONS,
     is_image_name,
 )
-from .sources import readable_folder
+from .paths import confined as _confined
+from .paths import inside_data as _inside
+from .paths import unsafe_path_reason
+from .sources import readable_folder, table_kind
 
 TRAIN_IMAGE_DIRS = ("train", "train/images", "images/train", "Images/train", "train_images", "images", "Images", ".")
 TEST_IMAGE_DIRS = ("test", "test/images", "images/test", "Images/test", "test_images", "images", "Images", ".")
@@ -170,20 +174,6 @@ def relative_name(path: Path, root: Path | None) -> str:
         return str(path)
 
 
-def table_kind(name: str) -> str | None:
-    """"train", "test" or "sample" for a CSV name as organisers spell them, else None: train.csv, train_v2.csv,
-    trainLabels.csv, train_labels.csv, labels.csv, fashion-mnist_train.csv; test.csv, Test_fCbTej3.csv;
-    sample_submission.csv, sampleSubmission.csv, Sample_Submission_lxuyBuB.csv, any *submission*.csv."""
-    stem = Path(name).stem.lower()
-    if "submission" in stem:
-        return "sample"
-    if stem.startswith("train") or re.search(r"[_\-]train$", stem) or stem == "labels":
-        return "train"
-    if stem.startswith("test") or re.search(r"[_\-]test$", stem):
-        return "test"
-    return None
-
-
 def _find_tables(root: Path, given: dict[str, str]) -> dict[str, Path | None]:
     """The train, test and sample tables: given ones (--train-csv, --test-csv, --sample, relative to the folder),
     else found by name at the top of the folder, else one folder down (train/train.csv)."""
@@ -243,34 +233,20 @@ class ImageFolder:
                             self.links.add(e.name)
 
     def candidates(self, image_id: str) -> list[str]:
-        """File names that can hold the image for this id: the id itself, or id + an image extension."""
+        """File names that can hold the image for this id: the id itself, or id + an image extension; those that
+        spell the id exactly (the extension in any case: 1.JPG for id 1) first, then those differing in case."""
         key = _nfc(image_id).lower()
         names = list(self.by_name.get(key, [])) if is_image_name(key) else []
         if not names:
             for ext in IMAGE_EXTENSIONS:
                 names += self.by_name.get(key + ext, [])
-        return names
+        exact = [n for n in names if spelled(n, image_id) == _nfc(image_id)]
+        return exact + [n for n in names if n not in exact]
 
 
-def unsafe_path_reason(value: str) -> str | None:
-    """Why a CSV value must not be used as a path (it could reach outside the data folder), else None."""
-    if "\x00" in value:
-        return "contains a NUL byte"
-    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://", value):
-        return "is a URL"
-    if value.startswith(("/", "\\")) or re.match(r"^[a-zA-Z]:", value):
-        return "is an absolute path"
-    if ".." in re.split(r"[\\/]", value):
-        return "goes up with '..'"
-    return None
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        Path(os.path.realpath(path)).relative_to(os.path.realpath(root))
-        return True
-    except ValueError:
-        return False
+def spelled(name: str, image_id: str) -> str:
+    """How a file name spells an id it matched (its first len(id) characters, NFC)."""
+    return _nfc(name)[:len(_nfc(image_id))]
 
 
 def image_dirs(root: Path, side: str, given: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -305,8 +281,10 @@ def _resolve_ids(root: Path, table: pd.DataFrame, id_col: str, table_name: str, 
                         "FOLDER")
     for folder in folders:
         _confined(folder.path, root, follow)  # a folder that is a link out: named once, not per image
+    start = len(problems)
     paths = [_resolved_path(root, folders, image_id, table_name, row, problems, follow)
              for row, image_id in zip(table_lines(table), ids)]
+    _one_case_warning(problems, start)
     return paths, folders
 
 
@@ -328,20 +306,19 @@ def _resolved_path(root: Path, folders: list[ImageFolder], image_id: str, table_
     if not image_id.strip():
         problems.append(Problem("error", "empty_id", table_name, "empty id; every row needs the id of its image", row))
         return ""
+    looked_up = image_id
     folder, names = next(((f, n) for f in folders for n in [_lookup(f, image_id)] if n), (folders[0], []))
     if not names and re.fullmatch(r"\d+\.0+", image_id):
-        folder, names = next(((f, n) for f in folders for n in [_lookup(f, image_id.split(".")[0])] if n),
-                             (folders[0], []))
+        looked_up = image_id.split(".")[0]
+        folder, names = next(((f, n) for f in folders for n in [_lookup(f, looked_up)] if n), (folders[0], []))
         if names:
             problems.append(Problem("warning", "float_id", table_name, f"id '{image_id}' looks like a number "
                                     f"saved as a float (Excel?); matched {names[0]}", row))
     if not names:
         problems.append(Problem("error", "missing_image", table_name, _missing_reason(folders[0], image_id), row))
         return ""
-    if len(names) > 1:
-        problems.append(Problem("warning", "ambiguous_image", table_name,
-                                f"id '{image_id}' matches {', '.join(sorted(names))} in {folder.rel}/; using {names[0]}",
-                                row))
+    if not _chosen_by_case(names, looked_up.replace("\\", "/"), folder, table_name, row, problems):
+        return ""
     path = folder.path / names[0]
     # the folder itself is confined (checked once), so only a link, or a path through subfolders, can lead out
     if not follow and (names[0] in folder.links or "/" in names[0]) and not _inside(path, root):
@@ -349,6 +326,39 @@ def _resolved_path(root: Path, folders: list[ImageFolder], image_id: str, table_
                                 f"image '{names[0]}' is a symlink that leads outside the data folder", row))
         return ""
     return str(path)
+
+
+def _chosen_by_case(names: list[str], image_id: str, folder: ImageFolder, table_name: str, row: int,
+                    problems: list[Problem]) -> bool:
+    """Whether names[0] is this id's image: spelled exactly, or the one file that differs from it only in case
+    (a warning); files spelling the id in several cases, none exactly, are an error. Several extensions of the
+    chosen spelling (1.png, 1.jpg) are a warning."""
+    spelling = spelled(names[0], image_id)
+    same = [n for n in names if spelled(n, image_id) == spelling]
+    if spelling != _nfc(image_id):
+        variants = sorted({spelled(n, image_id) for n in names})
+        if len(variants) > 1:
+            problems.append(Problem("error", "ambiguous_case", table_name, f"id '{image_id}' matches "
+                                    f"{', '.join(sorted(names))} in {folder.rel}/, which differ only in case, and none "
+                                    "is spelled exactly like the id; rename the files or fix the id", row))
+            return False
+        problems.append(Problem("warning", "case_mismatch", table_name, f"id '{image_id}' matched {names[0]} in "
+                                f"{folder.rel}/, which differs from it in case", row))
+    if len(same) > 1:
+        problems.append(Problem("warning", "ambiguous_image", table_name,
+                                f"id '{image_id}' matches {', '.join(sorted(same))} in {folder.rel}/; using {names[0]}",
+                                row))
+    return True
+
+
+def _one_case_warning(problems: list[Problem], start: int) -> None:
+    """Ids matched to files differing in case: one warning per table, with the count and the first row."""
+    found = [p for p in problems[start:] if p.code == "case_mismatch"]
+    if len(found) > 1:
+        first = found[0]
+        problems[start:] = [p for p in problems[start:] if p.code != "case_mismatch"]
+        problems.append(Problem("warning", "case_mismatch", first.file, f"{len(found)} ids matched image files that "
+                                f"differ from them in case (first: {first.message.split(', which')[0]})", first.row))
 
 
 def _missing_reason(folder: ImageFolder, image_id: str) -> str:
@@ -542,15 +552,6 @@ def _image_files(folder: Path, root: Path, follow: bool) -> list[str]:
     return sorted(found)
 
 
-def _confined(path: Path, root: Path, follow: bool) -> None:
-    """A file or folder a link takes outside the data folder is refused, naming the link once (unless follow)."""
-    if follow or _inside(path, root):
-        return
-    raise DataError(f"{relative_name(path, root)}: a symbolic link that leads outside the data folder (to "
-                    f"{os.path.realpath(path)}); kit reads only what is inside {root}, so pass --follow-symlinks "
-                    "to read linked files and folders")
-
-
 def _class_dirs(folder: Path, root: Path, follow: bool) -> list[Path]:
     if not folder.is_dir():
         return []
@@ -581,16 +582,15 @@ def _labelled_by_name(folder: Path, root: Path, options: ReadOptions) -> pd.Data
     files = [f for f in _image_files(folder, root, options.follow_symlinks) if "/" not in f]
     pattern = options.label_from_name or NAME_LABEL
     try:
-        regex = re.compile(pattern)
-    except re.error as e:
-        raise DataError(f"--label-from-name {pattern}: not a regular expression ({e})") from None
-    if regex.groups != 1:
-        raise DataError(f"--label-from-name {pattern}: needs exactly one group, the class, e.g. '^([a-z]+)\\.'")
-    matches = [regex.search(f) for f in files]
-    labels = [m.group(1) for m in matches if m]
+        compiled = parse_name_pattern(pattern)
+        found = [class_in_name(compiled, pattern, f) for f in files]
+    except ConfigError as e:
+        raise DataError(str(e)) from None
+    labels = [lab for lab in found if lab is not None]
     if not files or (not options.label_from_name and (len(labels) < len(files) or len(set(labels)) < 2
                                                       or min(Counter(labels).values()) < 2)):
         return pd.DataFrame(columns=["id", "path", "label", "row"])
+    matches = found
     unmatched = [f for f, m in zip(files, matches) if not m]
     if unmatched:
         raise DataError(f"{relative_name(folder / unmatched[0], root)}: its name does not match --label-from-name {pattern} "
@@ -643,6 +643,7 @@ def _validation_folder(root: Path, options: ReadOptions, problems: list[Problem]
             continue
         by_name = {Path(f).name: f for f in files}
         for labels_file in sorted(p for p in folder.iterdir() if p.suffix.lower() in (".txt", ".csv", ".tsv")):
+            _confined(labels_file, root, follow)
             rows = [re.split(r"[\t,]", line.strip()) for line in labels_file.read_text("utf-8", "replace").splitlines()]
             pairs = [(r[0], r[1].strip()) for r in rows if len(r) >= 2 and Path(r[0]).name in by_name]
             if len(pairs) >= len(files) // 2:
@@ -697,19 +698,23 @@ def _test_folder(root: Path, train_dir: Path, options: ReadOptions) -> tuple[pd.
     return None, None
 
 
+@stage("reading the data folder")
 def load_competition(data_dir, options: ReadOptions | None = None, **flags) -> Competition:
     """Read a competition folder as published: tables and image folders, class folders, images named by class,
     zips or pixel tables (see kit.sources). `flags` are ReadOptions fields, for callers without a Config."""
     options = options or ReadOptions.of(SimpleNamespace(**flags))
     if not Path(data_dir).is_dir():
         raise DataError(f"{data_dir}: not a folder (expected a competition folder with train.csv or class folders)")
-    root = readable_folder(Path(os.path.abspath(data_dir)))  # absolute: a run folder works from any directory
+    root = readable_folder(Path(os.path.abspath(data_dir)), options.follow_symlinks)  # absolute: a run folder works from any directory
     for option, values in (("--train-images", options.train_images), ("--test-images", options.test_images)):
         for value in values:
             if unsafe_path_reason(value) or not (root / value).is_dir():
                 raise DataError(f"{option} {value}: not a folder inside {root}")
             _confined(root / value, root, options.follow_symlinks)
     tables = _find_tables(root, {"train": options.train_csv, "test": options.test_csv, "sample": options.sample})
+    for path in tables.values():
+        if path is not None:
+            _confined(path, root, options.follow_symlinks)  # a table linked from outside is never read
     if tables["train"] is not None:
         return _read_csv_layout(root, tables, options)
     if options.group_col:

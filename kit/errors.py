@@ -2,6 +2,7 @@
 
 import re
 import sys
+from contextlib import contextmanager
 
 
 class KitError(Exception):
@@ -83,3 +84,29 @@ def os_error_line(error: OSError) -> str:
     where = " → ".join(str(f) for f in (error.filename, error.filename2) if f is not None)
     reason = error.strerror or str(error) or type(error).__name__
     return f"{where}: {reason}" if where else reason
+
+
+_STAGES: list[str] = []  # what kit is doing now, innermost last
+
+
+@contextmanager
+def stage(what: str):
+    """Name a step (`reading the data folder`, `writing the report`): an error kit did not foresee carries the
+    innermost step it escaped from, for the CLI's last-resort line."""
+    _STAGES.append(what)
+    try:
+        yield
+    except Exception as e:
+        if not hasattr(e, "kit_stage"):
+            try:
+                e.kit_stage = what
+            except (AttributeError, TypeError):  # an exception type without a __dict__
+                pass
+        raise
+    finally:
+        _STAGES.pop()
+
+
+def doing(error: BaseException | None = None) -> str:
+    what = getattr(error, "kit_stage", None) or (_STAGES[-1] if _STAGES else None)
+    return f"while {what}" if what else "kit stopped"

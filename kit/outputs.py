@@ -15,7 +15,8 @@ import shutil
 import stat
 from pathlib import Path
 
-from .errors import OutputError
+from .errors import OutputError, warn
+from .paths import check_write_path, under
 from .runs import is_run_output, write_json
 
 LEDGER_LIMIT = 5_000  # entries kept; the oldest go first (losing one only means --force asks again)
@@ -38,6 +39,20 @@ def _read_ledger() -> dict:
         return value if isinstance(value, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+def _ledger_trouble() -> str:
+    """Why kit cannot consult its ledger ('' when it can, or when it does not exist yet)."""
+    path = _ledger_path()
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return ""
+    except OSError as e:
+        return f"kit's record of the files it wrote ({path}) cannot be read ({e.strerror})"
+    except ValueError:
+        return f"kit's record of the files it wrote ({path}) is damaged"
+    return "" if isinstance(value, dict) else f"kit's record of the files it wrote ({path}) is damaged"
 
 
 def fingerprint(path: Path) -> str:
@@ -70,8 +85,9 @@ def record_written(path) -> None:
     try:
         _ledger_path().parent.mkdir(parents=True, exist_ok=True)
         write_json(_ledger_path(), ledger)
-    except OSError:
-        pass
+    except OSError as e:
+        warn(f"{_ledger_path()}: kit could not record that it wrote {path} ({e.strerror}); a later --force will "
+             "not replace it, so remove it yourself then")
 
 
 def written_by_kit(path) -> bool:
@@ -96,16 +112,13 @@ def _kind(mode: int) -> str | None:
     return None
 
 
-def inside(path, folder) -> bool:
-    """Whether `path` (existing or not) is `folder` or lies under it, links resolved."""
-    real, top = os.path.realpath(path), os.path.realpath(folder)
-    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+inside = under  # kit.paths' rule, under the name the rest of kit uses for outputs
 
 
 def check_output(path, option: str, force: bool, data_dirs=(), folder: bool = False) -> Path:
     """Refuse an output that would land in a data folder, replace something that is not a file (or, with
     folder=True, not a folder), or replace what kit did not write; returns the path to write."""
-    path = Path(path)
+    path = check_write_path(path, option)
     for data in data_dirs:
         if data and inside(path, data):
             raise OutputError(f"{option} {path}: inside the data folder {data}; kit never writes there, so choose "
@@ -128,8 +141,12 @@ def check_output(path, option: str, force: bool, data_dirs=(), folder: bool = Fa
         raise OutputError(f"{option} {path}: already exists; pass --force to replace what kit wrote there, or choose "
                        "another path")
     if not written_by_kit(path):
+        trouble = "" if is_run_output(path) else _ledger_trouble()
+        if trouble:
+            raise OutputError(f"{option} {path}: exists, and {trouble}, so kit cannot tell whether it wrote it; "
+                              "remove it yourself or choose another path")
         raise OutputError(f"{option} {path}: exists and kit did not write it (or it changed since); --force replaces "
-                       "only kit's own files, so remove it yourself or choose another path")
+                          "only kit's own files, so remove it yourself or choose another path")
     return path
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from .answers import encode_labels, tag_separator_of
 from .data import split_tags
-from .errors import ImageError, RunError
+from .errors import ImageError, RunError, stage, warn
 from .images import read_image
 from .runs import (
     CURVES_PNG,
@@ -40,15 +40,26 @@ def _plt():
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never needs a display
+    # class names are text, never markup: a class called $\notacommand$ must not reach mathtext (or TeX)
+    matplotlib.rcParams.update({"text.parse_math": False, "text.usetex": False})
     import matplotlib.pyplot as plt
 
     return plt
 
 
-def _save_figure(fig, path: Path) -> None:
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
+def _save_figure(make, path: Path) -> list[Path]:
+    """Draw a figure and save it; a figure that cannot be drawn is a warning, never the end of the run (the
+    model, its submission and the rest of the report do not depend on it)."""
+    try:
+        fig = make()
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+        _plt().close(fig)
+        return [path]
+    except Exception as e:  # matplotlib's layout or font code on names kit cannot foresee
+        warn(f"{path}: could not draw this figure ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+             "); the run, its submission and the rest of the report are unaffected")
+        return []
 
 
 MATRIX_CLASSES_MAX = 40  # a confusion matrix beyond this many classes shows the most frequent ones (the PNG stays
@@ -81,6 +92,7 @@ def read_val_predictions(run_dir) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"id": str, "label": str, "predicted": str}, keep_default_na=False)
 
 
+@stage("writing the report")
 def write_reports(run_dir) -> list[Path]:
     """Write classification_report.{txt,json}, confusion_matrix.{csv,png} (not for tags) and curves.png; return
     their paths."""
@@ -98,8 +110,7 @@ def write_reports(run_dir) -> list[Path]:
 
     history_path = run_dir / HISTORY_FILE
     if history_path.exists():
-        _save_figure(_curves_figure(pd.read_csv(history_path)), run_dir / CURVES_PNG)
-        written.append(run_dir / CURVES_PNG)
+        written += _save_figure(lambda: _curves_figure(pd.read_csv(history_path)), run_dir / CURVES_PNG)
     with atomic_write(run_dir / REPORT_HTML, encoding="utf-8") as f:
         f.write(render_html(run_dir, pred, class_names))
     written.append(run_dir / REPORT_HTML)
@@ -164,8 +175,8 @@ def _write_confusion_matrix(run_dir: Path, pred: pd.DataFrame, class_names: list
     frame = pd.DataFrame(matrix, index=pd.Index(shown, name="true \\ predicted"), columns=shown)
     with atomic_write(run_dir / MATRIX_CSV, newline="", encoding="utf-8") as f:
         frame.to_csv(f)
-    _save_figure(_confusion_figure(matrix, shown, len(class_names)), run_dir / MATRIX_PNG)
-    return [run_dir / MATRIX_CSV, run_dir / MATRIX_PNG]
+    return [run_dir / MATRIX_CSV] + _save_figure(lambda: _confusion_figure(matrix, shown, len(class_names)),
+                                                 run_dir / MATRIX_PNG)
 
 
 def wrong_answers(pred: pd.DataFrame, separator: str) -> pd.Series:

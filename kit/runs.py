@@ -32,6 +32,7 @@ DECISION_FILE = "thresholds.json"  # how probabilities become the answer, tuned 
 OOF_FILE = "oof.csv"  # a k-fold run's out-of-fold predictions
 FOLDS_FILE = "folds.csv"
 SKIPPED_FILE = "skipped.csv"
+VALIDATION_FILE = "validation.json"  # what validation saw: its summary and every warning
 SUBMISSION_FILE = "submission.csv"
 EXPORT_DIR = "export"
 TENSORBOARD_DIR = "tensorboard"
@@ -347,12 +348,19 @@ class Run:
 
     def members(self) -> list["Run"]:
         """The runs whose models predict for this one: its K fold runs for a k-fold run, else itself."""
-        if self.config.folds >= 2:
+        if self.config.folds >= 2:  # every fold, or none: a k-fold run predicts with all K of its models
             folds = [self.path / f"fold{k}" for k in range(self.config.folds)]
-            done = [Run.open(f, self.trusted) for f in folds if (f / MODEL_FILE).is_file()]
-            if not done:
-                raise RunError(f"{self.path}: k-fold run without any finished fold model")
-            return done
+            missing = [f for f in folds if not (f / MODEL_FILE).is_file()]
+            if missing:
+                raise RunError(f"{missing[0] / MODEL_FILE}: missing ({len(missing)} of the run's {len(folds)} fold "
+                               "models are); a k-fold run predicts with all its folds, so finish it with "
+                               f"`kit train --resume {self.path}` or train it again")
+            members = [Run.open(f, self.trusted) for f in folds]
+            for member in members:
+                if member.class_names != self.class_names:
+                    raise RunError(f"{member.path / CLASS_NAMES_FILE}: its classes differ from the k-fold run's "
+                                   f"({self.path / CLASS_NAMES_FILE}); the run folder was edited")
+            return members
         return [self]
 
     def load_model(self):

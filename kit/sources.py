@@ -1,15 +1,22 @@
-"""Competitions published as zips or as pixel tables, made readable without touching the data folder.
+"""Competitions published as archives or as pixel tables, made readable without touching the data folder.
 
-kit reads image files. When organisers ship the images inside zips (train.zip, test.zip, or one zip holding the
-whole competition) or as tables of pixel values (label, pixel0 … pixel783), kit builds, once, a folder of its
-own in its cache (never in the data folder): the zips extracted with guards against path traversal and zip
-bombs, each pixel row written as a PNG, and the tables beside them with the same names and line numbers. The
-folder is keyed by the data folder's path and the names, sizes and times of its files, so a changed download is
-derived again; everything downstream (validation, the one image loader, the pipeline) reads it like any other.
+kit reads image files. When organisers ship the images inside zips or tars (train.zip, test.zip, one zip holding
+the whole competition, images.tar.gz) or as tables of pixel values (label, pixel0 … pixel783), kit builds, once,
+a folder of its own in its cache: the archives extracted with kit.archives' guards, each pixel row written as a
+PNG, the tables beside them with the same names and line numbers, and every other entry of the data folder a
+link back to the user's (nothing is copied, and no byte of the user's files is ever shared or written: the
+folder is built in a fresh temporary folder, links last, then renamed into place and never written again). Where
+an archive and the user's own extracted folder both hold a name, the user's wins.
+
+The folder is keyed by what it was made from (the archives' and pixel tables' content, the data folder's entry
+names), built under a lock (a second kit waits for the first), and a half-built one left by a killed kit is
+removed at the next build. Everything downstream reads it like any other data folder (kit.paths lets its reader
+follow the links back into the user's folder, and no further).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import math
 import os
@@ -17,18 +24,20 @@ import re
 import shutil
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .errors import DataError, columns_text
+from . import archives
+from .errors import DataError, columns_text, stage
+from .paths import ORIGIN_FILE, readable_table, under
 
 PIXEL_COLUMN = re.compile(r"pixels?_?(\d+)$", re.IGNORECASE)
-MAX_UNZIPPED_BYTES = 200 << 30  # a download that claims more than this is refused before anything is written
-MAX_RATIO = 200  # a member that claims to grow more than this many times is a zip bomb, not a competition
 ANSWERS_FILE = "answers.csv"  # a labelled test table's labels, kept beside the derived folder's test table
+DERIVE_VERSION = "3"  # bump when the derived folder's layout changes: older ones are then built again
 
 
 def cache_root() -> Path:
@@ -37,44 +46,89 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kit"
 
 
-def readable_folder(data: Path) -> Path:
-    """The folder kit reads the competition from: `data` itself, or the folder derived from its zips and pixel
-    tables (built once in kit's cache)."""
-    zips = _pending_zips(data)
-    pixel_tables = [p for p in _top_csvs(data) if pixel_columns(_header(p))]
-    if not zips and not pixel_tables:
+@stage("deriving image files from archives and pixel tables")
+def readable_folder(data: Path, follow: bool = False) -> Path:
+    """The folder kit reads the competition from: `data` itself, or the folder derived from its archives and pixel
+    tables (built once in kit's cache). follow: --follow-symlinks (tables linked from outside may be read)."""
+    pending = _pending_archives(data)
+    pixel_tables = [p for p in _top_csvs(data) if table_kind(p.name) in ("train", "test")
+                    and pixel_columns(_header(p, data, follow))]
+    if not pending and not pixel_tables:
         return data
-    derived = cache_root() / "derived" / f"{data.name or 'data'}-{_key(data)}"
-    if not derived.is_dir():
-        derived.parent.mkdir(parents=True, exist_ok=True)
+    cache = cache_root()
+    if under(cache, data):
+        raise DataError(f"KIT_CACHE_DIR {cache}: inside the data folder {data}; kit never writes there, so point "
+                        "KIT_CACHE_DIR at a folder outside it")
+    derived = cache / "derived" / f"{_safe(data.name)[:40] or 'data'}-{_key(data, pending, pixel_tables)}"
+    if derived.is_dir():
+        return derived
+    derived.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(derived):
+        if derived.is_dir():  # another kit built it while this one waited
+            return derived
+        for stale in derived.parent.glob(f".{derived.name}.*"):  # a killed kit's half-built folder
+            shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(dir=derived.parent, prefix=f".{derived.name}."))
         try:
-            _derive(data, staging, zips)
+            _derive(data, staging, pending, follow)
             os.replace(staging, derived)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return derived
 
 
-def answer_key(data) -> Path | None:
+@contextmanager
+def _locked(derived: Path):
+    """One builder per derived folder: the others wait here, then find it built."""
+    with open(derived.parent / f"{derived.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def answer_key(data, follow: bool = False) -> Path | None:
     """The held-out answers of a labelled test table (Kaggle's Fashion-MNIST CSVs), once derived; else None."""
-    folder = readable_folder(Path(data))
+    folder = readable_folder(Path(data), follow)
     return folder / ANSWERS_FILE if (folder / ANSWERS_FILE).is_file() else None
+
+
+def table_kind(name: str) -> str | None:
+    """"train", "test" or "sample" for a CSV name as organisers spell them, else None: train.csv, train_v2.csv,
+    trainLabels.csv, train_labels.csv, labels.csv, fashion-mnist_train.csv; test.csv, Test_fCbTej3.csv;
+    sample_submission.csv, sampleSubmission.csv, Sample_Submission_lxuyBuB.csv, any *submission*.csv."""
+    stem = Path(name).stem.lower()
+    if "submission" in stem:
+        return "sample"
+    if stem.startswith("train") or re.search(r"[_\-]train$", stem) or stem == "labels":
+        return "train"
+    if stem.startswith("test") or re.search(r"[_\-]test$", stem):
+        return "test"
+    return None
 
 
 def _top_csvs(data: Path) -> list[Path]:
     return sorted(p for p in data.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
 
 
-def _header(path: Path) -> list[str]:
+def _header(path: Path, root: Path | None = None, follow: bool = False) -> list[str]:
+    if root is not None:
+        readable_table(path, root, follow)  # a table linked from outside the data folder is refused, not read
     with open(path, "rb") as f:
         line = f.readline(1 << 20).decode("utf-8-sig", "replace").strip()
     return [c.strip().strip('"') for c in line.split(",")]
 
 
+def pixel_number(column: str) -> int | None:
+    found = PIXEL_COLUMN.match(column)
+    return int(found[1]) if found else None
+
+
 def pixel_columns(header: list[str]) -> list[str]:
-    """The pixel columns of a pixel table (pixel0…pixelN or pixel1…, N+1 a square or three times one), else []."""
-    pixels = [c for c in header if PIXEL_COLUMN.match(c)]
+    """The pixel columns of a pixel table in pixel order (pixel0…pixelN or pixel1…, N+1 a square or three times
+    one), else []."""
+    pixels = sorted((c for c in header if PIXEL_COLUMN.match(c)), key=pixel_number)
     n = len(pixels)
     side = math.isqrt(n) if n else 0
     rgb_side = math.isqrt(n // 3) if n else 0
@@ -83,109 +137,141 @@ def pixel_columns(header: list[str]) -> list[str]:
     return []
 
 
-def _pending_zips(data: Path) -> list[Path]:
-    """Zips at the top of the data folder whose contents are not already there unzipped (train.zip beside train/
-    is an old download, already extracted)."""
-    return sorted(p for p in data.iterdir() if p.is_file() and p.suffix.lower() == ".zip"
-                  and not (data / p.stem).is_dir())
-
-
-def _key(data: Path) -> str:
-    digest = hashlib.sha256(str(data.resolve()).encode())
-    for entry in sorted(data.iterdir()):
-        info = entry.stat()
-        digest.update(f"{entry.name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()[:16]
-
-
-def _derive(data: Path, out: Path, zips: list[Path]) -> None:
-    """Fill `out` with the competition as image files and tables: zips extracted (and zips inside them), pixel
-    tables turned into PNGs, every other top-level file and folder of `data` linked or copied in."""
-    for entry in data.iterdir():
-        if entry in zips:
+def _pending_archives(data: Path) -> list[Path]:
+    """Archives at the top of the data folder whose contents are not already there extracted: train.zip beside
+    train/ is an old download, and a zip whose every member's top folder or file is already in the data folder
+    (the Kaggle CLI's zip, unzipped by hand) too."""
+    entries = set(os.listdir(data))
+    pending = []
+    for path in sorted(p for p in data.iterdir() if p.is_file() and archives.is_archive(p)):
+        if archives.archive_stem(path) in entries:
             continue
-        _link_or_copy(entry, out / entry.name)
-    for archive in zips:
-        _extract(archive, out)
-    for inner in sorted(out.glob("*.zip")):  # the Kaggle CLI's one zip holds train.zip, test.zip, …
-        if not (out / inner.stem).is_dir():
-            _extract(inner, out)
-        inner.unlink()
-    tables = [p for p in _top_csvs(out) if pixel_columns(_header(p))]
-    if tables:
-        _convert_pixel_tables(out, tables)
+        if path.name.lower().endswith(".zip") and _all_extracted(path, entries):
+            continue
+        pending.append(path)
+    return pending
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Folders of images as hard links where the cache shares the data folder's disk (no bytes copied; kit never
-    writes to them), else copies; top-level files (tables, which kit may rewrite here) always as copies."""
-    if source.is_dir():
-        shutil.copytree(source, target, copy_function=_link_file)
-    else:
-        shutil.copy2(source, target)
-
-
-def _link_file(source, target) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
-def _extract(archive: Path, out: Path) -> None:
-    """Extract a zip into `out` (its members under a folder named after it unless they already sit in one), with
-    guards: no member may leave `out`, and none may claim an absurd size or compression ratio."""
+def _all_extracted(archive: Path, entries: set[str]) -> bool:
     try:
         with zipfile.ZipFile(archive) as z:
-            members = [m for m in z.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
-            _check_members(archive, members)
-            tops = {m.filename.split("/", 1)[0] for m in members}
-            in_one_folder = len(tops) == 1 and all("/" in m.filename for m in members)  # train.zip → train/…
-            whole = any(m.filename.lower().endswith((".csv", ".zip")) for m in members)  # the competition's zip
-            base = out if in_one_folder or whole else out / archive.stem  # loose images: a folder named after it
-            for member in members:
-                target = base / member.filename
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(member) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-    except zipfile.BadZipFile as e:
-        raise DataError(f"{archive.name}: not a readable zip ({e}); download it again") from None
+            names = [n for n in z.namelist() if not archives.is_junk(n)]
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False  # judged, with its one line, when extracted
+    return bool(names) and all(n.split("/", 1)[0] in entries for n in names)
 
 
-def _check_members(archive: Path, members: list) -> None:
-    total = sum(m.file_size for m in members)
-    if total > MAX_UNZIPPED_BYTES:
-        raise DataError(f"{archive.name}: claims {total / 2**30:.0f} GB unzipped; refusing (a zip bomb?)")
-    for m in members:
-        parts = m.filename.replace("\\", "/").split("/")
-        if m.filename.startswith(("/", "\\")) or ".." in parts or re.match(r"^[a-zA-Z]:", m.filename):
-            raise DataError(f"{archive.name}: member '{m.filename}' would be written outside the folder; refusing "
-                            "the zip")
-        if m.compress_size and m.file_size / m.compress_size > MAX_RATIO and m.file_size > 10 << 20:
-            raise DataError(f"{archive.name}: member '{m.filename}' grows {m.file_size // m.compress_size}x when "
-                            "unzipped; refusing the zip (a zip bomb?)")
+def _key(data: Path, pending: list[Path], pixel_tables: list[Path]) -> str:
+    """What the derived folder is made from: the data folder's entry names, the archives' and the pixel tables'
+    content (not their times, which a copy or a re-download can keep while the bytes change)."""
+    digest = hashlib.blake2b(digest_size=10)
+    digest.update(f"{DERIVE_VERSION}\0{os.path.realpath(data)}\0".encode("utf-8", "surrogateescape"))
+    for name in sorted(os.listdir(data)):
+        digest.update(f"{name}\0{os.path.isdir(data / name)}\n".encode("utf-8", "surrogateescape"))
+    for path in pending + pixel_tables:
+        digest.update(_content_digest(path))
+    return digest.hexdigest()
 
 
-def _convert_pixel_tables(out: Path, tables: list[Path]) -> None:
+def _content_digest(path: Path) -> bytes:
+    """A file's content, hashed whole up to 512 MB; beyond, its size, head, tail and 64 blocks between, and for a
+    zip every member's name, size and CRC-32 (its central directory)."""
+    size = path.stat().st_size
+    digest = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with open(path, "rb") as f:
+        if size <= 512 << 20:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+            return digest.digest()
+        for offset in [size * i // 64 for i in range(64)] + [max(0, size - (1 << 20))]:
+            f.seek(offset)
+            digest.update(f.read(1 << 20))
+    if path.name.lower().endswith(".zip"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                for info in z.infolist():
+                    digest.update(f"{info.filename}\0{info.file_size}\0{info.CRC}\n".encode("utf-8", "replace"))
+        except (zipfile.BadZipFile, OSError, ValueError):
+            pass
+    return digest.digest()
+
+
+def _derive(data: Path, out: Path, pending: list[Path], follow: bool) -> None:
+    """Fill `out` with the competition as image files and tables: archives extracted (and archives inside them),
+    pixel tables turned into PNGs, then every other entry of `data` a link to the user's own."""
+    taken = set(os.listdir(data)) - {p.name for p in pending}  # the user's entries win over archive members
+    budget = archives.Budget()
+    for archive in pending:
+        _unpack(archive, out, taken, budget)
+    for inner in sorted(p for p in out.iterdir() if p.is_file() and archives.is_archive(p)):
+        if archives.archive_stem(inner) not in set(os.listdir(out)) | taken:  # the Kaggle CLI's zip of zips
+            _unpack(inner, out, taken, budget)
+        inner.unlink()
+    kinds = ("train", "test")  # an extra labelled table (Kannada-MNIST's Dig-MNIST.csv) is neither, and left alone
+    tables = [p for p in _top_csvs(out) if table_kind(p.name) in kinds and pixel_columns(_header(p))]
+    tables += [p for p in _top_csvs(data) if p.name not in os.listdir(out) and table_kind(p.name) in kinds
+               and pixel_columns(_header(p, data, follow))]
+    if tables:
+        _convert_pixel_tables(out, tables, data, follow)
+    made = set(os.listdir(out))
+    for name in sorted(taken - made):
+        os.symlink(os.path.abspath(data / name), out / name)
+    (out / ORIGIN_FILE).write_text(os.path.realpath(data), encoding="utf-8")
+
+
+def _unpack(archive: Path, out: Path, taken: set[str], budget: archives.Budget) -> None:
+    """Extract an archive's members into `out` (under a folder named after it when its members are loose images),
+    leaving out those the user's folder already holds and those an earlier archive wrote."""
+    members = archives.members(archive)
+    tops = {m.name.split("/", 1)[0] for m in members}
+    in_one_folder = len(tops) == 1 and all("/" in m.name for m in members)  # train.zip → train/…
+    whole = any(m.name.lower().endswith((".csv", ".zip") + archives.TAR_SUFFIXES) for m in members)
+    base = "" if in_one_folder or whole else archives.archive_stem(archive)
+    chosen = [m for m in members if (base or m.name.split("/", 1)[0]) not in taken
+              and not os.path.lexists(out / base / m.name)]
+    archives.extract(archive, out, chosen, base, budget)
+
+
+def _convert_pixel_tables(out: Path, tables: list[Path], data: Path, follow: bool) -> None:
     """Each pixel table becomes PNGs in a folder named after it and a table of (id, label) with the same name and
-    line numbers. Ids: the table's id column, else (test tables) the sample submission's ids when they are as
-    many as the rows (Digit Recognizer's ImageId = row number), else the 1-based row number."""
-    sample = next((p for p in _top_csvs(out) if "submission" in p.stem.lower()), None)
-    sample_ids = pd.read_csv(sample, dtype=str, keep_default_na=False).iloc[:, 0] if sample else None
-    for table in tables:
-        is_train = bool(re.search(r"train", table.stem, re.IGNORECASE))
-        _pixel_table_to_images(out, table, is_train, sample_ids)
+    line numbers, in `out`. Ids: the table's id column, else (test tables) the sample submission's ids when they
+    are as many as the rows (Digit Recognizer's ImageId = row number), else the 1-based row number. Every table
+    must hold the same number of pixels (train and test images of one size)."""
+    sizes = {table.name: len(pixel_columns(_header(table))) for table in tables}
+    if len(set(sizes.values())) > 1:
+        shown = ", ".join(f"{name} {n}" for name, n in sizes.items())
+        raise DataError(f"pixel tables of different image sizes ({shown} pixel columns); train and test images must "
+                        "have the same size")
+    samples = [p for p in _top_csvs(out) + _top_csvs(data) if "submission" in p.stem.lower()]
+    sample_ids = pd.read_csv(readable_table(samples[0], data, follow) if samples[0].parent == data else samples[0],
+                             dtype=str, keep_default_na=False).iloc[:, 0] if samples else None
+    is_train = {t: table_kind(t.name) == "train" for t in tables}
+    for table in sorted(tables, key=lambda t: not is_train[t]):  # training first: a made sample names its labels
+        _pixel_table_to_images(out, table, is_train[table], sample_ids, bool(samples))
 
 
-def _pixel_table_to_images(out: Path, table: Path, is_train: bool, sample_ids) -> None:
-    header = _header(table)
+def _checked_pixel_columns(table: Path, header: list[str]) -> list[str]:
+    """The pixel columns in pixel order, numbered without gaps or repeats from 0 or 1 (else one line)."""
     pixels = pixel_columns(header)
+    numbers = [pixel_number(c) for c in pixels]
+    expected = list(range(numbers[0], numbers[0] + len(numbers)))
+    if numbers[0] not in (0, 1) or numbers != expected:
+        wrong = next((e for n, e in zip(numbers, expected) if n != e), numbers[0])
+        raise DataError(f"{table.name}:1: pixel columns are not numbered {numbers[0]}…{numbers[0] + len(numbers) - 1} "
+                        f"without gaps or repeats (pixel{wrong} is missing or repeated); kit places pixels by their "
+                        "number")
+    return pixels
+
+
+def _pixel_table_to_images(out: Path, table: Path, is_train: bool, sample_ids, has_sample: bool) -> None:
+    header = _header(table)
+    pixels = _checked_pixel_columns(table, header)
     others = [c for c in header if c not in pixels]
     label_col = _label_column(table, others, is_train)
     id_col = next((c for c in others if c != label_col), None)
     images = out / (table.stem + "_images")
     images.mkdir()
-    rows, line = [], 2
+    rows, line, names = [], 2, set()
     reader = pd.read_csv(table, dtype={**{c: str for c in others}, **{c: np.float64 for c in pixels}},
                          keep_default_na=False, chunksize=2_000)
     try:
@@ -198,14 +284,20 @@ def _pixel_table_to_images(out: Path, table: Path, is_train: bool, sample_ids) -
             numbers = range(line - 1, line - 1 + len(chunk))  # 1-based row numbers
             ids = chunk[id_col].tolist() if id_col else [_row_id(n, sample_ids, is_train) for n in numbers]
             labels = chunk[label_col].tolist() if label_col else [None] * len(chunk)
-            for image_id, pixel_row in zip(ids, values.astype(np.uint8)):
-                _write_image(images / f"{_safe(image_id)}.png", pixel_row)
+            for image_id, pixel_row, number in zip(ids, values.astype(np.uint8), numbers):
+                name = f"{_safe(image_id)}.png"
+                if name.lower() in names:  # kit finds images by name without regard to case
+                    raise DataError(f"{table.name}:{number + 1}: id '{image_id}' would share its image file {name} "
+                                    "with an earlier id (ids that differ only in case or punctuation); make them "
+                                    "distinct")
+                names.add(name.lower())
+                _write_image(images / name, pixel_row)
             rows += zip(ids, labels)
             line += len(chunk)
     except ValueError as e:
         raise DataError(f"{table.name}: a pixel column holds something that is not a number "
                         f"({str(e).splitlines()[0][:80]})") from None
-    _write_image_tables(out, table, rows, label_col, id_col, sample_ids, is_train)
+    _write_image_tables(out, table, rows, label_col, id_col, sample_ids, is_train, has_sample)
 
 
 ID_NAME = re.compile(r"^(image_?)?(id|name|file(name)?)$|^index$", re.IGNORECASE)
@@ -244,7 +336,8 @@ def _safe(image_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", image_id)
 
 
-def _write_image_tables(out: Path, table: Path, rows: list, label_col, id_col, sample_ids, is_train: bool) -> None:
+def _write_image_tables(out: Path, table: Path, rows: list, label_col, id_col, sample_ids, is_train: bool,
+                        has_sample: bool) -> None:
     """The derived table keeps the original's name: id and label for training, id alone for testing (a labelled
     test table's labels go to answers.csv), with a sample submission made when the competition has none."""
     id_name = id_col or ("id" if is_train or sample_ids is None else str(sample_ids.name))
@@ -256,10 +349,11 @@ def _write_image_tables(out: Path, table: Path, rows: list, label_col, id_col, s
     else:
         answers = pd.DataFrame({id_name: [i for i, _ in rows], label_col: [label for _, label in rows]})
         answers.to_csv(out / ANSWERS_FILE, index=False)
-    table.unlink()  # a copy of the user's table: replaced by the table of image ids
-    frame.to_csv(table, index=False)
-    has_sample = any("submission" in p.stem.lower() for p in _top_csvs(out))
-    if not is_train and not has_sample:
+    target = out / table.name
+    if target.exists():
+        target.unlink()  # an extracted copy (kit's own): replaced by the table of image ids
+    frame.to_csv(target, index=False)
+    if not is_train and not has_sample and not (out / "sample_submission.csv").exists():
         first = _first_label(out)
         pd.DataFrame({id_name: [i for i, _ in rows], label_col or "label": first}).to_csv(
             out / "sample_submission.csv", index=False)

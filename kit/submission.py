@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .answers import YES, Answer, are_probabilities, decide_answer, encode_labels, metric_context, tag_separator_of
+from .answers import (
+    YES,
+    Answer,
+    are_probabilities,
+    checked_label_map,
+    decide_answer,
+    encode_labels,
+    metric_context,
+    tag_separator_of,
+)
 from . import metrics
 from .data import Competition, ReadOptions, load_competition, read_table, split_tags, tag_separator
 from .metrics import (
@@ -21,8 +30,7 @@ from .metrics import (
     mean_average_precision,
     ranked,
 )
-from .config import parse_label_map
-from .errors import DataError, SubmissionError
+from .errors import DataError, SubmissionError, stage
 from .outputs import check_output, record_written
 from .runs import SUBMISSION_FILE, atomic_write
 
@@ -129,6 +137,7 @@ def write_submission(sub: pd.DataFrame, path, kind: str, force: bool = False, da
     return SubmissionResult(path=path, rows=len(sub), columns=list(sub.columns), kind=kind)
 
 
+@stage("writing the submission")
 def make_submission(run_dirs, data=None, output=None, force: bool = False, weights=None, tta: int = 0,
                     log=None, trusted=(), competition: Competition | None = None) -> SubmissionResult:
     """Predict DATA's test images with one run, all folds of a k-fold run, or a weighted ensemble of runs,
@@ -156,8 +165,8 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
     answer = decide_answer(comp.sample, class_names, cfg, comp.sample_file, comp.tag_separator)
     decision = ensemble_decision(runs, weights)
     sub = build_submission(probs, class_names, comp.sample, comp.id_col, comp.label_col, answer, cfg.clip, decision)
-    label_map = parse_label_map(cfg.label_map)
-    if label_map and answer.kind == "label" and len(sub.columns) == 2:  # the values the leaderboard expects
+    label_map = checked_label_map(cfg, class_names, answer)
+    if label_map and len(sub.columns) == 2:  # the values the leaderboard expects
         sub[sub.columns[1]] = sub[sub.columns[1]].map(lambda c: label_map.get(c, c))
     kind = check_submission(sub, [label_map.get(c, c) for c in class_names], comp.sample, answer)
     return write_submission(sub, output, kind, force=force, data_dirs=data_dirs)
@@ -224,11 +233,15 @@ def tta_that_helps(run, model, tta: int, log=None) -> int:
 
 
 def ensemble_weights(runs, weights) -> list[float]:
+    """The weights normalised to sum to 1 (scaled by the largest first, so 1e308,1e308 is 0.5,0.5, not NaN)."""
     if not weights:
         return [1.0 / len(runs)] * len(runs)
-    if len(weights) != len(runs) or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise SubmissionError(f"--weights: give {len(runs)} non-negative numbers (one per run), not {list(weights)}")
-    return [w / sum(weights) for w in weights]
+    finite = all(isinstance(w, (int, float)) and np.isfinite(w) and w >= 0 for w in weights)
+    if len(weights) != len(runs) or not finite or max(weights) <= 0:
+        raise SubmissionError(f"--weights: give {len(runs)} finite non-negative numbers (one per run, not all 0), "
+                              f"not {list(weights)}")
+    scaled = [w / max(weights) for w in weights]
+    return [w / sum(scaled) for w in scaled]
 
 
 def ensemble_decision(runs, weights: list[float]) -> Decision:
@@ -320,6 +333,7 @@ def _guesses_score(name: str, truth: list[str], answers: list[str], metric: str)
                           TAG_METRICS[metric])
 
 
+@stage("scoring the submission")
 def score_submission(submission_path, answers_path, metric: str = "accuracy", positive: str = "") -> float:
     """Score a submission against an answer key the way a leaderboard would, after the same checks; every metric
     is kit.metrics'."""
@@ -328,6 +342,9 @@ def score_submission(submission_path, answers_path, metric: str = "accuracy", po
     check_metric(metric)
     name = Path(submission_path).name
     answers = read_table(Path(answers_path))
+    if len(answers.columns) < 2:
+        raise SubmissionError(f"{Path(answers_path).name}: one column ({answers.columns[0]}); an answer key holds the "
+                              "ids and the true answer of each")
     sub = _aligned(read_table(Path(submission_path)), answers, name)
     truth = answers.iloc[:, 1].tolist()
     if map_k(metric) or metric in TAG_METRICS:
@@ -377,7 +394,7 @@ def _labels_score(name: str, truth: list[str], predicted: list[str], metric: str
 def _probabilities_score(name: str, truth: list[str], sub: pd.DataFrame, metric: str) -> float:
     """One probability column per class; rows are divided by their sum first, as Kaggle's log loss does."""
     classes, columns = sorted(set(truth)), sorted(sub.columns)
-    if set(columns) < set(classes) or len(columns) != len(set(columns)):
+    if not set(classes) <= set(columns) or len(columns) != len(set(columns)):
         raise SubmissionError(f"{name}: probability columns {columns} do not cover the classes {classes}")
     try:
         probs = sub[columns].to_numpy(dtype=float)

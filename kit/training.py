@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from .accelerate import is_chief, precision
-from .answers import Answer, decide_answer
+from .answers import Answer, checked_label_map, decide_answer
 from .config import Config, resolve_augment
 from .data import MIN_IMAGES_PER_CLASS, Competition, ReadOptions, load_competition, strata
-from .errors import ConfigError, DataError, Interrupted, OutputError
+from .errors import ConfigError, DataError, Interrupted, OutputError, stage
 from .budget import Budget, plan_for_budget
 from .fit import closed_form_head, fit_skipping_broken
 from .folds import train_folds
@@ -27,6 +27,7 @@ from .runs import (
     MARK,
     RUN_INFO_FILE,
     SKIPPED_FILE,
+    VALIDATION_FILE,
     create_run_dir,
     environment_info,
     new_run_name,
@@ -100,6 +101,15 @@ def resolve_config(config: Config, report: ValidationReport, budget: Budget | No
                    optimizer=config.optimizer or optimizer, learning_rate=config.learning_rate or learning_rate)
 
 
+def say_what_validation_saw(report: ValidationReport, log, shown: int = 10) -> None:
+    """Validation's summary line and its first warnings: never hidden behind a training run."""
+    log(report.summary_line())
+    for problem in report.problems[:shown]:
+        log(f"  {problem.severity}: {problem}")
+    if len(report.problems) > shown:
+        log(f"  … and {len(report.problems) - shown} more (all in the run's {VALIDATION_FILE})")
+
+
 def split_train_validation(comp: Competition, config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The folder's own validation/ split when it has one, else a seeded stratified split."""
     if comp.validation is not None:
@@ -151,10 +161,12 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
     """
     _refuse_early(config, resume)
     comp, report, skipped = load_and_validate(config, progress=not getattr(log, "quiet", False))
+    say_what_validation_saw(report, log)
     if command == "run" and comp.test is None:  # kit run ends with a submission: refuse now, not after training
         raise DataError(f"{config.data}: no test table, sample submission or test folder, so no submission can be "
                         "written; use `kit train`, or pass --test-csv/--sample/--test-images")
     answer = decide_answer(comp.sample, comp.class_names, config, comp.sample_file, comp.tag_separator)
+    checked_label_map(config, comp.class_names, answer)
     split = split_train_validation(comp, config) if config.folds < 2 else None  # fails before a run folder exists
     test_images = len(comp.test) if command == "run" else 0
     budget = Budget(deadline, (len(split[1]) if split else 0) + test_images) if deadline and not resume else None
@@ -211,6 +223,7 @@ def _refuse_early(config: Config, resume: bool) -> None:
                               f"choose a folder outside it")
 
 
+@stage("training")
 def _train_in(run_dir: Path, config: Config, comp: Competition, report: ValidationReport, skipped: list, split,
               log, resume: bool = False, budget: Budget | None = None) -> TrainResult:
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -222,6 +235,7 @@ def _train_in(run_dir: Path, config: Config, comp: Competition, report: Validati
                     "resumed": earlier.get("resumed", []) + [started_at]}
     write_json(run_dir / RUN_INFO_FILE, run_info)
     write_run_settings(run_dir, config, comp.class_names)
+    write_json(run_dir / VALIDATION_FILE, report.seen())
     if skipped:
         write_skipped(run_dir, [(p.file, p.row, p.message) for p in skipped])
         log(f"Skipping {len(skipped)} bad training image(s); listed in {run_dir / SKIPPED_FILE}")

@@ -17,7 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .data import MIN_IMAGES_PER_CLASS, Competition, Problem, relative_name, split_tags
-from .errors import ImageError, few, image_error_in
+from .errors import ImageError, few, image_error_in, stage
 from .images import (
     FORMAT_OF_EXTENSION,
     PROCESSES_FROM,
@@ -79,6 +79,17 @@ class ValidationReport:
         for what, n in sorted(self.fallbacks.items()):
             lines.append(f"fallback: {what}: {n} image(s)")
         return "\n".join(lines)
+
+    def summary_line(self) -> str:
+        """One line: what was checked and what was found."""
+        return (f"Validated: train {sum(self.class_counts.values())} images in {len(self.class_counts)} classes, test "
+                f"{self.num_test}; {len(self.errors)} error(s), {len(self.warnings)} warning(s)")
+
+    def seen(self, shown: int = 10) -> dict:
+        """What validation saw, for a run folder (validation.json) and its report: the summary, every warning
+        (and skipped error) as one line each, their count."""
+        return {"summary": self.summary_line(), "details": self.summary(),
+                "warnings": [str(p) for p in self.problems], "count": len(self.problems), "shown": shown}
 
     def to_dict(self, first: int = 5) -> dict:
         """Machine-readable form for `kit validate --json`: counts per case and the first rows of each."""
@@ -274,6 +285,7 @@ def _check_labels(train: pd.DataFrame, raw_labels: pd.Series | None, name: str, 
                                 "class name; if it means 'missing', remove those rows"))
 
 
+@stage("validating the data")
 def validate(comp: Competition, check_images: bool = True, check_train: bool = True,
              progress: bool = False) -> ValidationReport:
     """Check everything training and submission rely on; name every bad row."""

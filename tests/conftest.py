@@ -13,6 +13,7 @@ os.environ.setdefault("KIT_CACHE_DIR", tempfile.mkdtemp(prefix="kit-cache-"))  #
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
 # Each class is a distinct, easily learned pattern, so a 2-epoch model beats chance clearly.
@@ -102,3 +103,22 @@ def folder_hash(root: Path) -> dict:
 @pytest.fixture
 def av_folder(tmp_path):
     return make_av_folder(tmp_path / "comp")
+
+
+def invoke(*args, **kwargs):
+    """The CLI in this process; an exception kit did not turn into one line is a test failure."""
+    from kit.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args], **kwargs)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+def one_error(result, *parts):
+    """Exit 2 and exactly one line, `Error: …`, holding every part."""
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 2 and len(errors) == 1, result.output
+    for part in parts:
+        assert part in errors[0], errors[0]
+    return errors[0]

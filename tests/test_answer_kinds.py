@@ -281,7 +281,12 @@ def test_tags_are_told_from_class_names_with_spaces():
 def test_the_sample_decides_top_k_and_spaces_in_class_names_refuse_it():
     sample = pd.DataFrame({"Image": ["a.jpg", "b.jpg"], "Id": ["new_whale w_1 w_2 w_3 w_4"] * 2})
     assert decide_answer(sample, [f"w_{i}" for i in range(9)], Config()) == Answer("top-k", k=5)
-    assert decide_answer(sample, ["Common wheat", "b", "c", "d", "e", "f"], Config()).kind == "label"
+    with pytest.raises(KitError, match="5 space-separated guesses per row, but class names hold spaces"):
+        decide_answer(sample, ["Common wheat", "b", "c", "d", "e", "f"], Config())  # "Common wheat" = 2 guesses
+    seedlings = pd.DataFrame({"file": ["a.png", "b.png"], "species": ["Sugar beet"] * 2})  # labels with spaces
+    assert decide_answer(seedlings, ["Sugar beet", "Common wheat", "Maize"], Config()).kind == "label"
+    planet = pd.DataFrame({"image_name": ["a", "b"], "tags": ["primary clear"] * 2})  # tags read as labels
+    assert decide_answer(planet, ["clear primary", "haze primary road", "cloudy"], Config()).kind == "label"
     with pytest.raises(KitError, match="class names hold spaces"):
         decide_answer(sample, ["Common wheat", "b", "c"], Config(submission="top-k"))
 

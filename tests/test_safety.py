@@ -9,9 +9,10 @@ import zlib
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from conftest import (
     folder_hash,
+    invoke,
+    one_error,
     make_av_folder,
     make_class_folders,
     make_image,
@@ -21,26 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from kit.cli import cli
 
 FAST = ["--epochs", "1", "--batch-size", "8", "--image-size", "16", "--augment", "none"]
-
-
-def invoke(*args, **kwargs):
-    """The CLI in this process; an exception kit did not turn into one line is a test failure."""
-    result = CliRunner().invoke(cli, [str(a) for a in args], **kwargs)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    assert "Traceback" not in result.output
-    return result
-
-
-def one_error(result, *parts):
-    """Exit 2 and exactly one line, `Error: …`, holding every part."""
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert result.exit_code == 2 and len(errors) == 1, result.output
-    for part in parts:
-        assert part in errors[0], errors[0]
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
