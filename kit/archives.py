@@ -8,6 +8,7 @@ about its size is caught. Encrypted, unsupported, corrupt and truncated archives
 
 from __future__ import annotations
 
+import re
 import stat
 import tarfile
 import zipfile
@@ -113,8 +114,17 @@ def _zip_members(archive: Path) -> list[Member]:
         if mode and (stat.S_ISLNK(mode) or not (stat.S_ISREG(mode) or stat.S_IFMT(mode) == 0)):
             raise DataError(f"{archive.name}: member '{info.filename}' is a {'symbolic link' if stat.S_ISLNK(mode) else 'special file'}; "
                             "kit extracts only regular files, so refusing the archive")
-        found.append(Member(info.filename, info.file_size, info.compress_size, info))
+        found.append(Member(_normal(info.filename), info.file_size, info.compress_size, info))
     return found
+
+
+def _normal(name: str) -> str:
+    """A member's name as a relative POSIX path: Windows separators, './' and doubled slashes tidied (a name
+    that leaves the folder keeps its '..' or leading '/' and is refused)."""
+    name = name.replace("\\", "/")
+    while name.startswith("./"):
+        name = name[2:]
+    return re.sub(r"/+", "/", name.replace("/./", "/"))
 
 
 def _tar_members(archive: Path) -> list[Member]:
@@ -128,7 +138,7 @@ def _tar_members(archive: Path) -> list[Member]:
             kind = "link" if info.issym() or info.islnk() else "special file"
             raise DataError(f"{archive.name}: member '{info.name}' is a {kind}; kit extracts only regular files, so "
                             "refusing the archive")
-        found.append(Member(info.name, info.size, 0, info))
+        found.append(Member(_normal(info.name), info.size, 0, info))
     return found
 
 

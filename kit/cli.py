@@ -30,8 +30,8 @@ class KitGroup(click.Group):
                 raise
             click.echo(f"Error: {shortened(os_error_line(e))}", err=True)
             ctx.exit(2)
-        except click.exceptions.ClickException:
-            raise
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # Click's own: --help, usage errors, exits
         except Exception as e:  # the last resort: whatever a library raised, one line and --debug for the rest
             if ctx.params.get("debug"):
                 raise

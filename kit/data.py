@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 
 from .config import class_in_name, parse_name_pattern
@@ -23,6 +24,23 @@ from .errors import ConfigError, DataError, columns_text, few, one_line, stage
 from .images import (
     IMAGE_EXTENSIONS,
     is_image_name,
+)
+from .layout import (
+    LABEL_NAMES,
+    Ambiguous,
+    Reading,
+    find_class_folders,
+    id_column_by_content,
+    image_folders,
+    image_names,
+    one_hot_columns,
+    is_junk,
+    is_split_name,
+    listed_stems,
+    split_kind,
+    split_lists,
+    unreadable_formats,
+    unwrapped_root,
 )
 from .paths import confined as _confined
 from .paths import inside_data as _inside
@@ -32,14 +50,6 @@ from .sources import readable_folder, table_kind
 TRAIN_IMAGE_DIRS = ("train", "train/images", "images/train", "Images/train", "train_images", "images", "Images", ".")
 TEST_IMAGE_DIRS = ("test", "test/images", "images/test", "Images/test", "test_images", "images", "Images", ".")
 VALIDATION_DIRS = ("validation", "valid", "val")
-# Folders that hold a split, never a class: the class-folder layout does not take them as classes (seg_train,
-# test1, train-jpg, images, …).
-SPLIT_NAME = re.compile(r"(^|[_\-\s.])(train|training|test|testing|val|valid|validation|pred|images?|imgs)"
-                        r"([_\-\s.\d]|jpg|png|$)", re.IGNORECASE)
-
-
-def is_split_name(name: str) -> bool:
-    return bool(SPLIT_NAME.search(name))
 MIN_IMAGES_PER_CLASS = 2
 
 
@@ -177,8 +187,9 @@ def relative_name(path: Path, root: Path | None) -> str:
 def _find_tables(root: Path, given: dict[str, str]) -> dict[str, Path | None]:
     """The train, test and sample tables: given ones (--train-csv, --test-csv, --sample, relative to the folder),
     else found by name at the top of the folder, else one folder down (train/train.csv)."""
-    found: dict[str, list[Path]] = {"train": [], "test": [], "sample": []}
-    for folder in [root] + sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+    found: dict[str, list[Path]] = {"train": [], "test": [], "sample": [], "validation": []}
+    for folder in [root] + sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+                                  and not is_junk(d.name)):
         for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
             kind = table_kind(entry.name) if entry.is_file() and entry.suffix.lower() == ".csv" else None
             if kind and (folder == root or not found[kind]):
@@ -196,10 +207,35 @@ def _find_tables(root: Path, given: dict[str, str]) -> dict[str, Path | None]:
             names = ", ".join(relative_name(p, root) for p in paths)
             raise DataError(f"{root}: several {kind} tables ({names}); pass {TABLE_OPTIONS[kind]} FILE to choose one")
         chosen[kind] = exact[0] if exact else (paths[0] if paths else None)
+    if chosen["train"] is None and not given.get("train"):
+        chosen["train"] = _table_by_content(root, [p for p in chosen.values() if p is not None])
     return chosen
 
 
-TABLE_OPTIONS = {"train": "--train-csv", "test": "--test-csv", "sample": "--sample"}
+TABLE_OPTIONS = {"train": "--train-csv", "test": "--test-csv", "sample": "--sample", "validation": "--train-csv"}
+
+
+def _table_by_content(root: Path, taken: list[Path]) -> Path | None:
+    """A training table named like nothing kit knows (meta.csv, HAM10000_metadata.csv): the table at the top or one
+    folder down whose one column names image files and which holds another column, most such rows first."""
+    names, best, best_hits = None, None, 0
+    folders = [root] + sorted(d for d in root.iterdir() if d.is_dir() and not is_junk(d.name)
+                              and not d.name.startswith("."))
+    for path in [p for f in folders for p in sorted(f.iterdir()) if p.is_file() and p.suffix.lower() in
+                 (".csv", ".tsv") and p not in taken and table_kind(p.name) is None]:
+        try:
+            table = read_table(path, root)
+        except DataError:
+            continue
+        if len(table.columns) < 2:
+            continue
+        names = names if names is not None else image_names(root)
+        column = id_column_by_content(table, names)
+        hits = sum(str(v).replace("\\", "/").rsplit("/", 1)[-1].lower() in names
+                   for v in table[column].head(200)) if column else 0
+        if hits > best_hits and hits >= 0.5 * min(200, len(table)):
+            best, best_hits = path, hits
+    return best
 
 
 def _given_table(root: Path, kind: str, value: str) -> Path:
@@ -269,9 +305,9 @@ def _resolve_ids(root: Path, table: pd.DataFrame, id_col: str, table_name: str, 
     dirs = image_dirs(root, side, options.train_images if side == "train" else options.test_images)
     follow = options.follow_symlinks
     by_path = any("/" in str(v) or "\\" in str(v) for v in ids[:50])
-    folders = [f for f in (ImageFolder(root, d) for d in dirs) if f.by_name or (by_path and f.path.is_dir())]
-    hits = {id(f): sum(1 for i in ids if not unsafe_path_reason(i) and _lookup(f, i)) for f in folders}
-    folders = sorted((f for f in folders if hits[id(f)]), key=lambda f: -hits[id(f)])
+    folders = _folders_holding(root, dirs, ids, by_path)
+    if not folders and not (options.train_images if side == "train" else options.test_images):
+        folders = _folders_holding(root, tuple(image_folders(root)), ids, by_path)  # anywhere (HAM10000's parts)
     if not folders:
         looked = ", ".join(d + "/" for d in dirs if d != ".") or "no folder"
         zips = sorted(p.name for p in root.glob("*.zip"))
@@ -286,6 +322,15 @@ def _resolve_ids(root: Path, table: pd.DataFrame, id_col: str, table_name: str, 
              for row, image_id in zip(table_lines(table), ids)]
     _one_case_warning(problems, start)
     return paths, folders
+
+
+def _folders_holding(root: Path, dirs, ids: list[str], by_path: bool) -> list[ImageFolder]:
+    """The folders among `dirs` that hold the images of some ids, most first."""
+    folders = [f for f in (ImageFolder(root, d) for d in dict.fromkeys(dirs)) if f.by_name or
+               (by_path and f.path.is_dir())]
+    sample = ids if len(ids) <= 2000 else ids[:: len(ids) // 2000]
+    hits = {id(f): sum(1 for i in sample if not unsafe_path_reason(i) and _lookup(f, i)) for f in folders}
+    return sorted((f for f in folders if hits[id(f)]), key=lambda f: -hits[id(f)])
 
 
 def _lookup(folder: ImageFolder, image_id: str) -> list[str]:
@@ -392,25 +437,49 @@ def _unlisted(folders: list[ImageFolder], tables: list[pd.DataFrame]) -> list[st
 # --------------------------------------------------------------------------------------- layouts
 
 
-def _pick_columns(train: pd.DataFrame, sample: pd.DataFrame | None, test: pd.DataFrame | None,
-                  train_name: str, label_col: str | None) -> tuple[str, str]:
-    id_col = sample.columns[0] if sample is not None else (test.columns[0] if test is not None else train.columns[0])
-    if id_col not in train.columns:
-        id_col = train.columns[0]
+ONE_HOT_LABEL = "label (one-hot)"  # the label column kit makes from a one-hot group of columns
+
+
+def _pick_columns(root: Path, train: pd.DataFrame, sample: pd.DataFrame | None, test: pd.DataFrame | None,
+                  train_name: str, label_col: str | None) -> tuple[str, str, pd.DataFrame]:
+    """The id and label columns, by content: the column naming image files is the id (the sample's first column
+    when the training table has it); the label is --label-col, the sample's value column, a one-hot group of 0/1
+    columns (made into one label column), a column named like a label, or the one other column."""
+    id_col = sample.columns[0] if sample is not None and sample.columns[0] in train.columns else None
+    id_col = id_col or id_column_by_content(train, image_names(root)) or \
+        (test.columns[0] if test is not None and test.columns[0] in train.columns else train.columns[0])
     if label_col:
         if label_col not in train.columns:
             raise DataError(f"{train_name}: no column '{label_col}' (--label-col); columns are: "
                             f"{columns_text(train.columns)}")
-        return id_col, label_col
-    if sample is not None and len(sample.columns) == 2 and sample.columns[1] in train.columns and sample.columns[1] != id_col:
-        return id_col, sample.columns[1]
+        return id_col, label_col, train
+    if sample is not None and len(sample.columns) == 2 and sample.columns[1] in train.columns and \
+            sample.columns[1] != id_col:
+        return id_col, sample.columns[1], train
     others = [c for c in train.columns if c != id_col]
+    group = one_hot_columns(train, {id_col})
+    if group and (len(group) == len(others) or (sample is not None and set(group) <= set(sample.columns[1:]))):
+        labels = train[group].apply(lambda row: group[[v.strip() in ("1", "1.0", "1.00") for v in row].index(True)],
+                                    axis=1)
+        return id_col, ONE_HOT_LABEL, train.assign(**{ONE_HOT_LABEL: labels})
     if len(others) == 1:
-        return id_col, others[0]
+        return id_col, others[0], train
     if not others:
         raise DataError(f"{train_name}: only one column ({id_col}); expected an id column and a label column")
+    named = sorted((c for c in others if c.strip().lower().replace(" ", "_") in LABEL_NAMES),
+                   key=lambda c: LABEL_NAMES.index(c.strip().lower().replace(" ", "_")))
+    if named:
+        return id_col, named[0], train
     raise DataError(f"{train_name}: cannot tell which column is the label (columns: {columns_text(train.columns)}); "
-                    "pass --label-col NAME")
+                    f"pass --label-col NAME: `kit run DATA --label-col {_likeliest_label(train, others)}`")
+
+
+def _likeliest_label(train: pd.DataFrame, columns: list[str]) -> str:
+    """The column most like a label: values that repeat, fewest distinct but at least two."""
+    def score(column):
+        distinct = train[column].nunique()
+        return (2 <= distinct < len(train), -distinct)
+    return max(columns, key=score)
 
 
 @dataclass(frozen=True)
@@ -449,7 +518,7 @@ def _read_csv_layout(root: Path, tables: dict[str, Path | None], options: ReadOp
     test = read_table(tables["test"], root) if tables["test"] else None
     if test is not None and sample is not None and sample.columns[0] not in test.columns:
         test, tables = None, {**tables, "test": None}  # a table of something else (Planet's file mapping)
-    id_col, label_col = _pick_columns(train, sample, test, train_name, options.label_col)
+    id_col, label_col, train = _pick_columns(root, train, sample, test, train_name, options.label_col)
     if options.group_col and options.group_col not in train.columns:
         raise DataError(f"{train_name}: no column '{options.group_col}' (--group-col); columns are: "
                         f"{columns_text(train.columns)}")
@@ -457,6 +526,7 @@ def _read_csv_layout(root: Path, tables: dict[str, Path | None], options: ReadOp
     for row in repeated:
         problems.append(Problem("warning", "repeated_row", train_name, "exact repeat of an earlier row; used once", row))
     train_paths, folders = _resolve_ids(root, train, id_col, train_name, "train", problems, options)
+    validation = _validation_table(root, tables.get("validation"), id_col, label_col, problems, options)
     labels = train[label_col].str.strip()
     train_df = pd.DataFrame({"id": train[id_col], "path": train_paths, "label": labels, "row": train["_row"]})
     if options.group_col:
@@ -473,12 +543,28 @@ def _read_csv_layout(root: Path, tables: dict[str, Path | None], options: ReadOp
         tag_separator(labels, options.submission or "auto")
     class_names = sorted({t for lab in labels for t in split_tags(lab, separator)} if separator else
                          {lab for lab in labels if lab})
-    return Competition(root=root, layout="csv", train=train_df, test=test_df, validation=None, class_names=class_names,
+    return Competition(root=root, layout="csv", train=train_df, test=test_df, validation=validation,
+                       class_names=class_names,
                        tag_separator=separator,
                        id_col=id_col, label_col=label_col, train_file=train_name, test_file=test_name,
                        sample_file=relative_name(tables["sample"], root) if tables["sample"] else None, sample=sample,
                        problems=problems, raw_labels=train[label_col].reset_index(drop=True),
                        unlisted_images=_unlisted(folders, [t for t in (train_df, test_df) if t is not None]))
+
+
+def _validation_table(root: Path, path: Path | None, id_col: str, label_col: str, problems: list[Problem],
+                      options: ReadOptions) -> pd.DataFrame | None:
+    """An official validation table (val.csv, valid.csv, validation.csv) with the training table's columns: the
+    validation split, instead of one drawn from the training images."""
+    if path is None:
+        return None
+    table = read_table(path, root)
+    if id_col not in table.columns or label_col not in table.columns:
+        return None
+    name = relative_name(path, root)
+    paths, _ = _resolve_ids(root, table, id_col, name, "train", problems, options)
+    return pd.DataFrame({"id": table[id_col], "path": paths, "label": table[label_col].str.strip(),
+                         "row": table_lines(table)})
 
 
 TAG_SEPARATORS = (" ", "|", ";")
@@ -541,7 +627,8 @@ def _image_files(folder: Path, root: Path, follow: bool) -> list[str]:
             dirnames.clear()
             continue
         seen.add(real)
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if not is_junk(d))
+        filenames = [f for f in filenames if not is_junk(f)]
         for name in dirnames + filenames:
             if not follow and os.path.islink(os.path.join(dirpath, name)):
                 _confined(Path(dirpath) / name, root, follow)
@@ -556,7 +643,7 @@ def _class_dirs(folder: Path, root: Path, follow: bool) -> list[Path]:
     if not folder.is_dir():
         return []
     _confined(folder, root, follow)
-    dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
+    dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and not is_junk(d.name)
                   and not is_split_name(d.name))
     for d in dirs:
         _confined(d, root, follow)
@@ -573,7 +660,7 @@ def _labelled_folder(folder: Path, root: Path, follow: bool) -> pd.DataFrame:
     return table
 
 
-NAME_LABEL = r"^([A-Za-z][A-Za-z ]*?)[._ -]\d+\.[A-Za-z]+$"  # cat.0.jpg, dog.123.jpg: Dogs vs. Cats
+NAME_LABEL = r"^([A-Za-z][A-Za-z_ -]*?)[._ -]\d+\.[A-Za-z]+$"  # cat.0.jpg (Dogs vs. Cats), great_pyrenees_12.jpg (Pets)
 
 
 def _labelled_by_name(folder: Path, root: Path, options: ReadOptions) -> pd.DataFrame:
@@ -598,26 +685,56 @@ def _labelled_by_name(folder: Path, root: Path, options: ReadOptions) -> pd.Data
     return pd.DataFrame({"id": files, "path": [str(folder / f) for f in files], "label": labels, "row": None})
 
 
-def _train_folder(root: Path, options: ReadOptions) -> tuple[Path, pd.DataFrame]:
-    """The training images of a layout without a table: class folders (train/<class>/ or <class>/), or one folder
-    of images whose names carry the class (train/cat.0.jpg)."""
+def _train_folder(root: Path, options: ReadOptions) -> tuple[Path, pd.DataFrame, Reading | None]:
+    """The training images of a layout without a table: class folders at any depth (train/<class>/, <class>/,
+    101_ObjectCategories/<class>/, chest_xray/train/<class>/; kit.layout decides by content), or one folder of
+    images whose names carry the class (train/cat.0.jpg)."""
     follow = options.follow_symlinks
     named = [_unwrapped(root / d) for d in options.train_images or
              [d.name for d in sorted(root.iterdir()) if d.is_dir() and "train" in d.name.lower()]]
-    for folder in named + [root]:
-        if folder.is_dir() and _class_dirs(folder, root, follow) and not options.label_from_name:
-            return folder, _labelled_folder(folder, root, follow)
+    if not options.label_from_name:
+        for folder in named:
+            if folder.is_dir() and len(_class_dirs(folder, root, follow)) >= 1:
+                return folder, _labelled_folder(folder, root, follow), None
+        try:
+            reading = None if options.train_images else find_class_folders(root)
+        except Ambiguous as e:
+            what, flag = str(e).split("|")
+            raise DataError(f"{root}: {what} Pass {flag.split()[0]}: `kit run DATA {flag}`") from None
+        if reading is not None:
+            for part in (reading.train, reading.validation, reading.test):
+                if part is not None:
+                    _confined(part, root, follow)
+            return reading.train, _labelled_folder(reading.train, root, follow), reading
+    for folder in named + _image_folders(root, named):
+        table = _labelled_by_name(folder, root, options)
+        if len(table):
+            return folder, table, None
     for folder in named:
-        if folder.is_dir():
-            table = _labelled_by_name(folder, root, options)
-            if len(table):
-                return folder, table
-            if _image_files(folder, root, follow):
-                raise DataError(f"{relative_name(folder, root)}/: images, but no class folders and no table says their "
-                                "classes; pass --label-from-name REGEX (one group, the class) if their names carry "
-                                "it, or --train-csv FILE")
+        if folder.is_dir() and _image_files(folder, root, follow):
+            raise DataError(f"{relative_name(folder, root)}/: images, but no class folders and no table says their "
+                            "classes; pass --label-from-name REGEX (one group, the class) if their names carry "
+                            "it, or --train-csv FILE")
+    formats = unreadable_formats(root)
+    if formats:
+        raise DataError(f"{root}: holds {', '.join(formats)} but no image files or tables kit reads; kit reads "
+                        "images (PNG, JPEG, …), CSV tables, pixel tables, zips and tars, so convert the data to one "
+                        "of those")
     raise DataError(f"{root}: no training table and no class folders with images (expected train.csv or "
                     "labels.csv, or train/<class>/<image>, or <class>/<image>, or train/<class>.<n>.jpg)")
+
+
+def _image_folders(root: Path, named: list[Path]) -> list[Path]:
+    """Top-level folders (and their one sub-folder) holding images directly, most images first: where images
+    named by class may be (Oxford Pets' images/)."""
+    found = []
+    for d in sorted(root.iterdir()):
+        if d.is_dir() and not is_junk(d.name) and not d.name.startswith(".") and d not in named:
+            folder = _unwrapped(d)
+            count = sum(1 for p in folder.iterdir() if p.is_file() and is_image_name(p.name))
+            if count:
+                found.append((-count, folder))
+    return [f for _, f in sorted(found, key=lambda item: item[0])]
 
 
 def _unwrapped(folder: Path) -> Path:
@@ -656,10 +773,48 @@ def _validation_folder(root: Path, options: ReadOptions, problems: list[Problem]
     return None
 
 
+def _official_splits(root: Path, train: pd.DataFrame, validation, problems: list[Problem]):
+    """Split lists (Food-101's meta/train.txt and test.txt, Oxford Pets' annotations/trainval.txt and test.txt)
+    decide which images train, validate and test: an image an official test list names is never trained on."""
+    lists = split_lists(root)
+    if not lists or not len(train):
+        return train, validation, None
+    keys = train["id"].map(lambda i: i.rsplit(".", 1)[0] if is_image_name(i) else i)
+    names = keys.map(lambda k: k.rsplit("/", 1)[-1])
+    sides = {}
+    for kind, path in lists.items():
+        stems = set(listed_stems(path))
+        hit = keys.isin(stems) | names.isin(stems)
+        if hit.mean() > 0 and hit.sum() >= 0.5 * len(stems):
+            sides[kind] = (hit, relative_name(path, root))
+    if "test" not in sides and "validation" not in sides:
+        return train, validation, None
+    listed_test = None
+    if "test" in sides:
+        hit, name = sides["test"]
+        test = train[hit].drop(columns=["row"]).assign(row=None)
+        listed_test = (test[["id", "path", "label", "row"]].reset_index(drop=True), name)
+    if "validation" in sides and validation is None:
+        validation = train[sides["validation"][0]].reset_index(drop=True)
+    kept = sides["train"][0] if "train" in sides else ~np.logical_or.reduce(
+        [hit for kind, (hit, _) in sides.items() if kind != "train"])
+    problems.append(Problem("warning", "official_split", ", ".join(name for _, name in sides.values()),
+                            f"official split lists used: {int(kept.sum())} training images"
+                            + (f", {int(sides['test'][0].sum())} test images (never trained on)" if "test" in sides
+                               else "")))
+    return train[kept].reset_index(drop=True), validation, listed_test
+
+
 def _read_folder_layout(root: Path, tables: dict[str, Path | None], options: ReadOptions) -> Competition:
     problems: list[Problem] = []
-    train_dir, train = _train_folder(root, options)
-    validation = _validation_folder(root, options, problems)
+    train_dir, train, reading = _train_folder(root, options)
+    follow = options.follow_symlinks
+    if reading is not None and reading.validation is not None:
+        validation = _labelled_folder(reading.validation, root, follow) \
+            if _class_dirs(reading.validation, root, follow) else None
+    else:
+        validation = _validation_folder(root, options, problems)
+    train, validation, listed_test = _official_splits(root, train, validation, problems)
     if validation is not None:
         unknown = sorted(set(validation["label"]) - set(train["label"]))
         if unknown:
@@ -667,7 +822,9 @@ def _read_folder_layout(root: Path, tables: dict[str, Path | None], options: Rea
                             f"{few(unknown)} are not among the training classes ({len(unknown)} of "
                             f"{validation['label'].nunique()}); check the layout, or pass --train-images")
     sample = read_table(tables["sample"], root) if tables["sample"] else None
-    test, test_name = _test_folder(root, train_dir, options)
+    test, test_name = _test_folder(root, train_dir, options, reading)
+    if listed_test is not None:
+        test, test_name = listed_test
     id_col = "id"
     if sample is not None:
         id_col, test_name = sample.columns[0], relative_name(tables["sample"], root)
@@ -681,13 +838,18 @@ def _read_folder_layout(root: Path, tables: dict[str, Path | None], options: Rea
                        problems=problems)
 
 
-def _test_folder(root: Path, train_dir: Path, options: ReadOptions) -> tuple[pd.DataFrame | None, str | None]:
-    """The test images of a layout without a test table: the first test folder holding images (test/, test1/, …);
-    a test folder of class folders is labelled (its ids carry the class: kept as answers)."""
+def _test_folder(root: Path, train_dir: Path, options: ReadOptions, reading: Reading | None = None
+                 ) -> tuple[pd.DataFrame | None, str | None]:
+    """The test images of a layout without a test table: the split folder kit.layout found beside the training
+    one, else the first test folder holding images (test/, test1/, …); a test folder of class folders is labelled
+    (its ids carry the class: kept as answers)."""
     follow = options.follow_symlinks
-    for rel in image_dirs(root, "test", options.test_images):
+    beside = [relative_name(reading.test, root)] if reading is not None and reading.test is not None else []
+    for rel in beside + list(image_dirs(root, "test", options.test_images)):
         folder = _unwrapped(root / rel)
-        if rel == "." or not folder.is_dir() or folder == train_dir or train_dir == root:
+        if rel == "." or not folder.is_dir() or folder == train_dir:
+            continue
+        if train_dir == root and split_kind(Path(rel).name) != "test":  # the classes sit at the top: only test/…
             continue
         if _class_dirs(folder, root, follow) and not [p for p in folder.iterdir()
                                                       if p.is_file() and is_image_name(p.name)]:
@@ -705,7 +867,8 @@ def load_competition(data_dir, options: ReadOptions | None = None, **flags) -> C
     options = options or ReadOptions.of(SimpleNamespace(**flags))
     if not Path(data_dir).is_dir():
         raise DataError(f"{data_dir}: not a folder (expected a competition folder with train.csv or class folders)")
-    root = readable_folder(Path(os.path.abspath(data_dir)), options.follow_symlinks)  # absolute: a run folder works from any directory
+    root = unwrapped_root(Path(os.path.abspath(data_dir)))  # a download unzipped into a folder of its own name
+    root = unwrapped_root(readable_folder(root, options.follow_symlinks))  # absolute: a run folder works from any directory
     for option, values in (("--train-images", options.train_images), ("--test-images", options.test_images)):
         for value in values:
             if unsafe_path_reason(value) or not (root / value).is_dir():

@@ -272,6 +272,12 @@ def read_class_names(run_dir) -> list[str]:
     """class_names.json: a list of at least two distinct strings."""
     path = Path(run_dir) / CLASS_NAMES_FILE
     names = read_json(path)
+    manifest = Path(run_dir) / MANIFEST_FILE
+    recorded = read_json(manifest) if manifest.is_file() else {}
+    if isinstance(recorded, dict) and isinstance(recorded.get(CLASS_NAMES_FILE), str) and \
+            recorded[CLASS_NAMES_FILE] != sha256_file(path):
+        raise RunError(f"{path}: changed after kit wrote it (its sha256 differs from {manifest}); the model's outputs "
+                       "follow the original order, so restore the file or train again")
     if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) and n for n in names):
         raise RunError(f"{path}: expected a list of at least two class names (non-empty strings)")
     if len(set(names)) != len(names):
@@ -355,8 +361,15 @@ class Run:
                 raise RunError(f"{missing[0] / MODEL_FILE}: missing ({len(missing)} of the run's {len(folds)} fold "
                                "models are); a k-fold run predicts with all its folds, so finish it with "
                                f"`kit train --resume {self.path}` or train it again")
+            linked = [f for f in folds if f.is_symlink()]
+            if linked:
+                raise RunError(f"{linked[0]}: a symbolic link; a k-fold run's folds are folders of its own")
             members = [Run.open(f, self.trusted) for f in folds]
-            for member in members:
+            for k, member in enumerate(members):
+                if member.config.name != f"fold{k}" or member.config.data != self.config.data or \
+                        member.config.seed != self.config.seed:
+                    raise RunError(f"{member.path}: not fold {k} of this run (its config.json names run "
+                                   f"'{member.config.name}'); the run folder was edited, so train it again")
                 if member.class_names != self.class_names:
                     raise RunError(f"{member.path / CLASS_NAMES_FILE}: its classes differ from the k-fold run's "
                                    f"({self.path / CLASS_NAMES_FILE}); the run folder was edited")
@@ -413,8 +426,10 @@ def check_trusted(path, trusted, what: str) -> None:
 
 
 def write_manifest(run_dir) -> None:
+    """The sha256 of the model and of its class names: a model's outputs mean nothing without the names."""
     run_dir = Path(run_dir)
-    write_json(run_dir / MANIFEST_FILE, {MODEL_FILE: sha256_file(run_dir / MODEL_FILE)})
+    write_json(run_dir / MANIFEST_FILE, {MODEL_FILE: sha256_file(run_dir / MODEL_FILE),
+                                         CLASS_NAMES_FILE: sha256_file(run_dir / CLASS_NAMES_FILE)})
 
 
 RUN_TABLE_COLUMNS = ["name", "date", "model", "image_size", "epochs", "metric", "score", "val_accuracy", "seconds",

@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from . import archives
+from . import archives, pixel_strings
 from .errors import DataError, columns_text, stage
+from .pixel_strings import pixel_string_column
 from .paths import ORIGIN_FILE, readable_table, under
 
 PIXEL_COLUMN = re.compile(r"pixels?_?(\d+)$", re.IGNORECASE)
@@ -50,9 +51,10 @@ def cache_root() -> Path:
 def readable_folder(data: Path, follow: bool = False) -> Path:
     """The folder kit reads the competition from: `data` itself, or the folder derived from its archives and pixel
     tables (built once in kit's cache). follow: --follow-symlinks (tables linked from outside may be read)."""
-    pending = _pending_archives(data)
+    pending = _pending_archives(data, follow)
     pixel_tables = [p for p in _top_csvs(data) if table_kind(p.name) in ("train", "test")
                     and pixel_columns(_header(p, data, follow))]
+    pixel_tables += [p for p, _, _ in _string_tables(data, follow)]
     if not pending and not pixel_tables:
         return data
     cache = cache_root()
@@ -66,8 +68,7 @@ def readable_folder(data: Path, follow: bool = False) -> Path:
     with _locked(derived):
         if derived.is_dir():  # another kit built it while this one waited
             return derived
-        for stale in derived.parent.glob(f".{derived.name}.*"):  # a killed kit's half-built folder
-            shutil.rmtree(stale, ignore_errors=True)
+        _remove_half_built(derived.parent, derived.name)
         staging = Path(tempfile.mkdtemp(dir=derived.parent, prefix=f".{derived.name}."))
         try:
             _derive(data, staging, pending, follow)
@@ -75,6 +76,24 @@ def readable_folder(data: Path, follow: bool = False) -> Path:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return derived
+
+
+def _remove_half_built(folder: Path, ours: str) -> None:
+    """Staging folders a killed kit left (of this data folder or any other): removed once no kit holds their
+    lock (this kit holds `ours`)."""
+    for stale in [p for p in folder.glob(".*.*") if p.is_dir()]:
+        name = stale.name[1:].rsplit(".", 1)[0]
+        if name == ours:
+            shutil.rmtree(stale, ignore_errors=True)
+            continue
+        lock_path = folder / f"{name}.lock"
+        with open(lock_path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # being built right now
+            shutil.rmtree(stale, ignore_errors=True)
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextmanager
@@ -105,7 +124,25 @@ def table_kind(name: str) -> str | None:
         return "train"
     if stem.startswith("test") or re.search(r"[_\-]test$", stem):
         return "test"
+    if re.match(r"(val|valid|validation|dev)([_\-.\d]|$)", stem) or re.search(r"[_\-](val|valid|validation)$", stem):
+        return "validation"
     return None
+
+
+def _string_tables(folder: Path, follow: bool = False) -> list[tuple[Path, str, str | None]]:
+    """Tables of images as pixel strings (FER-2013's pixels column): (table, column, its split by name). A table
+    named like no split (fer2013.csv with a Usage column) is read only when no table is named train."""
+    found = []
+    for path in _top_csvs(folder):
+        kind = table_kind(path.name)
+        if kind in ("sample", "validation"):
+            continue
+        readable_table(path, folder, follow) if folder.parent != cache_root() / "derived" else None
+        column = pixel_string_column(path)
+        if column is not None:
+            found.append((path, column, kind))
+    named = [t for t in found if t[2] in ("train", "test")]
+    return named or found[:1]
 
 
 def _top_csvs(data: Path) -> list[Path]:
@@ -137,13 +174,14 @@ def pixel_columns(header: list[str]) -> list[str]:
     return []
 
 
-def _pending_archives(data: Path) -> list[Path]:
+def _pending_archives(data: Path, follow: bool = False) -> list[Path]:
     """Archives at the top of the data folder whose contents are not already there extracted: train.zip beside
     train/ is an old download, and a zip whose every member's top folder or file is already in the data folder
     (the Kaggle CLI's zip, unzipped by hand) too."""
     entries = set(os.listdir(data))
     pending = []
     for path in sorted(p for p in data.iterdir() if p.is_file() and archives.is_archive(p)):
+        readable_table(path, data, follow)  # an archive linked from outside is refused like any table
         if archives.archive_stem(path) in entries:
             continue
         if path.name.lower().endswith(".zip") and _all_extracted(path, entries):
@@ -213,6 +251,9 @@ def _derive(data: Path, out: Path, pending: list[Path], follow: bool) -> None:
                and pixel_columns(_header(p, data, follow))]
     if tables:
         _convert_pixel_tables(out, tables, data, follow)
+    for table, column, kind in _string_tables(out) + [t for t in _string_tables(data, follow)
+                                                      if t[0].name not in os.listdir(out)]:
+        pixel_strings.convert(out, table, column, kind)
     made = set(os.listdir(out))
     for name in sorted(taken - made):
         os.symlink(os.path.abspath(data / name), out / name)

@@ -153,6 +153,10 @@ def make_submission(run_dirs, data=None, output=None, force: bool = False, weigh
     for run in runs[1:]:
         if run.class_names != class_names:
             raise SubmissionError(f"{run.path}: its classes differ from {runs[0].path}'s; cannot average them")
+        if run.config.label_map != runs[0].config.label_map:
+            raise SubmissionError(f"{run.path}: its --label-map ({run.config.label_map or 'none'}) differs from "
+                                  f"{runs[0].path}'s ({runs[0].config.label_map or 'none'}); an ensemble writes one "
+                                  "kind of label, so train them alike")
     cfg = runs[0].config
     output = Path(output) if output else runs[0].path / SUBMISSION_FILE
     data_dirs = {data or cfg.data, *(r.config.data for r in runs)}

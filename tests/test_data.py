@@ -100,12 +100,14 @@ def test_bom_and_semicolon_are_read(av_folder):
 
 def test_ambiguous_label_column_lists_columns(av_folder):
     rows = [r.split(",") + ["x"] for r in (av_folder / "train.csv").read_text().splitlines()[1:]]
-    write_csv(av_folder / "train.csv", ["id", "label", "source"], rows)
+    write_csv(av_folder / "train.csv", ["id", "kind", "source"], rows)
     write_csv(av_folder / "sample_submission.csv", ["id", "target"], [("1", "cat")])
-    with pytest.raises(DataError, match=r"train.csv: cannot tell which column is the label \(columns: id, label, "
-                                        r"source\); pass --label-col NAME"):
+    with pytest.raises(DataError, match=r"train.csv: cannot tell which column is the label \(columns: id, kind, "
+                                        r"source\); pass --label-col NAME: `kit run DATA --label-col kind`"):
         load_competition(av_folder)
-    assert load_competition(av_folder, label_col="label").label_col == "label"
+    assert load_competition(av_folder, label_col="kind").label_col == "kind"
+    write_csv(av_folder / "train.csv", ["id", "label", "source"], rows)  # a column named label is the label
+    assert load_competition(av_folder).label_col == "label"
 
 
 def test_missing_image_names_file_row_and_candidates(av_folder):

@@ -57,7 +57,7 @@ def test_a_zip_beside_its_extracted_images_never_writes_into_them(tmp_path):
     (data / "test").rename(tmp_path / "test-away")  # now the zip has something to add: a derived folder
     result = invoke("validate", data)
     assert result.exit_code == 0, result.output
-    derived = next((tmp_path / "cache" / "derived").glob("D-*"))
+    derived = next(p for p in (tmp_path / "cache" / "derived").glob("D-*") if p.is_dir())
     assert (derived / "train").is_symlink() and not (derived / "test").is_symlink()
     assert folder_hash(data) == {k: v for k, v in before.items() if not (k == "test" or k.startswith("test/"))}
     assert np.array_equal(np.asarray(Image.open(derived / "train" / "00000.png")), np.asarray(edited))
@@ -338,13 +338,66 @@ def test_ensemble_weights_stay_finite_and_folds_must_all_be_there(trained):
         ensemble_weights([1, 2], [float("inf"), 1])
 
 
-def test_a_k_fold_run_missing_a_fold_is_refused(tmp_path):
+def test_a_k_fold_run_missing_or_swapping_a_fold_is_refused(tmp_path, trained):
+    _, _, other, _ = trained
     data = make_av_folder(tmp_path / "D", n_per_class=6)
     result = invoke("train", data, "--runs-dir", tmp_path / "runs", "--name", "k", "--folds", "2", *FAST)
     assert result.exit_code == 0, result.output
-    shutil.rmtree(tmp_path / "runs" / "k" / "fold1")
-    one_error(invoke("make-submission", tmp_path / "runs" / "k", "-o", tmp_path / "s.csv"), "fold1", "missing")
+    run = tmp_path / "runs" / "k"
+    shutil.move(run / "fold1", tmp_path / "fold1")
+    one_error(invoke("make-submission", run, "-o", tmp_path / "s.csv"), "fold1", "missing")
+    shutil.copytree(other, run / "fold1")  # another run's folder in the fold's place
+    one_error(invoke("make-submission", run, "-o", tmp_path / "s.csv"), "fold1", "not fold 1 of this run")
+    shutil.rmtree(run / "fold1")
+    (run / "fold1").symlink_to(tmp_path / "fold1")
+    one_error(invoke("make-submission", run, "-o", tmp_path / "s.csv"), "fold1", "symbolic link")
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_edited_class_names_are_caught(trained, tmp_path):
+    _, _, run, _ = trained
+    copy = tmp_path / "r"
+    shutil.copytree(run, copy)
+    names = (copy / "class_names.json").read_text()
+    (copy / "class_names.json").write_text(names.replace('"cat"', '"tmp"').replace('"emu"', '"cat"')
+                                           .replace('"tmp"', '"emu"'))
+    one_error(invoke("make-submission", copy, "-o", tmp_path / "s.csv"), "class_names.json", "changed after kit")
+    one_error(invoke("report", copy), "class_names.json", "changed after kit")
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "train", "score", "make-submission", "export", "predict"])
+def test_help_is_help(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0 and "Usage:" in result.output and "Error" not in result.output
+
+
+def test_an_archive_linked_from_outside_is_refused(tmp_path):
+    data = make_av_folder(tmp_path / "D")
+    zip_folder(data, "../test.zip", ["test/00024.png"])
+    shutil.rmtree(data / "test")
+    (data / "test.zip").symlink_to(tmp_path / "test.zip")
+    one_error(invoke("validate", data), "test.zip", "symbolic link that leads outside")
+
+
+def test_members_named_twice_in_other_spellings_are_one_line(tmp_path):
+    data = make_av_folder(tmp_path / "D")
+    png = (data / "test" / "00024.png").read_bytes()
+    shutil.rmtree(data / "test")
+    with zipfile.ZipFile(data / "test.zip", "w") as z:
+        z.writestr("test/00024.png", png)
+        z.writestr("./test/00024.png", png)
+    one_error(invoke("validate", data), "test.zip", "appears twice")
+
+
+def test_half_built_folders_of_older_keys_are_removed(tmp_path):
+    data = make_av_folder(tmp_path / "D")
+    zip_folder(data, "test.zip", ["test/00024.png"])
+    shutil.rmtree(data / "test")
+    derived = tmp_path / "cache" / "derived"
+    derived.mkdir(parents=True)
+    (derived / ".D-oldkey.x1y2").mkdir()  # a kit killed while it built for an older download
+    assert invoke("validate", data).exit_code == 2  # only one test image: the sample names six
+    assert not (derived / ".D-oldkey.x1y2").exists()
 
 
 # ------------------------------------------------------------------------------------- never a traceback

@@ -44,7 +44,8 @@ def test_exit_status_clean_warnings_strict_errors_and_json(tmp_path):
     (lambda d: (d / "train.csv").write_bytes(b"id,label\n1,\xff\n"),
      "Error: train.csv:2: not UTF-8 (byte 0xff); save the file as UTF-8"),
     (lambda d: (d / "train.csv").write_text("a,b,c\n1,2,3\n"),
-     "Error: train.csv: cannot tell which column is the label (columns: a, b, c); pass --label-col NAME"),
+     "Error: train.csv: cannot tell which column is the label (columns: a, b, c); pass --label-col NAME: "
+     "`kit run DATA --label-col b`"),
 ])
 def test_table_errors_are_one_line_without_traceback(tmp_path, break_it, message):
     data = make_av_folder(tmp_path / "c")
