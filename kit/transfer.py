@@ -14,7 +14,7 @@ from .quiet import keras
 
 layers = keras.layers
 
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in notebooks, a bar on terminals
 
 from .errors import ConfigError, RunError
 from .models import output_layer
