@@ -708,7 +708,8 @@ def export(run_dirs, fmt, output, weights, force, trusted):
 
 @cli.command()
 @click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
-@click.option("--template", "-t", default="baseline", show_default=True, help="baseline, transfer or kfold.")
+@click.option("--template", "-t", default="baseline", show_default=True,
+              help="baseline, transfer, kfold or notebook (a Jupyter notebook using kit's Python API).")
 @click.option("--force", is_flag=True, help="Write into an existing non-empty folder.")
 def new(out_dir, template, force):
     """Start a competition project from a template (settings, README, smoke test, tiny data).
@@ -716,6 +717,7 @@ def new(out_dir, template, force):
     \b
     Example:
       kit new comp --template baseline && cd comp && kit run --config kit.toml
+      kit new comp --template notebook
     """
     from .project import render_template
 
@@ -724,7 +726,8 @@ def new(out_dir, template, force):
                + ("" if Path(out_dir, "data") in kept else ", data/ (tiny digits competition)"))
     if kept:
         click.echo(f"Kept your own file(s), not replaced: {', '.join(str(f.relative_to(out_dir)) for f in kept)}")
-    click.echo(f"Next: cd {out_dir} && kit run --config kit.toml")
+    click.echo(f"Next: open {Path(out_dir) / 'notebook.ipynb'} and run every cell" if template == "notebook" else
+               f"Next: cd {out_dir} && kit run --config kit.toml")
 
 
 @cli.command()

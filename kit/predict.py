@@ -153,7 +153,7 @@ def images_to_predict(inputs) -> list[tuple[str, str]]:
             if not inside:
                 raise DataError(f"{path}: no image files in this folder (looked for .png, .jpg, … at any depth)")
             found += [(p.relative_to(path).as_posix(), str(p)) for p in inside]
-        elif path.is_file():
+        elif path.exists() or path.is_symlink():  # inspect_image names what is not a readable image file
             found.append((str(given), str(path)))
         else:
             raise DataError(f"{path}: no such image file or folder")

@@ -123,8 +123,9 @@ def write_html(run_dir) -> Path:
 def report_text(run_dir) -> str:
     """The classification report as text, computed from the run folder without writing anything."""
     run_dir = Path(run_dir)
-    pred = read_val_predictions(run_dir)
-    return _classification_report(pred, read_class_names(run_dir), tag_separator_of(read_config(run_dir)))[0]
+    class_names, separator = read_class_names(run_dir), tag_separator_of(read_config(run_dir))
+    read_metrics(run_dir)  # a damaged metrics.json is named here too, as when the report files are written
+    return _classification_report(read_val_predictions(run_dir), class_names, separator)[0]
 
 
 def kept_epoch(metrics: dict) -> int | None:
