@@ -10,12 +10,15 @@ import json
 FORMATS = ("table", "csv", "json")
 
 
-def _cell(value) -> str:
-    """A table cell: floats with four decimals, None as an empty cell."""
+SCORE_COLUMNS = ("score", "val_accuracy")  # shown with four decimals in a table, so that they line up
+
+
+def _cell(column: str, value) -> str:
+    """A table cell: scores with four decimals, other numbers as short as they are, None as an empty cell."""
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.4f}" if column in SCORE_COLUMNS else f"{value:g}"
     return str(value)
 
 
@@ -29,7 +32,7 @@ def format_rows(rows: list[dict], columns: list[str], fmt: str = "table") -> str
         writer.writeheader()
         writer.writerows(rows)
         return buffer.getvalue().rstrip("\n")
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    cells = [[_cell(c, r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in [columns] + cells)
 
