@@ -33,7 +33,7 @@ def format_rows(rows: list[dict], columns: list[str], fmt: str = "table") -> str
         writer.writerows(rows)
         return buffer.getvalue().rstrip("\n")
     cells = [[_cell(c, r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in [columns] + cells)
 
 

@@ -162,12 +162,14 @@ def images_to_predict(inputs) -> list[tuple[str, str]]:
 
 def prediction_table(run: Run, items: list[tuple[str, str]], top: int | None = 3) -> pd.DataFrame:
     """One row per (id, path): the predicted label and its probability, then the next top-1 classes as label_2,
-    probability_2, … (top=None: one probability column per class instead)."""
+    probability_2, … (top=None: one probability column per class instead). A k-fold run averages its folds."""
     from .images import inspect_image
 
     for _, path in items:  # files no validation has seen: a broken one gets its one-line error here
         inspect_image(path)
-    probs = predict_proba(run.load_model(), [p for _, p in items], run.image_size, run.channels)
+    paths = [p for _, p in items]
+    members = run.members()  # a k-fold run: the mean of its fold models, as its submission has it
+    probs = np.mean([predict_proba(m.load_model(), paths, m.image_size, m.channels) for m in members], axis=0)
     names = np.asarray(run.class_names, dtype=object)
     order = np.argsort(-probs, axis=1)
     table = pd.DataFrame({"id": [i for i, _ in items], "label": names[order[:, 0]] if len(items) else [],
