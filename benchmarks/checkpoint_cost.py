@@ -13,6 +13,7 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["KIT_KEEP_CHECKPOINTS"] = "1"  # measured after the run, which would otherwise delete them
 
 
 def main():

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 FLAGS = ["--batch-size", "16", "--augment", "light", "--deterministic", "--checkpoint-every", "2"]
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", KIT_KEEP_CHECKPOINTS="1")  # final states compared
 
 
 def kit(*args) -> subprocess.Popen:

@@ -95,3 +95,18 @@ def unreadable_files(run_dir) -> list[tuple[Path, str]]:
         except Exception as e:
             bad.append((path, str(e).splitlines()[0] if str(e) else type(e).__name__))
     return bad
+
+
+def remove_checkpoints(run_dir) -> None:
+    """A finished run cannot be resumed: its checkpoints (and its folds') go, as Keras' BackupAndRestore deletes
+    its backup at the end; they are often as large as the model itself. KIT_KEEP_CHECKPOINTS=1 keeps them, for
+    the tests and benchmarks that compare a resumed run's final optimizer state with an uninterrupted one's."""
+    import os
+    import shutil
+
+    if os.environ.get("KIT_KEEP_CHECKPOINTS"):
+        return
+    run_dir = Path(run_dir)
+    for folder in [run_dir / CHECKPOINT_DIR, *run_dir.glob(f"fold*/{CHECKPOINT_DIR}")]:
+        if folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder)

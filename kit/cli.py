@@ -14,8 +14,19 @@ from .errors import KitError, doing, image_error_in, one_line, os_error_line
 from .metrics import check_metric
 
 
+# `kit --help` lists the commands in the order a competition uses them; any other command comes after them.
+WORKFLOW_ORDER = ("new", "validate", "run", "train", "make-submission", "predict", "report", "score", "runs",
+                  "reproduce", "export", "models", "recipes", "datasets")
+
+
 class KitGroup(click.Group):
     """Turns KitError into `Error: …` and a non-zero exit, without a traceback unless --debug."""
+
+    def list_commands(self, ctx):
+        if self.name != "cli":  # a subgroup (kit datasets): alphabetical
+            return super().list_commands(ctx)
+        known = [c for c in WORKFLOW_ORDER if c in self.commands]
+        return known + sorted(c for c in self.commands if c not in known)
 
     def invoke(self, ctx):
         try:
@@ -292,10 +303,26 @@ def _settings(data, config_file, flags: dict):
     return assemble(data, config_file, **flags)
 
 
+def _listing_options(f):
+    """--csv and --json, for every listing command (kit.listing)."""
+    f = click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")(f)
+    return click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")(f)
+
+
+def _print_listing(rows: list[dict], columns: list[str], as_csv: bool, as_json: bool, empty: str = "") -> None:
+    from .listing import format_rows, output_format
+
+    fmt = output_format(as_csv, as_json)
+    if not rows and fmt == "table" and empty:
+        click.echo(empty)
+        return
+    click.echo(format_rows(rows, columns, fmt))
+
+
 @cli.command("runs")
 @click.argument("runs_dir", metavar="[DIR]", default="runs", type=click.Path(file_okay=False))
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
-def runs_table(runs_dir, as_csv):
+@_listing_options
+def runs_table(runs_dir, as_csv, as_json):
     """A leaderboard of your runs: by metric, the best validation score first.
 
     \b
@@ -303,24 +330,9 @@ def runs_table(runs_dir, as_csv):
       kit runs
       kit runs runs --csv > runs.csv
     """
-    import csv as csv_module
-
     from .runs import RUN_TABLE_COLUMNS, list_runs
 
-    rows = list_runs(runs_dir)
-    if as_csv:
-        writer = csv_module.DictWriter(sys.stdout, fieldnames=RUN_TABLE_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return
-    if not rows:
-        click.echo(f"No runs in {runs_dir}/")
-        return
-    cells = [[f"{r[c]:.4f}" if c in ("score", "val_accuracy") and r[c] is not None else str(r[c])
-              for c in RUN_TABLE_COLUMNS] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(RUN_TABLE_COLUMNS)]
-    for row in [RUN_TABLE_COLUMNS] + cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    _print_listing(list_runs(runs_dir), RUN_TABLE_COLUMNS, as_csv, as_json, empty=f"No runs in {runs_dir}/")
 
 
 def _print_train_result(result, command: str = "train"):
@@ -402,13 +414,13 @@ def train(data, config_file, force, **flags):
     Example:
       kit train sample_data --epochs 5 --name first
     """
-    from .training import train as train_run
+    from .workflow import train_and_submit
 
     started = time.time()  # --time-budget counts from here
-    config, _ = _settings(data, config_file, flags)
-    result = train_run(config, force=force, log=_progress(), resume=bool(flags["resume_run"]),
-                       deadline=started + config.time_budget if config.time_budget else None)
-    _print_train_result(result, "train")
+    config, answers = _settings(data, config_file, flags)
+    train_and_submit(config, answers, command="train", force=force, log=_progress(),
+                     resume=bool(flags["resume_run"]), started=started,
+                     on_trained=lambda result: _print_train_result(result, "train"))
 
 
 @cli.command(cls=SectionedCommand)
@@ -422,32 +434,19 @@ def run(data, config_file, force, output, **flags):
       kit run sample_data
     """
     from .runs import REPORT_HTML
-    from .submission import make_submission as write
-    from .training import train as train_run
+    from .workflow import train_and_submit
 
     started = time.time()  # --time-budget counts from here
     config, answers = _settings(data, config_file, flags)
-    if output:  # refused before training, not after
-        from .outputs import check_output
-
-        check_output(output, "--output", force, [config.data])
-    result = train_run(config, force=force, log=_progress(), resume=bool(flags["resume_run"]), command="run",
-                       deadline=started + config.time_budget if config.time_budget else None)
-    _print_train_result(result, "run")
-    if result.metrics.get("worker"):
+    outcome = train_and_submit(config, answers, command="run", output=output, force=force, log=_progress(),
+                               resume=bool(flags["resume_run"]), started=started,
+                               on_trained=lambda result: _print_train_result(result, "run"))
+    result, sub = outcome.result, outcome.submission
+    if sub is None:
         return
-    sub = write(result.run_dir, config.data, output, force=force, competition=result.competition)
     click.echo(f"Submission: {sub.path} ({sub.rows} rows, {', '.join(sub.columns)})")
-    if not answers:  # a labelled test table (Kaggle's Fashion-MNIST CSVs) is an answer key too
-        from .sources import answer_key
-
-        answers = answer_key(config.data, config.follow_symlinks)
-    if answers:  # a built-in dataset, or a labelled test table: the held-out answers are known
-        from .submission import score_submission
-
-        metric = result.config.metric
-        value = score_submission(sub.path, answers, metric, result.config.positive)
-        click.echo(f"Held-out test {metric}: {value:.4f} (against {answers})")
+    if outcome.held_out is not None:
+        click.echo(f"Held-out test {result.config.metric}: {outcome.held_out:.4f} (against {outcome.answers})")
     click.echo(f"Report: {result.run_dir / REPORT_HTML}")
 
 
@@ -535,63 +534,107 @@ def _parse_weights(text: str) -> list[float]:
 
 @cli.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, exists=True))
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@click.argument("images", metavar="FOLDER|IMAGES...", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write a CSV (id, label, probability, then the next classes) to FILE, or to stdout with -.")
 @click.option("--top", default=3, show_default=True, type=click.IntRange(min=1),
               help="How many classes to show per image.")
+@click.option("--force", is_flag=True, help="Replace an --output file kit wrote before.")
 @click.option("--trust-model", "trusted", multiple=True, metavar="SHA256",
               help="Also load a model file with this sha256 that the run's manifest does not vouch for.")
-def predict(run_dir, images, top, trusted):
-    """Print the top classes of single images.
+def predict(run_dir, images, output, top, force, trusted):
+    """The top classes of images: files, or every image in a folder (read recursively).
 
     \b
     Example:
       kit predict runs/first sample_data/test/1500.png
+      kit predict runs/first sample_data/test -o predictions.csv
     """
-    from .predict import predict_images
+    from .predict import images_to_predict, prediction_table
     from .runs import Run
 
-    for path, ranked in predict_images(Run.open(run_dir, trusted), list(images), top=top):
-        click.echo(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
+    if output and output != "-":
+        from .outputs import check_output
+
+        output = check_output(output, "--output", force, [Path(i) for i in images if Path(i).is_dir()])
+    run = Run.open(run_dir, trusted)
+    table = prediction_table(run, images_to_predict(images), top=top)
+    if not output:
+        for _, row in table.iterrows():
+            ranked = [(row["label"], row["probability"])] + [(row[f"label_{k}"], row[f"probability_{k}"])
+                                                            for k in range(2, top + 1) if f"label_{k}" in row]
+            click.echo(f"{row['id']}: " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
+    elif output == "-":
+        click.echo(table.to_csv(index=False, float_format="%.6f", lineterminator="\n"), nl=False)
+    else:
+        _write_predictions(table, output)
+        click.echo(f"Wrote {output}: {len(table)} images, columns {', '.join(table.columns)}")
+
+
+def _write_predictions(table, path: Path) -> None:
+    from .outputs import record_written
+    from .runs import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, newline="", encoding="utf-8") as f:
+        table.to_csv(f, index=False, float_format="%.6f", lineterminator="\n")
+    record_written(path)
 
 
 @cli.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, exists=True))
-def report(run_dir):
-    """(Re)write a run's classification report, confusion matrix and curves.
+@click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False),
+              help="Write the report files (report.html, confusion matrix, curves) into this folder.")
+@click.option("--rewrite", is_flag=True, help="Write the report files again inside RUN (after a kit upgrade).")
+@click.option("--force", is_flag=True, help="Replace report files kit wrote before in --output.")
+def report(run_dir, out_dir, rewrite, force):
+    """Print a run's classification report; write its report files only where asked (RUN is only read).
 
     \b
     Example:
       kit report runs/first
+      kit report /kaggle/input/my-run -o report/
     """
-    from .reports import write_reports
-    from .runs import REPORT_TEXT
+    from .reports import report_text, write_reports
+    from .runs import REPORT_HTML
 
-    for path in write_reports(run_dir):
+    if out_dir and rewrite:
+        raise click.UsageError("--output and --rewrite: choose one")
+    written = []
+    if out_dir:
+        from .outputs import check_output, record_written
+        from .runs import read_config
+
+        out = check_output(out_dir, "--output", force, [read_config(run_dir).data], folder=True)
+        written = write_reports(run_dir, out)
+        for path in [*written, out]:
+            record_written(path)
+    elif rewrite:
+        written = write_reports(run_dir)
+    for path in written:
         click.echo(f"Wrote {path}")
-    click.echo((Path(run_dir) / REPORT_TEXT).read_text(encoding="utf-8"))
+    click.echo(report_text(run_dir))
+    if not written and (Path(run_dir) / REPORT_HTML).is_file():
+        click.echo(f"Report: {Path(run_dir) / REPORT_HTML}")
 
 
 @cli.command()
-def models():
+@_listing_options
+def models(as_csv, as_json):
     """List the registered models.
 
     \b
     Example:
       kit models
     """
-    from .models import MODELS
-    from .transfer import BACKBONES, photo_size
+    from .listing import MODEL_COLUMNS, model_rows
 
-    for name, spec in MODELS.items():
-        click.echo(f"{name:20s} {spec.optimizer:6s} lr {spec.learning_rate:<7g} {spec.summary}")
-    for name, backbone in BACKBONES.items():
-        click.echo(f"{name:20s} adamw  lr 0.001   backbone keras.applications.{backbone.constructor}, "
-                   f"{backbone.image_size} px ({photo_size(backbone.image_size)} for larger photos), "
-                   "two-phase fine-tuning")
+    _print_listing(model_rows(), MODEL_COLUMNS, as_csv, as_json)
 
 
 @cli.command()
-def recipes():
+@_listing_options
+def recipes(as_csv, as_json):
     """List the tutorial recipes (`kit train --recipe NAME`) with their published figures.
 
     \b
@@ -599,14 +642,9 @@ def recipes():
       kit recipes
       kit run --recipe mnist-dense
     """
-    from .recipes import RECIPES
+    from .listing import RECIPE_COLUMNS, recipe_rows
 
-    for name, r in RECIPES.items():
-        s = r.settings
-        backbone = (", frozen backbone" if s.get("fine_tune_epochs") == 0 else "") + \
-            (f", {s['head']} head" if "head" in s else "")
-        click.echo(f"{name:20s} {r.dataset:14s} {s['model']:13s} {s['optimizer']} lr {s['learning_rate']:g}, batch "
-                   f"{s['batch_size']}, {s['epochs']} epochs, augment {s['augment']}{backbone}; published: {r.published}")
+    _print_listing(recipe_rows(), RECIPE_COLUMNS, as_csv, as_json)
 
 
 @cli.group()
@@ -615,18 +653,19 @@ def datasets():
 
 
 @datasets.command("list")
-def datasets_list():
+@_listing_options
+def datasets_list(as_csv, as_json):
     """Name, classes, sizes, and whether each dataset is in the Keras cache.
 
     \b
     Example:
       kit datasets list
     """
-    from .datasets import dataset_status, keras_cache_dir
+    from .datasets import keras_cache_dir
+    from .listing import DATASET_COLUMNS, dataset_rows
 
-    click.echo(f"Keras cache: {keras_cache_dir()}")
-    for name, info, cached in dataset_status():
-        click.echo(f"{name:14s} {info.classes:4d} classes  {info.sizes:28s} {'cached' if cached else 'not cached'}")
+    _progress()(f"Keras cache: {keras_cache_dir()}")
+    _print_listing(dataset_rows(), DATASET_COLUMNS, as_csv, as_json)
 
 
 @datasets.command("export")
@@ -680,7 +719,8 @@ def export(run_dirs, fmt, output, weights, force, trusted):
 
 @cli.command()
 @click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
-@click.option("--template", "-t", default="baseline", show_default=True, help="baseline, transfer or kfold.")
+@click.option("--template", "-t", default="baseline", show_default=True,
+              help="baseline, transfer, kfold or notebook (a Jupyter notebook using kit's Python API).")
 @click.option("--force", is_flag=True, help="Write into an existing non-empty folder.")
 def new(out_dir, template, force):
     """Start a competition project from a template (settings, README, smoke test, tiny data).
@@ -688,6 +728,7 @@ def new(out_dir, template, force):
     \b
     Example:
       kit new comp --template baseline && cd comp && kit run --config kit.toml
+      kit new comp --template notebook
     """
     from .project import render_template
 
@@ -696,7 +737,8 @@ def new(out_dir, template, force):
                + ("" if Path(out_dir, "data") in kept else ", data/ (tiny digits competition)"))
     if kept:
         click.echo(f"Kept your own file(s), not replaced: {', '.join(str(f.relative_to(out_dir)) for f in kept)}")
-    click.echo(f"Next: cd {out_dir} && kit run --config kit.toml")
+    click.echo(f"Next: open {Path(out_dir) / 'notebook.ipynb'} and run every cell" if template == "notebook" else
+               f"Next: cd {out_dir} && kit run --config kit.toml")
 
 
 @cli.command()

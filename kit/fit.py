@@ -153,7 +153,7 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     write_manifest(run_dir)
     with images_named_on_failure(val_df["path"]):
         val_pred, scores = evaluate_validation(run_dir, val_df, class_names, config)
-    metrics = {**scores, "epochs_run": len(progress.rows),
+    metrics = {**scores, "epochs_run": len(progress.rows), "best_epoch": progress.best_epoch,
                "train_seconds": seconds, "num_train": len(train_df),
                "num_validation": len(val_df), "interrupted": interrupt.requested, "started": started_at,
                "model": config.model, **extra}

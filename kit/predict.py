@@ -138,16 +138,47 @@ def table_scores(table: pd.DataFrame, class_names: list[str], config) -> tuple[d
                       **metric_context(config, class_names))
 
 
-def predict_images(run: Run, paths, top: int = 3) -> list[tuple[str, list[tuple[str, float]]]]:
-    """Top classes for single image files, as [(path, [(class, probability), …]), …]."""
+def images_to_predict(inputs) -> list[tuple[str, str]]:
+    """(id, path) for every image to predict: a folder is read recursively (image files only; hidden files and
+    __MACOSX/ left out), its ids the paths inside it; a file given by name is its own id."""
+    from .errors import DataError
+    from .images import is_image_name
+
+    found = []
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p.name) and not any(
+                part.startswith(".") or part == "__MACOSX" for part in p.relative_to(path).parts))
+            if not inside:
+                raise DataError(f"{path}: no image files in this folder (looked for .png, .jpg, … at any depth)")
+            found += [(p.relative_to(path).as_posix(), str(p)) for p in inside]
+        elif path.exists() or path.is_symlink():  # inspect_image names what is not a readable image file
+            found.append((str(given), str(path)))
+        else:
+            raise DataError(f"{path}: no such image file or folder")
+    return found
+
+
+def prediction_table(run: Run, items: list[tuple[str, str]], top: int | None = 3) -> pd.DataFrame:
+    """One row per (id, path): the predicted label and its probability, then the next top-1 classes as label_2,
+    probability_2, … (top=None: one probability column per class instead). A k-fold run averages its folds."""
     from .images import inspect_image
 
-    for path in paths:  # files no validation has seen: a broken one gets its one-line error here, not from tf.data
+    for _, path in items:  # files no validation has seen: a broken one gets its one-line error here
         inspect_image(path)
-    model = run.load_model()
-    probs = predict_proba(model, paths, run.image_size, run.channels)
-    results = []
-    for path, p in zip(paths, probs):
-        order = np.argsort(-p)[:top]
-        results.append((str(path), [(run.class_names[i], float(p[i])) for i in order]))
-    return results
+    paths = [p for _, p in items]
+    members = run.members()  # a k-fold run: the mean of its fold models, as its submission has it
+    probs = np.mean([predict_proba(m.load_model(), paths, m.image_size, m.channels) for m in members], axis=0)
+    names = np.asarray(run.class_names, dtype=object)
+    order = np.argsort(-probs, axis=1)
+    table = pd.DataFrame({"id": [i for i, _ in items], "label": names[order[:, 0]] if len(items) else [],
+                          "probability": probs.max(1) if len(items) else []})
+    if top is None:
+        for i, name in enumerate(run.class_names):
+            table[name] = probs[:, i]
+        return table
+    for rank in range(1, min(top, len(names))):
+        table[f"label_{rank + 1}"] = names[order[:, rank]]
+        table[f"probability_{rank + 1}"] = probs[np.arange(len(probs)), order[:, rank]]
+    return table

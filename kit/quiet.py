@@ -43,6 +43,9 @@ def _load_tensorflow() -> None:
         import tensorflow as tf
 
         tf.config.list_logical_devices()  # device discovery (cuInit) prints its own lines: now, silenced
+    # Python-side warnings such as "5 out of the last 5 calls … triggered tf.function retracing", which a notebook
+    # predicting several batches of different sizes would see: about TensorFlow's internals, not the user's work.
+    tf.get_logger().setLevel("ERROR")
 
 
 _load_tensorflow()

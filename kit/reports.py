@@ -22,6 +22,10 @@ from .runs import (
     MATRIX_PNG,
     OOF_FILE,
     REPORT_HTML,
+    RUN_INFO_FILE,
+    SUBMISSION_FILE,
+    SUBMISSION_INFO_FILE,
+    VALIDATION_FILE,
     REPORT_JSON,
     REPORT_TEXT,
     VAL_PREDICTIONS_FILE,
@@ -93,28 +97,53 @@ def read_val_predictions(run_dir) -> pd.DataFrame:
 
 
 @stage("writing the report")
-def write_reports(run_dir) -> list[Path]:
-    """Write classification_report.{txt,json}, confusion_matrix.{csv,png} (not for tags) and curves.png; return
-    their paths."""
+def write_reports(run_dir, out_dir=None) -> list[Path]:
+    """Write classification_report.{txt,json}, confusion_matrix.{csv,png} (not for tags), curves.png and
+    report.html into out_dir (default: the run folder itself); return their paths. The run folder is only read."""
     run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir else run_dir
     class_names = read_class_names(run_dir)
     pred = read_val_predictions(run_dir)
     separator = tag_separator_of(read_config(run_dir))
     text, per_class = _classification_report(pred, class_names, separator)
-    with atomic_write(run_dir / REPORT_TEXT, encoding="utf-8") as f:
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / REPORT_TEXT, encoding="utf-8") as f:
         f.write(text)
-    write_json(run_dir / REPORT_JSON, per_class)
-    written = [run_dir / REPORT_TEXT, run_dir / REPORT_JSON]
+    write_json(out / REPORT_JSON, per_class)
+    written = [out / REPORT_TEXT, out / REPORT_JSON]
     if not separator:  # tags have no confusion matrix: an image may hold several
-        written += _write_confusion_matrix(run_dir, pred, class_names)
+        written += _write_confusion_matrix(out, pred, class_names)
 
     history_path = run_dir / HISTORY_FILE
     if history_path.exists():
-        written += _save_figure(lambda: _curves_figure(pd.read_csv(history_path)), run_dir / CURVES_PNG)
-    with atomic_write(run_dir / REPORT_HTML, encoding="utf-8") as f:
-        f.write(render_html(run_dir, pred, class_names))
-    written.append(run_dir / REPORT_HTML)
+        written += _save_figure(lambda: _curves_figure(pd.read_csv(history_path), kept_epoch(read_metrics(run_dir))),
+                                out / CURVES_PNG)
+    with atomic_write(out / REPORT_HTML, encoding="utf-8") as f:
+        f.write(render_html(run_dir, pred, class_names, files=out))
+    written.append(out / REPORT_HTML)
     return written
+
+
+def write_html(run_dir) -> Path:
+    """report.html again from the run's report files (after kit run wrote its submission and scored it)."""
+    run_dir = Path(run_dir)
+    with atomic_write(run_dir / REPORT_HTML, encoding="utf-8") as f:
+        f.write(render_html(run_dir, read_val_predictions(run_dir), read_class_names(run_dir)))
+    return run_dir / REPORT_HTML
+
+
+def report_text(run_dir) -> str:
+    """The classification report as text, computed from the run folder without writing anything."""
+    run_dir = Path(run_dir)
+    class_names, separator = read_class_names(run_dir), tag_separator_of(read_config(run_dir))
+    read_metrics(run_dir)  # a damaged metrics.json is named here too, as when the report files are written
+    return _classification_report(read_val_predictions(run_dir), class_names, separator)[0]
+
+
+def kept_epoch(metrics: dict) -> int | None:
+    """The epoch whose model the run kept (best on validation), when the run recorded it."""
+    epoch = metrics.get("best_epoch")
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch > 0 else None
 
 
 # ------------------------------------------------------------------------------------- report.html
@@ -187,18 +216,16 @@ def wrong_answers(pred: pd.DataFrame, separator: str) -> pd.Series:
         pred["predicted"].map(lambda t: set(split_tags(t, separator)))
 
 
-def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst: int = 24) -> str:
-    """One self-contained page (images embedded): config, metrics, per-class table, plots, worst mistakes."""
+def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst: int = 24, files=None) -> str:
+    """One self-contained page (images embedded): summary, submission, validation's warnings, per-class table,
+    plots, worst mistakes, the settings that differ from the defaults. `files`: where the report's own files
+    (classification_report.json, the PNGs) are, by default the run folder."""
+    files = Path(files) if files else Path(run_dir)
     run_config = read_config(run_dir)
     config, separator = vars(run_config), tag_separator_of(run_config)
-    per_class = read_json(run_dir / REPORT_JSON)
+    per_class = read_json(files / REPORT_JSON)
     wrong = wrong_answers(pred, separator)
-    parts = [f"<h1>{escape(run_dir.name)}</h1><div class=sub>{escape(config.get('model', ''))} · "
-             f"{config.get('image_size')}×{config.get('image_size')}×{config.get('channels')} · "
-             f"{escape(str(config.get('data', '')))}</div>",
-             "<section id=metrics><div class=cards>" + "".join(
-                 f"<div class=card><span>{escape(k)}</span><b>{escape(v)}</b></div>"
-                 for k, v in _cards(read_metrics(run_dir), per_class, wrong, separator)) + "</div></section>"]
+    parts = [summary_html(run_dir, per_class, wrong), _submission_html(run_dir), _validation_html(run_dir)]
     rows = "".join(
         f"<tr><td>{escape(c)}</td>" + "".join(f"<td>{per_class[c][k]:.3f}</td>" for k in ("precision", "recall",
                                                                                           "f1-score"))
@@ -210,18 +237,122 @@ def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst
                  "<section id=per-class><table><tr><th>class</th><th>precision</th><th>recall</th>"
                  f"<th>F1</th><th>support</th></tr>{rows}</table></section>")
     plots = []
-    for title, name in (("Confusion matrix", MATRIX_PNG), ("Learning curves", CURVES_PNG)):
-        if (run_dir / name).exists():
-            plots.append(f"<div><h2>{title}</h2><img class=plot alt='{title}' src='{_png_data_uri(run_dir / name)}'>"
+    kept = kept_epoch(read_metrics(run_dir))
+    curves = f"Learning curves (the model of epoch {kept} is kept)" if kept else "Learning curves"
+    for title, name in (("Confusion matrix", MATRIX_PNG), (curves, CURVES_PNG)):
+        if (files / name).exists():
+            plots.append(f"<div><h2>{title}</h2><img class=plot alt='{title}' src='{_png_data_uri(files / name)}'>"
                          "</div>")
     parts.append("<section id=plots class=cols>" + "".join(plots) + "</section>")
     parts.append(_mistakes(pred[wrong].sort_values("p_true").head(worst), int(wrong.sum()),
                            int(config.get("channels") or 3)))
-    config_rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in config.items())
-    parts.append(f"<h2>Configuration</h2><section id=config><table>{config_rows}</table></section>")
+    parts.append(_settings_html(config))
+    parts.append(_versions_html(run_dir))
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>kit report · {escape(run_dir.name)}"
             f"</title><meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
             f"<body><main>{''.join(parts)}</main></body></html>\n")
+
+
+def summary_html(run_dir, per_class: dict | None = None, wrong: pd.Series | None = None) -> str:
+    """The report's head: the run's name, model and data, and the metric cards (also Run._repr_html_'s)."""
+    run_dir = Path(run_dir)
+    run_config = read_config(run_dir)
+    config = vars(run_config)
+    if per_class is None or wrong is None:
+        pred = read_val_predictions(run_dir)
+        per_class = _classification_report(pred, read_class_names(run_dir), tag_separator_of(run_config))[1]
+        wrong = wrong_answers(pred, tag_separator_of(run_config))
+    metrics = read_metrics(run_dir)
+    cards = _cards(metrics, per_class, wrong, tag_separator_of(run_config))
+    held_out = _submission_info(run_dir).get("held_out")
+    if isinstance(held_out, dict) and finite_number(held_out.get("score")) is not None:
+        cards.insert(0, (f"held-out test {held_out.get('metric', '')}", f"{held_out['score']:.4f}"))
+    return (f"<h1>{escape(run_dir.name)}</h1><div class=sub>{escape(config.get('model', ''))} · "
+            f"{config.get('image_size')}×{config.get('image_size')}×{config.get('channels')} · "
+            f"{escape(str(config.get('data', '')))}</div>"
+            "<section id=metrics><div class=cards>" + "".join(
+                f"<div class=card><span>{escape(k)}</span><b>{escape(v)}</b></div>" for k, v in cards)
+            + "</div></section>")
+
+
+def _submission_info(run_dir) -> dict:
+    """RUN/submission.json (kit run's record), else what RUN/submission.csv holds, else {}."""
+    run_dir = Path(run_dir)
+    try:
+        info = read_json(run_dir / SUBMISSION_INFO_FILE) if (run_dir / SUBMISSION_INFO_FILE).is_file() else {}
+    except RunError:
+        info = {}
+    if isinstance(info, dict) and info:
+        return info
+    if (run_dir / SUBMISSION_FILE).is_file():
+        with open(run_dir / SUBMISSION_FILE, encoding="utf-8") as f:
+            return {"path": str(run_dir / SUBMISSION_FILE), "rows": max(0, sum(1 for _ in f) - 1)}
+    return {}
+
+
+def _submission_html(run_dir) -> str:
+    info = _submission_info(run_dir)
+    if not info:
+        return ("<h2>Submission</h2><section id=submission><p>None written yet: <code>kit make-submission "
+                f"{escape(str(run_dir))} DATA -o submission.csv</code></p></section>")
+    held_out = info.get("held_out") if isinstance(info.get("held_out"), dict) else None
+    score = (f"<p>Held-out test {escape(str(held_out.get('metric')))}: <b>{float(held_out['score']):.4f}</b> "
+             f"(against {escape(str(held_out.get('answers')))})</p>" if held_out else "")
+    columns = f", columns {escape(', '.join(map(str, info['columns'])))}" if info.get("columns") else ""
+    return (f"<h2>Submission</h2><section id=submission><p><code>{escape(str(info.get('path')))}</code>: "
+            f"{escape(str(info.get('rows')))} rows{columns}</p>{score}</section>")
+
+
+def _validation_html(run_dir) -> str:
+    """Validation's summary and warnings, from RUN/validation.json when the run has one."""
+    path = Path(run_dir) / VALIDATION_FILE
+    try:
+        info = read_json(path) if path.is_file() else None
+    except RunError:
+        info = None
+    if not isinstance(info, dict):
+        return ""
+    warnings = [str(w) for w in info.get("warnings") or []]
+    count = info.get("count", len(warnings))
+    items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
+    more = f"<p>{int(count) - len(warnings)} more in <code>kit validate</code>.</p>" if isinstance(count, int) and \
+        count > len(warnings) else ""
+    return (f"<h2>Validation</h2><section id=validation><p>{escape(str(info.get('summary', '')))}</p>"
+            + (f"<p>{count} warning(s):</p><ul>{items}</ul>{more}" if warnings else "<p>No warnings.</p>")
+            + "</section>")
+
+
+def _settings_html(config: dict) -> str:
+    """The settings that differ from kit's defaults; the rest folded away."""
+    from .config import Config
+
+    defaults = vars(Config())
+    changed = {k: v for k, v in config.items() if defaults.get(k, object()) != v}
+    same = {k: v for k, v in config.items() if k not in changed}
+
+    def table(values: dict) -> str:
+        return "<table>" + "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>"
+                                   for k, v in values.items()) + "</table>"
+
+    return (f"<h2>Settings</h2><section id=config><p>{len(changed)} differ from the defaults (chosen by you or by "
+            f"kit from the data):</p>{table(changed)}<details><summary>The other {len(same)} settings, at their "
+            f"defaults</summary>{table(same)}</details></section>")
+
+
+def _versions_html(run_dir) -> str:
+    """kit, TensorFlow and Keras versions, from run.json."""
+    try:
+        info = read_json(Path(run_dir) / RUN_INFO_FILE)
+    except RunError:
+        return ""
+    packages = info.get("packages") if isinstance(info, dict) and isinstance(info.get("packages"), dict) else {}
+    if not isinstance(info, dict) or not info.get("kit"):
+        return ""
+    shown = [f"kit {info['kit']}"] + [f"{name} {packages[key]}" for key, name in
+                                      (("tensorflow", "TensorFlow"), ("keras", "Keras")) if packages.get(key)]
+    if info.get("python"):
+        shown.append(f"Python {info['python']}")
+    return f"<p class=sub id=versions>Trained with {escape(', '.join(shown))}.</p>"
 
 
 def _cards(metrics: dict, per_class: dict, wrong: pd.Series, separator: str) -> list[tuple[str, str]]:
@@ -233,7 +364,8 @@ def _cards(metrics: dict, per_class: dict, wrong: pd.Series, separator: str) -> 
     return cards + [("validation accuracy" + (" (exact tag sets)" if separator else ""), f"{accuracy:.2%}"),
                     ("macro F1", f"{per_class.get('macro avg', {}).get('f1-score', 0):.4f}"),
                     ("validation loss", f"{loss:.4f}" if loss is not None else "–"),
-                    ("epochs", str(metrics.get("epochs_run", "–"))),
+                    ("epochs", str(metrics.get("epochs_run", "–")) + (
+                        f" (kept {kept_epoch(metrics)})" if kept_epoch(metrics) else "")),
                     ("training time", f"{seconds:.0f} s" if seconds is not None else "–"),
                     ("images", f"{metrics.get('num_train', '–')} train / {len(wrong)} val")]
 
@@ -284,14 +416,20 @@ def _confusion_figure(matrix: np.ndarray, class_names: list[str], total_classes:
     return fig
 
 
-def _curves_figure(history: pd.DataFrame):
+def _curves_figure(history: pd.DataFrame, kept: int | None = None):
+    """Training and validation curves over whole epochs, the kept epoch marked."""
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     competition = [c[4:] for c in history.columns if c.startswith("val_") and c not in ("val_loss", "val_accuracy")]
     for ax, metric in zip(axes, (competition[0] if competition else "accuracy", "loss")):
         for key, style in ((metric, "-o"), (f"val_{metric}", "-s")):
             if key in history:
                 ax.plot(history["epoch"], history[key], style, label=key.replace("_", " "), markersize=3)
+        if kept:
+            ax.axvline(kept, color="#1e7b34", linestyle="--", linewidth=1, label=f"kept: epoch {kept}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)

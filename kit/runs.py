@@ -34,6 +34,7 @@ FOLDS_FILE = "folds.csv"
 SKIPPED_FILE = "skipped.csv"
 VALIDATION_FILE = "validation.json"  # what validation saw: its summary and every warning
 SUBMISSION_FILE = "submission.csv"
+SUBMISSION_INFO_FILE = "submission.json"  # kit run: where its submission went, its rows, the held-out score
 EXPORT_DIR = "export"
 TENSORBOARD_DIR = "tensorboard"
 CHECKPOINT_DIR = "checkpoints"  # kit.checkpoints: the .npz files and CHECKPOINT_STATE_FILE

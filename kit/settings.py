@@ -38,7 +38,8 @@ def assemble(data=None, config_file=None, dataset=None, recipe=None, resume_run=
     if dataset:
         folder, answers = dataset_folder(dataset)
         data = str(folder)
-    if flags.get("time_budget") and flags.get("epochs") is None and "epochs" not in file_values:
+    budget = flags.get("time_budget") or file_values.get("time_budget")  # given as a flag or in the config file
+    if budget and flags.get("epochs") is None and "epochs" not in file_values:
         flags["epochs"] = BUDGET_EPOCHS_CAP  # the budget decides how many; --epochs would cap them
     config = make_config(file_values, data=data, **flags)
     if not config.data:

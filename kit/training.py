@@ -19,6 +19,7 @@ from .data import MIN_IMAGES_PER_CLASS, Competition, ReadOptions, load_competiti
 from .errors import ConfigError, DataError, Interrupted, OutputError, stage
 from .budget import Budget, plan_for_budget
 from .fit import closed_form_head, fit_skipping_broken
+from .checkpoints import remove_checkpoints
 from .folds import train_folds
 from .models import AUTO, DEFAULT_MODEL, get_model_spec
 from .outputs import inside
@@ -244,6 +245,8 @@ def _train_in(run_dir: Path, config: Config, comp: Competition, report: Validati
     else:
         result = fit_skipping_broken(config, comp.class_names, *split, run_dir, log, resume=resume, budget=budget)
     write_json(run_dir / RUN_INFO_FILE, {**run_info, **environment_info(), "ended": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    if not result.interrupted and is_chief():  # finished: nothing left to resume
+        remove_checkpoints(run_dir)
     return TrainResult(run_dir=run_dir, config=config, metrics=result.metrics, interrupted=result.interrupted,
                        competition=comp)
 

@@ -14,7 +14,7 @@ from .quiet import keras
 
 layers = keras.layers
 
-from tqdm import tqdm
+from .progress import tqdm  # a widget in notebooks, a text bar elsewhere
 
 from .errors import ConfigError, RunError
 from .models import output_layer

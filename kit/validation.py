@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
+from .progress import tqdm  # a widget in notebooks, a text bar elsewhere
 
 from .data import MIN_IMAGES_PER_CLASS, Competition, Problem, relative_name, split_tags
 from .errors import ImageError, few, image_error_in, stage

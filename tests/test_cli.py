@@ -125,7 +125,10 @@ def test_predict_and_report(trained):
     line = result.output.strip()
     assert line.startswith(str(data / "test" / "00036.png") + ": ") and line.count(" 0.") + line.count(" 1.0") == 2
     (tmp / "runs" / "r1" / "curves.png").unlink()
-    result = invoke("report", tmp / "runs" / "r1")
+    result = invoke("report", tmp / "runs" / "r1")  # printed; the run folder only read
+    assert result.exit_code == 0 and "precision" in result.output and "Report: " in result.output
+    assert not (tmp / "runs" / "r1" / "curves.png").exists()
+    result = invoke("report", tmp / "runs" / "r1", "--rewrite")
     assert result.exit_code == 0 and "precision" in result.output
     assert (tmp / "runs" / "r1" / "curves.png").is_file()
 

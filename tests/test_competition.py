@@ -225,3 +225,15 @@ def test_a_kfold_run_exports_as_one_model_averaging_its_folds(kfold_run, tmp_pat
     serve = tf.saved_model.load(str(out)).signatures["serving_default"]
     exported = list(serve(tf.constant(load_images(paths, folds[0].image_size, folds[0].channels))).values())[0]
     assert np.allclose(exported.numpy(), kit_mean, atol=1e-5)  # the folds' average, as make-submission takes it
+
+
+def test_kfold_run_predicts_with_the_mean_of_its_folds_and_keeps_no_checkpoints(kfold_run):
+    import kit
+
+    tmp, data, _ = kfold_run
+    run = kit.load_run(tmp / "runs" / "kf")
+    table = run.predict(data / "test")
+    fold = kit.load_run(tmp / "runs" / "kf" / "fold0").predict(data / "test")
+    assert len(table) == 6 and np.allclose(table[run.class_names].sum(1), 1, atol=1e-4)
+    assert not np.allclose(table[run.class_names], fold[run.class_names])  # three folds averaged, not one
+    assert not list((tmp / "runs" / "kf").rglob("checkpoints"))  # the finished run and its folds: no checkpoints

@@ -16,10 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_templates_are_listed():
-    assert {"baseline", "transfer", "kfold"} <= set(template_names())
+    assert {"baseline", "transfer", "kfold", "notebook"} <= set(template_names())
 
 
-@pytest.mark.parametrize("template", ["baseline", "transfer", "kfold"])
+@pytest.mark.parametrize("template", ["baseline", "transfer", "kfold", "notebook"])
 def test_new_project_has_settings_readme_gitignore_smoke_test_and_data(tmp_path, template):
     result = CliRunner().invoke(cli, ["new", str(tmp_path / "p"), "--template", template])
     assert result.exit_code == 0, result.output
@@ -63,9 +63,10 @@ def test_wheel_ships_the_templates(tmp_path):
                    check=True, capture_output=True)
     wheel = next(tmp_path.glob("kit-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for template in ("baseline", "transfer", "kfold"):
+    for template in ("baseline", "transfer", "kfold", "notebook"):
         for name in ("template.toml", "kit.toml.tmpl", "README.md.tmpl", "gitignore.tmpl", "tests/test_smoke.py.tmpl"):
             assert f"kit/templates/{template}/{name}" in names
+    assert "kit/templates/notebook/notebook.ipynb" in names
     # Installed from the wheel alone (dependencies from this environment), `kit new` renders every template.
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
@@ -79,7 +80,7 @@ def test_wheel_ships_the_templates(tmp_path):
     assert "baseline" in out and (tmp_path / "made" / "transfer" / "kit.toml").is_file()
 
 
-@pytest.mark.parametrize("template", ["baseline", "transfer", "kfold"])
+@pytest.mark.parametrize("template", ["baseline", "transfer", "kfold", "notebook"])  # notebook: executes it
 def test_generated_projects_smoke_test_passes(tmp_path, template):
     CliRunner().invoke(cli, ["new", str(tmp_path / "p"), "--template", template], catch_exceptions=False)
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],

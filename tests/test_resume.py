@@ -17,7 +17,13 @@ from conftest import make_av_folder, make_image
 from kit.checkpoints import unreadable_files
 from kit.cli import cli
 
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+# Finished runs delete their checkpoints; these tests compare the final ones (model and optimizer) bit for bit.
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", KIT_KEEP_CHECKPOINTS="1")
+
+
+@pytest.fixture(autouse=True)
+def keep_checkpoints(monkeypatch):
+    monkeypatch.setenv("KIT_KEEP_CHECKPOINTS", "1")  # the in-process resumes too
 RESUMABLE = ["--batch-size", "4", "--image-size", "16", "--augment", "light", "--deterministic",
              "--checkpoint-every", "2"]
 

@@ -457,7 +457,7 @@ def test_random_run_folder_edits_never_escape(trained, tmp_path_factory, file, k
     result = invoke(command, *args)
     assert result.exit_code in (0, 2), result.output
     assert folder_hash(data) == before_data
-    if command in ("runs", "predict", "make-submission", "export"):
+    if command in ("runs", "predict", "make-submission", "export", "report"):
         assert folder_hash(copy) == before_run  # these only read the run folder
 
 
