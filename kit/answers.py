@@ -36,10 +36,13 @@ class Answer:
     k: int = 0  # "top-k": guesses per row
     separator: str = ""  # "tags": what separates tags, in the training labels and the submission
     unknown: str = ""  # "top-k": the class that stands for "none of these" (Humpback's new_whale), or ""
+    ambiguous: bool = False  # "probability" read from a sample of 0s and 1s, which could be labels too
 
     def describe(self) -> str:
         return {"label": "one label per row", "probabilities": "one probability per class",
-                "probability": f"one probability per row, P({self.positive})",
+                "probability": f"one probability per row, P({self.positive})" + (
+                    " (the sample's 0/1 values could also be labels: pass --submission label to write labels)"
+                    if self.ambiguous else ""),
                 "top-k": f"the {self.k} most probable classes per row"
                          + (f", {self.unknown} placed by a threshold tuned on validation" if self.unknown else ""),
                 "tags": "the tags above per-tag thresholds tuned on validation"}[self.kind]
@@ -63,7 +66,9 @@ def decide_answer(sample: pd.DataFrame | None, class_names: list[str], config: C
     if kind == "probability":
         if len(class_names) != 2:
             raise ConfigError(f"--submission probability: needs two classes, the data has {len(class_names)}")
-        answer = Answer(kind, _positive(sample, class_names, config, sample_name))
+        chosen = config.submission == "probability"
+        answer = Answer(kind, _positive(sample, class_names, config, sample_name),
+                        ambiguous=not chosen and sample is not None and not _fractions(sample))
     elif kind == "top-k":
         spaced = [c for c in class_names if len(c.split()) != 1]
         if spaced:

@@ -370,7 +370,8 @@ def _answer_line(comp) -> str:
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write a machine-readable report.")
 @click.option("--strict", is_flag=True, help="Exit 1 when there are warnings (errors always exit 2).")
 @click.option("--force", is_flag=True, help="Replace a --json report kit wrote before.")
-def validate(data, json_file, strict, force, **reading):
+@click.option("--explain", is_flag=True, help="Also show why kit reads the folder so: its evidence and runner-up.")
+def validate(data, json_file, strict, force, explain, **reading):
     """Check a data folder before training: every bad row named.
 
     Exit status: 0 clean, 1 warnings only (with --strict), 2 errors.
@@ -389,9 +390,13 @@ def validate(data, json_file, strict, force, **reading):
     json_path = check_output(json_file, "--json", force, [data]) if json_file else None
     comp = load_competition(data, ReadOptions.of(SimpleNamespace(**reading)))
     report = validate_folder(comp, progress=not _progress().quiet)
-    click.echo(f"{data}: {comp.layout} layout; train {comp.train_file}"
-               + (f", test {comp.test_file}" if comp.test_file else "")
-               + (f", sample {comp.sample_file}" if comp.sample_file else ""))
+    click.echo(f"{data}: {comp.layout} layout; train {comp.shown(comp.train_file)}"
+               + (f", test {comp.shown(comp.test_file)}" if comp.test_file else "")
+               + (f", sample {comp.shown(comp.sample_file)}" if comp.sample_file else ""))
+    for line in comp.reading():
+        click.echo(f"Reading: {line}")
+    for line in comp.evidence if explain else []:
+        click.echo(f"Evidence: {line}")
     click.echo(report.summary())
     if comp.test is not None:
         click.echo(f"Submission: {_answer_line(comp)}")

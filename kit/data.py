@@ -12,7 +12,7 @@ import os
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -88,6 +88,27 @@ class Competition:
     raw_labels: pd.Series | None = None  # labels as written (before stripping spaces), for reporting
     unlisted_images: list[str] = field(default_factory=list)  # image files in the used folders that no table lists
     tag_separator: str = ""  # multi-label: what separates the tags in a label (class_names are then the tags)
+    evidence: list[str] = field(default_factory=list)  # why kit reads the folder so (kit validate --explain)
+    wrapper: str = ""  # the folder(s) the data sits in inside DATA (comp/comp/…), '' when none: for showing paths
+
+    def shown(self, name: str | None) -> str | None:
+        """A file or folder of the competition as the user finds it in DATA (inside its wrapping folder)."""
+        if not name or not self.wrapper:
+            return name
+        return f"{self.wrapper}/" if name in ("./", ".") else f"{self.wrapper}/{name}"
+
+    def reading(self) -> list[str]:
+        """How kit reads the folder, in a few lines: where the training images and classes are, and the test."""
+        held = f" (+ {len(self.validation)} validation images)" if self.validation is not None else ""
+        where = self.shown
+        lines = [f"train: {len(self.train)} images{held} from {where(self.train_file)}, {len(self.class_names)} "
+                 "classes"]
+        if self.test is not None:
+            answers = ", labelled (held-out answers)" if "label" in self.test.columns else ""
+            lines.append(f"test: {len(self.test)} images from {where(self.test_file)}{answers}")
+        else:
+            lines.append("test: none")
+        return lines
 
     @property
     def submission_columns(self) -> list[str]:
@@ -204,15 +225,38 @@ def _find_tables(root: Path, given: dict[str, str]) -> dict[str, Path | None]:
         exact = [p for p in paths if p.stem.lower() == kind or (kind == "sample" and p.stem.lower() ==
                                                                 "sample_submission")]
         if len(paths) > 1 and len(exact) != 1:
+            labelled = _labelled_tables(root, paths) if kind == "train" else []
+            if len(labelled) == 1:  # train_labels.csv beside train_features.csv: the one that holds labels
+                chosen[kind] = labelled[0]
+                continue
             names = ", ".join(relative_name(p, root) for p in paths)
-            raise DataError(f"{root}: several {kind} tables ({names}); pass {TABLE_OPTIONS[kind]} FILE to choose one")
+            raise DataError(f"{root}: several {kind} tables ({names}); pass {TABLE_OPTIONS[kind]} FILE to choose one: "
+                            f"`kit run DATA {TABLE_OPTIONS[kind]} {relative_name((labelled or paths)[0], root)}`")
         chosen[kind] = exact[0] if exact else (paths[0] if paths else None)
     if chosen["train"] is None and not given.get("train"):
         chosen["train"] = _table_by_content(root, [p for p in chosen.values() if p is not None])
+        train = chosen["train"]
+        if train is not None and chosen["test"] is None and split_kind(train.parent.name) == "train":
+            beside = [d / train.name for d in sorted(root.iterdir()) if d.is_dir() and split_kind(d.name) == "test"]
+            chosen["test"] = next((p for p in beside if p.is_file()), None)  # HF imagefolder: test/metadata.csv
     return chosen
 
 
 TABLE_OPTIONS = {"train": "--train-csv", "test": "--test-csv", "sample": "--sample", "validation": "--train-csv"}
+
+
+def _labelled_tables(root: Path, paths: list[Path]) -> list[Path]:
+    """Of several training tables, those holding a label: a column named like one, or a one-hot group."""
+    found = []
+    for path in paths:
+        try:
+            table = read_table(path, root)
+        except DataError:
+            continue
+        names = {c.strip().lower().replace(" ", "_") for c in table.columns[1:]}
+        if names & set(LABEL_NAMES[:-1]) or one_hot_columns(table, {table.columns[0]}):
+            found.append(path)
+    return found
 
 
 def _table_by_content(root: Path, taken: list[Path]) -> Path | None:
@@ -311,7 +355,10 @@ def _resolve_ids(root: Path, table: pd.DataFrame, id_col: str, table_name: str, 
     if not folders:
         looked = ", ".join(d + "/" for d in dirs if d != ".") or "no folder"
         zips = sorted(p.name for p in root.glob("*.zip"))
-        hint = f"; the images may be in {', '.join(zips)}" if zips else ""
+        formats = unreadable_formats(root)
+        hint = f"; the images may be in {', '.join(zips)}" if zips else \
+            f"; the folder holds {', '.join(formats)}, which kit does not read: convert them to image files" \
+            if formats else ""
         raise DataError(f"{table_name}: no image found for any id (first id '{ids[0]}'; looked in {looked} and the "
                         f"folder itself, with extensions {' '.join(IMAGE_EXTENSIONS)}{hint}); pass --{side}-images "
                         "FOLDER")
@@ -466,10 +513,16 @@ def _pick_columns(root: Path, train: pd.DataFrame, sample: pd.DataFrame | None, 
         return id_col, others[0], train
     if not others:
         raise DataError(f"{train_name}: only one column ({id_col}); expected an id column and a label column")
-    named = sorted((c for c in others if c.strip().lower().replace(" ", "_") in LABEL_NAMES),
+    repeating = [c for c in others if train[c].nunique() < len(train) or len(train) <= 10]  # a label repeats
+    named = sorted((c for c in repeating if c.strip().lower().replace(" ", "_") in LABEL_NAMES),
                    key=lambda c: LABEL_NAMES.index(c.strip().lower().replace(" ", "_")))
     if named:
         return id_col, named[0], train
+    formats = unreadable_formats(root)
+    if formats and not image_names(root):  # Bengali.AI: the images are in Parquet files
+        raise DataError(f"{root}: holds {', '.join(formats)} but no image files, and {train_name} names no image; "
+                        f"the images are in the {', '.join(formats)}, which kit does not read: convert them to image "
+                        "files (PNG, JPEG, …) or a pixel table")
     raise DataError(f"{train_name}: cannot tell which column is the label (columns: {columns_text(train.columns)}); "
                     f"pass --label-col NAME: `kit run DATA --label-col {_likeliest_label(train, others)}`")
 
@@ -543,8 +596,11 @@ def _read_csv_layout(root: Path, tables: dict[str, Path | None], options: ReadOp
         tag_separator(labels, options.submission or "auto")
     class_names = sorted({t for lab in labels for t in split_tags(lab, separator)} if separator else
                          {lab for lab in labels if lab})
+    evidence = [f"train table {train_name}: id column '{id_col}', label column '{label_col}'"
+                + (" (made from the one-hot columns)" if label_col == ONE_HOT_LABEL else ""),
+                f"images of the ids found in {', '.join(dict.fromkeys(f.rel + '/' for f in folders))}"]
     return Competition(root=root, layout="csv", train=train_df, test=test_df, validation=validation,
-                       class_names=class_names,
+                       class_names=class_names, evidence=evidence,
                        tag_separator=separator,
                        id_col=id_col, label_col=label_col, train_file=train_name, test_file=test_name,
                        sample_file=relative_name(tables["sample"], root) if tables["sample"] else None, sample=sample,
@@ -693,9 +749,10 @@ def _train_folder(root: Path, options: ReadOptions) -> tuple[Path, pd.DataFrame,
     named = [_unwrapped(root / d) for d in options.train_images or
              [d.name for d in sorted(root.iterdir()) if d.is_dir() and "train" in d.name.lower()]]
     if not options.label_from_name:
-        for folder in named:
-            if folder.is_dir() and len(_class_dirs(folder, root, follow)) >= 1:
-                return folder, _labelled_folder(folder, root, follow), None
+        with_classes = [f for f in named if f.is_dir() and _class_dirs(f, root, follow)]
+        if with_classes:  # trainingSet/ over trainingSample/: the one with most images
+            folder = max(with_classes, key=lambda f: (len(_image_files(f, root, follow)), -with_classes.index(f)))
+            return folder, _labelled_folder(folder, root, follow), None
         try:
             reading = None if options.train_images else find_class_folders(root)
         except Ambiguous as e:
@@ -712,9 +769,12 @@ def _train_folder(root: Path, options: ReadOptions) -> tuple[Path, pd.DataFrame,
             return folder, table, None
     for folder in named:
         if folder.is_dir() and _image_files(folder, root, follow):
+            formats = unreadable_formats(root)
+            where = f" (the labels may be in its {', '.join(formats)}, which kit does not read: write them as a CSV " \
+                "of file,label)" if formats else ""
             raise DataError(f"{relative_name(folder, root)}/: images, but no class folders and no table says their "
-                            "classes; pass --label-from-name REGEX (one group, the class) if their names carry "
-                            "it, or --train-csv FILE")
+                            f"classes{where}; pass --label-from-name REGEX (one group, the class) if their names "
+                            "carry it, or --train-csv FILE")
     formats = unreadable_formats(root)
     if formats:
         raise DataError(f"{root}: holds {', '.join(formats)} but no image files or tables kit reads; kit reads "
@@ -831,7 +891,12 @@ def _read_folder_layout(root: Path, tables: dict[str, Path | None], options: Rea
         paths, _ = _resolve_ids(root, sample, id_col, test_name, "test", problems, options)
         test = pd.DataFrame({"id": sample[id_col], "path": paths, "row": table_lines(sample)})
     label_col = sample.columns[1] if sample is not None and len(sample.columns) == 2 else "label"
-    return Competition(root=root, layout="folders", train=train, test=test, validation=validation,
+    evidence = [f"class folders in {relative_name(train_dir, root)}/: {reading.evidence}" if reading else
+                f"classes from {'class folders' if train['id'].str.contains('/').any() else 'file names'} in "
+                f"{relative_name(train_dir, root)}/"]
+    if reading is not None and reading.runner_up:
+        evidence.append(f"runner-up: {reading.runner_up}")
+    return Competition(root=root, layout="folders", train=train, test=test, validation=validation, evidence=evidence,
                        class_names=sorted(set(train["label"])), id_col=id_col, label_col=label_col,
                        train_file=relative_name(train_dir, root) + "/" if train_dir != root else "./", test_file=test_name,
                        sample_file=relative_name(tables["sample"], root) if tables["sample"] else None, sample=sample,
@@ -867,8 +932,10 @@ def load_competition(data_dir, options: ReadOptions | None = None, **flags) -> C
     options = options or ReadOptions.of(SimpleNamespace(**flags))
     if not Path(data_dir).is_dir():
         raise DataError(f"{data_dir}: not a folder (expected a competition folder with train.csv or class folders)")
-    root = unwrapped_root(Path(os.path.abspath(data_dir)))  # a download unzipped into a folder of its own name
-    root = unwrapped_root(readable_folder(root, options.follow_symlinks))  # absolute: a run folder works from any directory
+    given = unwrapped_root(Path(os.path.abspath(data_dir)))  # a download unzipped into a folder of its own name
+    root = unwrapped_root(readable_folder(given, options.follow_symlinks))
+    wrapper = os.path.relpath(given, os.path.abspath(data_dir))  # absolute: a run folder works from any directory
+    options = _flags_inside(options, Path(os.path.abspath(data_dir)), root)
     for option, values in (("--train-images", options.train_images), ("--test-images", options.test_images)):
         for value in values:
             if unsafe_path_reason(value) or not (root / value).is_dir():
@@ -879,7 +946,23 @@ def load_competition(data_dir, options: ReadOptions | None = None, **flags) -> C
         if path is not None:
             _confined(path, root, options.follow_symlinks)  # a table linked from outside is never read
     if tables["train"] is not None:
-        return _read_csv_layout(root, tables, options)
-    if options.group_col:
+        comp = _read_csv_layout(root, tables, options)
+    elif options.group_col:
         raise DataError(f"--group-col {options.group_col}: needs a training table (train.csv); {root} has none")
-    return _read_folder_layout(root, tables, options)
+    else:
+        comp = _read_folder_layout(root, tables, options)
+    comp.wrapper = "" if wrapper == "." else wrapper
+    return comp
+
+
+def _flags_inside(options: ReadOptions, given: Path, root: Path) -> ReadOptions:
+    """Folders and tables given relative to DATA as the user sees it, made relative to the folder kit reads (the
+    one inside a wrapping folder), where they lie inside it."""
+    def moved(value: str) -> str:
+        if not value or unsafe_path_reason(value) or (root / value).exists() or not (given / value).exists():
+            return value
+        real = os.path.realpath(given / value)
+        return os.path.relpath(real, os.path.realpath(root)) if under(real, root) else value
+    changes = {f: moved(getattr(options, f)) for f in ("train_csv", "test_csv", "sample")}
+    changes.update({f: tuple(moved(v) for v in getattr(options, f)) for f in ("train_images", "test_images")})
+    return replace(options, **changes)

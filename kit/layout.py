@@ -133,17 +133,18 @@ def _candidates(tree: Folder) -> list[tuple[tuple, Reading]]:
     for folder in tree.walk():
         classes = class_children(folder)
         # sub-folders that each hold class folders of their own are datasets side by side, not classes
-        nested = sum(1 for c in classes if len(class_children(c)) >= 2)
-        if len(classes) >= 2 and nested < 2 and sum(c.total for c in classes) >= 2 * folder.direct:
-            covered = sum(c.total for c in classes)
-            found.append(((covered, 0, -folder.depth), Reading(
+        nested = sum(c.total for c in classes if len(class_children(c)) >= 2)
+        covered = sum(c.total for c in classes)
+        if len(classes) >= 2 and nested <= covered // 2 and covered >= 2 * folder.direct:
+            found.append(((0, covered, 0, -folder.depth), Reading(
                 folder.path, evidence=f"{len(classes)} sub-folders holding {covered} images, named like classes")))
         splits = _splits(folder)
         train = splits.get("train")
         if train is not None and len(class_children(train)) >= 2:
             other = [s for k, s in splits.items() if k != "train"]
             covered = sum(c.total for c in class_children(train))
-            found.append(((covered, 1 + len(other), -folder.depth), Reading(
+            # official splits are the organisers' own reading: they outrank a bare folder of classes
+            found.append(((1 if other else 0, covered, 1 + len(other), -folder.depth), Reading(
                 train.path, validation=splits["validation"].path if "validation" in splits else None,
                 test=splits["test"].path if "test" in splits else None,
                 evidence=f"split folders {', '.join(sorted(k for k in splits))} of "
@@ -168,7 +169,7 @@ def find_class_folders(root: Path) -> Reading | None:
         tied = rest[0][0] == found[0][0] and not _within(rest[0][1].train, best.train)
         if tied:
             raise Ambiguous(f"{relative(best.train, root)}/ and {relative(rest[0][1].train, root)}/ both hold "
-                            f"class folders of {found[0][0][0]} images; which is the competition?|"
+                            f"class folders of {found[0][0][1]} images; which is the competition?|"
                             f"--train-images {relative(best.train, root)}")
     return best
 
@@ -199,7 +200,7 @@ def image_names(root: Path, limit: int = 500_000) -> set[str]:
 
 
 LABEL_NAMES = ("label", "labels", "class", "classname", "class_name", "category", "target", "y", "dx", "species",
-               "breed", "emotion", "diagnosis", "classid", "class_id", "landmark_id", "variety", "type",
+               "breed", "emotion", "diagnosis", "classid", "class_id", "category_id", "landmark_id", "variety", "type",
                "id")  # by priority; a column named id that is not the image's is Humpback's whale id
 
 
@@ -249,12 +250,16 @@ def unwrapped_root(root: Path) -> Path:
         root = Path(entries[0].path)
 
 
+SPLIT_LIST = re.compile(r"^(train|trainval|training|val|valid|validation|test|testing)([_\-.]?(list|images|split|"
+                        r"files|set|\d+))?\.(txt|csv|lst|list)$", re.IGNORECASE)
 DOCUMENTS = (".md", ".txt", ".rst", ".pdf", ".html", ".htm", ".doc", ".docx", ".ipynb", ".py", ".r")
 
 
 def _is_data_file(name: str) -> bool:
     """Whether a file may be data (a README, a licence or a notebook beside a wrapping folder is not)."""
     low = name.lower()
+    if SPLIT_LIST.match(name):  # TrainImages.txt beside Images/: the split, so data
+        return True
     return not (low.endswith(DOCUMENTS) or low.startswith(("license", "licence", "readme", "citation")))
 
 
@@ -276,8 +281,6 @@ def unreadable_formats(root: Path) -> list[str]:
 # ------------------------------------------------------------------------------------------ split lists
 
 
-SPLIT_LIST = re.compile(r"^(train|trainval|training|val|valid|validation|test|testing)([_\-.]?(list|images|split|"
-                        r"files|set|\d+))?\.(txt|csv|lst|list)$", re.IGNORECASE)
 
 
 def split_lists(root: Path) -> dict[str, Path]:
@@ -289,7 +292,9 @@ def split_lists(root: Path) -> dict[str, Path]:
         dirnames[:] = sorted(d for d in dirnames if not is_junk(d) and not d.startswith(".")) if depth < 3 else []
         for name in sorted(filenames):
             if SPLIT_LIST.match(name) and not name.lower().endswith(".csv"):
-                kind = split_kind(Path(name).stem.lower().replace("trainval", "train")) or "train"
+                stem = Path(name).stem.lower()
+                kind = "test" if stem.startswith("test") else "validation" if stem.startswith(("val", "valid")) \
+                    else "train"  # TrainImages.txt, trainval.txt, train_list.txt
                 found.setdefault(kind, Path(dirpath) / name)
     return found
 

@@ -22,7 +22,7 @@ def invoke(*args):
 
 @pytest.mark.parametrize("values,classes,settings,expected", [
     (["0.5", "0.5"], ["0", "1"], {}, Answer("probability", "1")),  # Aerial Cactus: has_cactus, 0.5
-    (["0", "0"], ["0", "1"], {}, Answer("probability", "1")),  # Histopathologic: label, 0 (scored by AUC)
+    (["0", "0"], ["0", "1"], {}, Answer("probability", "1", ambiguous=True)),  # Histopathologic: 0s, AUC; or labels
     (["0.5"], ["cat", "dog"], {"positive": "dog"}, Answer("probability", "dog")),  # Redux: P(dog)
     (["0", "0"], ["0", "1"], {"submission": "label"}, Answer("label")),  # forced
     (["0", "0"], ["0", "1"], {"label_map": "0=a,1=b"}, Answer("label")),  # a label map asks for labels
