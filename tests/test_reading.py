@@ -155,3 +155,14 @@ def test_formats_kit_does_not_read_are_named(tmp_path):
     (cars / "devkit").mkdir()
     (cars / "devkit" / "cars_train_annos.mat").write_bytes(b"MATLAB")
     one_error(invoke("validate", cars), "cars_train/", "MATLAB files")
+
+
+def test_flags_name_folders_as_the_user_sees_them_inside_a_wrapping_folder(tmp_path):
+    from kit.data import load_competition
+
+    data = tmp_path / "wrapped"
+    for folder, classes in (("setA", ("cat", "dog")), ("setB", ("red", "blue"))):
+        for c in classes:
+            _images(data / "comp" / folder / c, [f"{k}.png" for k in range(3)])
+    comp = load_competition(data, train_images="comp/setB")  # as seen from DATA, through the wrapping folder
+    assert comp.class_names == ["blue", "red"]
