@@ -44,7 +44,7 @@ from .layout import (
 )
 from .paths import confined as _confined
 from .paths import inside_data as _inside
-from .paths import unsafe_path_reason
+from .paths import under, unsafe_path_reason
 from .sources import readable_folder, table_kind
 
 TRAIN_IMAGE_DIRS = ("train", "train/images", "images/train", "Images/train", "train_images", "images", "Images", ".")
