@@ -273,16 +273,16 @@ def read_class_names(run_dir) -> list[str]:
     """class_names.json: a list of at least two distinct strings."""
     path = Path(run_dir) / CLASS_NAMES_FILE
     names = read_json(path)
-    manifest = Path(run_dir) / MANIFEST_FILE
-    recorded = read_json(manifest) if manifest.is_file() else {}
-    if isinstance(recorded, dict) and isinstance(recorded.get(CLASS_NAMES_FILE), str) and \
-            recorded[CLASS_NAMES_FILE] != sha256_file(path):
-        raise RunError(f"{path}: changed after kit wrote it (its sha256 differs from {manifest}); the model's outputs "
-                       "follow the original order, so restore the file or train again")
     if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) and n for n in names):
         raise RunError(f"{path}: expected a list of at least two class names (non-empty strings)")
     if len(set(names)) != len(names):
         raise RunError(f"{path}: class names repeat ({_first_repeat(names)!r}); the list must be distinct")
+    manifest = Path(run_dir) / MANIFEST_FILE
+    recorded = read_json(manifest) if manifest.is_file() else {}
+    if isinstance(recorded, dict) and isinstance(recorded.get(CLASS_NAMES_FILE), str) and \
+            recorded[CLASS_NAMES_FILE] != names_digest(names):
+        raise RunError(f"{path}: changed after kit wrote it (the names differ from those {manifest} records); the "
+                       "model's outputs follow the original names and order, so restore the file or train again")
     return names
 
 
@@ -430,7 +430,12 @@ def write_manifest(run_dir) -> None:
     """The sha256 of the model and of its class names: a model's outputs mean nothing without the names."""
     run_dir = Path(run_dir)
     write_json(run_dir / MANIFEST_FILE, {MODEL_FILE: sha256_file(run_dir / MODEL_FILE),
-                                         CLASS_NAMES_FILE: sha256_file(run_dir / CLASS_NAMES_FILE)})
+                                         CLASS_NAMES_FILE: names_digest(read_json(run_dir / CLASS_NAMES_FILE))})
+
+
+def names_digest(names) -> str:
+    """The class names' sha256, of their canonical JSON (the file's spacing does not matter, their order does)."""
+    return hashlib.sha256(json.dumps(names, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 RUN_TABLE_COLUMNS = ["name", "date", "model", "image_size", "epochs", "metric", "score", "val_accuracy", "seconds",

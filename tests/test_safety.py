@@ -280,7 +280,7 @@ def test_run_folder_json_is_checked_like_flags(trained, tmp_path):
     one_error(invoke("make-submission", copy, data, "--force"), "do not match the model's input")
     (copy / "config.json").write_text(json.dumps(config))
     (copy / "class_names.json").write_text(json.dumps(["cat", "dog"]))
-    one_error(invoke("make-submission", copy, data, "--force"), "class_names.json: 2 classes", "3 outputs")
+    one_error(invoke("make-submission", copy, data, "--force"), "class_names.json: changed after kit wrote it")
     (copy / "class_names.json").write_text(json.dumps("cat"))
     one_error(invoke("report", copy), "class_names.json: expected a list")
     (copy / "class_names.json").write_text(json.dumps(["cat", "dog", "emu"]))
