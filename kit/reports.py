@@ -204,6 +204,7 @@ def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst
             plots.append(f"<div><h2>{title}</h2><img class=plot alt='{title}' src='{_png_data_uri(run_dir / name)}'>"
                          "</div>")
     parts.append("<section id=plots class=cols>" + "".join(plots) + "</section>")
+    parts.append(_doctor_note(config.get("data")))
     parts.append(_mistakes(pred[wrong].sort_values("p_true").head(worst), int(wrong.sum()),
                            int(config.get("channels") or 3)))
     config_rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in config.items())
@@ -211,6 +212,14 @@ def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>kit report · {escape(run_dir.name)}"
             f"</title><meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
             f"<body><main>{''.join(parts)}</main></body></html>\n")
+
+
+def _doctor_note(data) -> str:
+    """The doctor's summary line for the run's data, when `kit doctor` ran on it (kit.doctor.summary_line)."""
+    from .doctor import summary_line
+
+    line = summary_line(data) if data else None
+    return f"<h2>Data</h2><section id=doctor><p>{escape(line)}</p></section>" if line else ""
 
 
 def _cards(metrics: dict, per_class: dict, wrong: pd.Series, separator: str) -> list[tuple[str, str]]:
