@@ -92,10 +92,16 @@ def diagnose(comp: Competition, report: ValidationReport, run_dir=None, time_bud
     clock = time.time()
     log("Doctor: looking for label issues" + (f" with {run_dir}'s out-of-fold predictions" if run_dir else
                                               f" with a quick {QUICK_FOLDS}-fold model"))
-    probs, classes, ids, how = label_probabilities(train, thumbs, colors, comp.class_names, run_dir, time_budget,
-                                                   started)
+    if comp.tag_separator:  # an image's set of tags is not one class: confident learning does not apply as is
+        probs, classes, ids, how = np.zeros((0, 0)), [], [], "label issues: not looked for in tags (multi-label)"
+    else:
+        probs, classes, ids, how = label_probabilities(train, thumbs, colors, comp.class_names, run_dir, time_budget,
+                                                       started)
     found.notes.append(how)
-    labels = train.set_index("id").loc[ids, "label"].to_numpy() if len(ids) else np.array([], dtype=object)
+    label_of = dict(zip(comp.train["id"], comp.train["label"]))
+    known = [k for k, i in enumerate(ids) if i in label_of]  # a run's ids no longer in the table are left out
+    probs, ids = probs[known], [ids[k] for k in known]
+    labels = np.array([label_of[i] for i in ids], dtype=object)
     found.label_issues = label_issues(probs, classes, ids, labels)
     found.seconds["label_issues"] = round(time.time() - clock, 1)
     found.seconds["total"] = round(time.time() - started, 1)
