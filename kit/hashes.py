@@ -1,7 +1,8 @@
 """Perceptual signatures of images and the near-duplicates they reveal.
 
 Each image gets, while validation decodes it anyway (kit.images.inspect_image), a small signature: a 32x32 gray
-thumbnail, an 8x8 colour thumbnail and a few cheap statistics (1,284 bytes). From the gray thumbnail come
+thumbnail, a 16x16 colour thumbnail, its size, file size and format (1,812 bytes); the statistics the shift check
+uses are computed from these later, for all images at once. From the gray thumbnail come
 - a perceptual hash, real-valued: the magnitudes of its lowest 2-D Fourier frequencies, which a shift of the
   picture leaves unchanged (pHash's DCT does not: a Fashion-MNIST copy shifted by one pixel was only the median
   40th most alike image by DCT hash). Candidates are each image's few most alike hashes, found in bulk with one
@@ -19,14 +20,17 @@ benchmarks/doctor.py (RESULTS.md). This module imports only numpy and Pillow: it
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 from PIL import Image
 
 THUMB = 32  # side of the gray thumbnail the hash and the pair check use
-COLOR = 8  # side of the colour thumbnail (the label model's and the shift check's pixels)
+COLOR = 16  # side of the colour thumbnail (the label model's and the shift check's pixels)
 STAT_NAMES = ("width", "height", "aspect", "file_kb_per_megapixel", "mean_r", "mean_g", "mean_b", "std_r", "std_g",
               "std_b", "brightness", "contrast", "saturation", "sharpness", "is_jpeg", "is_png", "is_gray")
-SIGNATURE_BYTES = THUMB * THUMB + COLOR * COLOR * 3 + 4 * len(STAT_NAMES)
+HEADER = 5  # float32s before the pixels: width, height, file bytes, format (1 JPEG, 2 PNG, 0 other), gray mode
+SIGNATURE_BYTES = 4 * HEADER + THUMB * THUMB + COLOR * COLOR * 3
 
 # Measured on planted copies (benchmarks/doctor.py, RESULTS.md; copies' hash similarity was at least 0.98): a candidate
 # needs a hash similarity of at least CANDIDATE_SIMILARITY, and a pair is a near-duplicate when its thumbnail distance
@@ -40,31 +44,42 @@ IDENTICAL_DISTANCE = 0.003  # a pair this close is a copy whatever the ratio (th
 
 
 def image_signature(im: Image.Image, file_bytes: int = 0) -> bytes:
-    """The signature of a decoded Pillow image (any mode), packed in SIGNATURE_BYTES bytes."""
-    fmt, size = im.format or "", im.size
+    """The signature of a decoded Pillow image (any mode), packed in SIGNATURE_BYTES bytes. Cheap on purpose (it runs
+    on every image validation decodes, about 60 us): Pillow resizes, nothing is computed per image in Python; the
+    statistics come later, for all images at once (unpack)."""
     gray_mode = im.mode in ("L", "1", "LA", "I", "I;16", "I;16B", "I;16L", "F")
     rgb = im.convert("RGB") if im.mode != "RGB" else im
     # Bilinear (antialiased when shrinking) rather than box: a 28-px image's 1-px shift must stay a smooth shift
     small = rgb.resize((64, 64), Image.BILINEAR, reducing_gap=2.0) if rgb.size != (64, 64) else rgb
-    pixels = np.asarray(small, dtype=np.float32)
-    gray = np.asarray(small.convert("L").resize((THUMB, THUMB), Image.BILINEAR), dtype=np.uint8)
-    color = np.asarray(small.resize((COLOR, COLOR), Image.BILINEAR), dtype=np.uint8)
-    lum = pixels @ np.float32([0.299, 0.587, 0.114])
-    laplacian = np.abs(4 * lum[1:-1, 1:-1] - lum[:-2, 1:-1] - lum[2:, 1:-1] - lum[1:-1, :-2] - lum[1:-1, 2:])
-    stats = np.float32([size[0], size[1], np.log(size[0] / max(1, size[1])),
-                        file_bytes / 1024 / max(1e-6, size[0] * size[1] / 1e6),
-                        *pixels.mean(axis=(0, 1)), *pixels.std(axis=(0, 1)), lum.mean(), lum.std(),
-                        (pixels.max(axis=2) - pixels.min(axis=2)).mean(), laplacian.mean(),
-                        fmt == "JPEG", fmt == "PNG", gray_mode])
-    return gray.tobytes() + color.tobytes() + stats.tobytes()
+    header = struct.pack("<5f", im.size[0], im.size[1], file_bytes, {"JPEG": 1, "PNG": 2}.get(im.format or "", 0),
+                         gray_mode)
+    return (header + small.convert("L").resize((THUMB, THUMB), Image.BILINEAR).tobytes()
+            + small.resize((COLOR, COLOR), Image.BILINEAR).tobytes())
 
 
 def unpack(signatures: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(gray thumbnails N×32×32 uint8, colour thumbnails N×8×8×3 uint8, statistics N×len(STAT_NAMES) float32)."""
-    raw = np.frombuffer(b"".join(signatures), dtype=np.uint8).reshape(len(signatures), SIGNATURE_BYTES)
-    g, c = THUMB * THUMB, COLOR * COLOR * 3
-    return (raw[:, :g].reshape(-1, THUMB, THUMB), raw[:, g:g + c].reshape(-1, COLOR, COLOR, 3),
-            raw[:, g + c:].copy().view(np.float32))
+    n = len(signatures)
+    raw = np.frombuffer(b"".join(signatures), dtype=np.uint8).reshape(n, SIGNATURE_BYTES)
+    header = raw[:, :4 * HEADER].copy().view(np.float32).astype(np.float64)
+    gray = raw[:, 4 * HEADER:4 * HEADER + THUMB * THUMB].reshape(n, THUMB, THUMB)
+    color16 = raw[:, 4 * HEADER + THUMB * THUMB:].reshape(n, COLOR, COLOR, 3)
+    color = color16.reshape(n, 8, 2, 8, 2, 3).mean(axis=(2, 4)).round().astype(np.uint8)
+    return gray, color, _statistics(header, gray, color16)
+
+
+def _statistics(header: np.ndarray, gray: np.ndarray, color: np.ndarray) -> np.ndarray:
+    """STAT_NAMES for every image at once, from the signatures' header and thumbnails."""
+    width, height, size, fmt, gray_mode = header.T
+    pixels = color.reshape(len(color), -1, 3).astype(np.float32)
+    lum = gray.astype(np.float32)
+    laplacian = np.abs(4 * lum[:, 1:-1, 1:-1] - lum[:, :-2, 1:-1] - lum[:, 2:, 1:-1] - lum[:, 1:-1, :-2]
+                       - lum[:, 1:-1, 2:]).mean(axis=(1, 2))
+    return np.column_stack([width, height, np.log(np.maximum(width, 1) / np.maximum(height, 1)),
+                            size / 1024 / np.maximum(width * height / 1e6, 1e-6), pixels.mean(axis=1),
+                            pixels.std(axis=1), lum.mean(axis=(1, 2)), lum.std(axis=(1, 2)),
+                            np.ptp(pixels, axis=2).mean(axis=1), laplacian, fmt == 1, fmt == 2, gray_mode
+                            ]).astype(np.float32)
 
 
 def perceptual_hashes(thumbs: np.ndarray, frequencies: int = 8) -> np.ndarray:
