@@ -417,7 +417,8 @@ def doctor(data, run_dir, time_budget, json_file, output, force, **reading):
         click.echo(f"  leak: test {pair['test']} ~ train {pair['train']} ({pair['train_label']}), distance "
                    f"{pair['distance']:.4f}")
     for group in [g for g in found.train_duplicates if g["conflicting"]][:5]:
-        click.echo(f"  conflicting labels: {', '.join(f'{i} ({lab})' for i, lab in zip(group['ids'], group['labels']))}")
+        members = ", ".join(f"{i} ({lab})" for i, lab in zip(group["ids"], group["labels"]))
+        click.echo(f"  conflicting labels: {members}")
     for issue in found.label_issues[:5]:
         click.echo(f"  label issue: {issue['id']} labelled {issue['label']}, looks like {issue['suggested']} "
                    f"(score {issue['score']:.3f})")
