@@ -15,7 +15,7 @@ from .metrics import check_metric
 
 
 # `kit --help` lists the commands in the order a competition uses them; any other command comes after them.
-WORKFLOW_ORDER = ("new", "validate", "run", "train", "make-submission", "predict", "report", "score", "runs",
+WORKFLOW_ORDER = ("new", "validate", "doctor", "run", "train", "make-submission", "predict", "report", "score", "runs",
                   "reproduce", "export", "models", "recipes", "datasets")
 
 
@@ -403,11 +403,54 @@ def validate(data, json_file, strict, force, explain, **reading):
     for problem in report.problems:
         click.echo(f"{problem.severity}: {problem}")
     click.echo(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    from .doctor import summary_line
+
+    doctor_line = summary_line(data, report.fingerprint)
+    if doctor_line:
+        click.echo(doctor_line)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         write_json(json_path, report.to_dict())
         record_written(json_path)
     sys.exit(2 if report.errors else 1 if strict and report.warnings else 0)
+
+
+@cli.command()
+@click.argument("data", type=click.Path(file_okay=False))
+@_with_params(_reading_params)
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, exists=True),
+              help="Take label issues from this run's out-of-fold predictions (a --folds run), not a quick model.")
+@click.option("--time-budget", metavar="DURATION", callback=_parsed_by(parse_duration),
+              help="Keep the quick label model within this time (30s, 5m).")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write the findings as JSON.")
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="The HTML report. Default: RUN/doctor.html with --run, else ./doctor.html.")
+@click.option("--force", is_flag=True, help="Replace a doctor.html or --json file kit wrote before.")
+def doctor(data, run_dir, time_budget, json_file, output, force, **reading):
+    """Find what spoils validation and the leaderboard: train/test near-duplicates (leaks), near-duplicates with
+    conflicting labels, likely label errors, and test images unlike the training ones (shift).
+
+    \b
+    Example:
+      kit doctor sample_data
+      kit doctor data --run runs/kfold --json doctor.json
+    """
+    from .doctor_page import run_doctor
+
+    started = time.time()
+    html = output or str(Path(run_dir) / "doctor.html" if run_dir else "doctor.html")
+    found, paths = run_doctor(data, reading, run_dir, time_budget, html, json_file, force, _progress(), started)
+    click.echo(f"Doctor: {found.summary()}")
+    for pair in found.train_test_duplicates[:5]:
+        click.echo(f"  leak: test {pair['test']} ~ train {pair['train']} ({pair['train_label']}), distance "
+                   f"{pair['distance']:.4f}")
+    for group in [g for g in found.train_duplicates if g["conflicting"]][:5]:
+        members = ", ".join(f"{i} ({lab})" for i, lab in zip(group["ids"], group["labels"]))
+        click.echo(f"  conflicting labels: {members}")
+    for issue in found.label_issues[:5]:
+        click.echo(f"  label issue: {issue['id']} labelled {issue['label']}, looks like {issue['suggested']} "
+                   f"(score {issue['score']:.3f})")
+    click.echo(f"Report: {', '.join(str(p) for p in paths)}")
 
 
 @cli.command(cls=SectionedCommand)
@@ -430,19 +473,24 @@ def train(data, config_file, force, **flags):
 
 @cli.command(cls=SectionedCommand)
 @_with_params(*TRAINING_PARAMS, lambda: [_option("Submission", "--output", type=click.Path(dir_okay=False),
-                                                 help="Submission path. Default RUN/submission.csv.")])
-def run(data, config_file, force, output, **flags):
+                                                 help="Submission path. Default RUN/submission.csv."),
+                                         _option("Data", "--doctor", is_flag=True,
+                                                 help="Run `kit doctor` first (RUNS_DIR/doctor.html).")])
+def run(data, config_file, force, output, doctor, **flags):
     """Validate, train, write submission.csv and the report, in one go.
 
     \b
     Example:
       kit run sample_data
+      kit run data --doctor
     """
     from .runs import REPORT_HTML
     from .workflow import train_and_submit
 
     started = time.time()  # --time-budget counts from here
     config, answers = _settings(data, config_file, flags)
+    if doctor:
+        _doctor_first(config, flags)
     outcome = train_and_submit(config, answers, command="run", output=output, force=force, log=_progress(),
                                resume=bool(flags["resume_run"]), started=started,
                                on_trained=lambda result: _print_train_result(result, "run"))
@@ -453,6 +501,16 @@ def run(data, config_file, force, output, **flags):
     if outcome.held_out is not None:
         click.echo(f"Held-out test {result.config.metric}: {outcome.held_out:.4f} (against {outcome.answers})")
     click.echo(f"Report: {result.run_dir / REPORT_HTML}")
+
+
+def _doctor_first(config, flags: dict) -> None:
+    """`kit run --doctor`: the doctor's report on the data, in the runs folder, before training (its summary line
+    then appears in the run's report)."""
+    from .doctor_page import run_doctor
+
+    html = Path(config.runs_dir or "runs") / "doctor.html"
+    found, _ = run_doctor(config.data, config, None, None, html, None, True, _progress())
+    click.echo(f"Doctor: {found.summary()} (see {html})")
 
 
 @cli.command()

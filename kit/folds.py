@@ -59,7 +59,8 @@ def train_folds(config: Config, comp: Competition, run_dir: Path, log=print, res
     each fold plans its epochs in its share of the time left (Budget.for_fold).
     """
     train = comp.train
-    groups = train["group"].to_numpy() if "group" in train else None
+    groups = train["group"].to_numpy() if "group" in train else \
+        train["near_duplicate_group"].to_numpy() if "near_duplicate_group" in train else None
     folds = fold_assignments(strata(train["label"], comp.tag_separator, config.folds), config.folds, config.seed, groups)
     _write_folds(run_dir, pd.DataFrame({"id": train["id"].astype(str), "fold": folds}), resume)
     results = []

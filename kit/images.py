@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from .errors import ImageError
+from .hashes import image_signature
 from .headers import PNG_SIGNATURE, plain_image, png_damage
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -239,6 +240,7 @@ class ImageInfo:
     frames: int
     transparent: bool
     rotated: bool  # has an EXIF orientation other than "normal"
+    signature: bytes | None = None  # kit.hashes.image_signature: for near-duplicates, label and shift checks
 
 
 # Which Pillow formats each file extension may hold without comment.
@@ -246,8 +248,9 @@ FORMAT_OF_EXTENSION = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "
                        ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
-def inspect_image(path) -> ImageInfo:
-    """Fully decode one image (to catch truncation) and describe it."""
+def inspect_image(path, signature: bool = False) -> ImageInfo:
+    """Fully decode one image (to catch truncation) and describe it; with signature, also its perceptual signature
+    (kit.hashes), made from the pixels decoded here rather than in a second decode."""
     path = Path(path)
     im = _open(path)
     try:
@@ -255,17 +258,18 @@ def inspect_image(path) -> ImageInfo:
             im.load()
             orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
             return ImageInfo(im.size[0], im.size[1], im.mode, im.format or "", getattr(im, "n_frames", 1),
-                             im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info, orientation not in (1, 0))
+                             im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info, orientation not in (1, 0),
+                             image_signature(im, os.path.getsize(path)) if signature else None)
     except Exception as e:
         raise ImageError(f"{path}: not a readable image ({_reason(e)})") from None
 
 
-def check_image(path: str) -> tuple[ImageInfo, str, str | None]:
+def check_image(path: str, signature: bool = False) -> tuple[ImageInfo, str, str | None]:
     """Decode one image as training will and describe it: (info, content hash, damage Pillow tolerates or None).
 
     Pillow decodes every file fully; a PNG with a bad chunk CRC that TensorFlow's decoder would get in training
     (kit.headers.plain_image) is an ImageError, as libpng refuses it."""
-    info = inspect_image(path)
+    info = inspect_image(path, signature)
     with open(path, "rb") as f:
         data = f.read()
     damage = png_damage(data) if data.startswith(PNG_SIGNATURE) else None
@@ -277,11 +281,12 @@ def check_image(path: str) -> tuple[ImageInfo, str, str | None]:
 
 def checked_images(paths) -> list[tuple]:
     """check_image over a chunk of files (one message per chunk in a worker process): (path, info, hash, damage,
-    None) for each image that reads, (path, None, None, None, the error's message) for each that does not."""
+    None) for each image that reads (its info with its signature), (path, None, None, None, the error's message) for
+    each that does not."""
     checked = []
     for path in paths:
         try:
-            checked.append((path, *check_image(path), None))
+            checked.append((path, *check_image(path, signature=True), None))
         except ImageError as e:
             checked.append((path, None, None, None, str(e)))
     return checked

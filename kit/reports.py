@@ -244,6 +244,7 @@ def render_html(run_dir: Path, pred: pd.DataFrame, class_names: list[str], worst
             plots.append(f"<div><h2>{title}</h2><img class=plot alt='{title}' src='{_png_data_uri(files / name)}'>"
                          "</div>")
     parts.append("<section id=plots class=cols>" + "".join(plots) + "</section>")
+    parts.append(_doctor_note(config.get("data")))
     parts.append(_mistakes(pred[wrong].sort_values("p_true").head(worst), int(wrong.sum()),
                            int(config.get("channels") or 3)))
     parts.append(_settings_html(config))
@@ -353,6 +354,14 @@ def _versions_html(run_dir) -> str:
     if info.get("python"):
         shown.append(f"Python {info['python']}")
     return f"<p class=sub id=versions>Trained with {escape(', '.join(shown))}.</p>"
+
+
+def _doctor_note(data) -> str:
+    """The doctor's summary line for the run's data, when `kit doctor` ran on it (kit.doctor.summary_line)."""
+    from .doctor import summary_line
+
+    line = summary_line(data) if data else None
+    return f"<h2>Data</h2><section id=doctor><p>{escape(line)}</p></section>" if line else ""
 
 
 def _cards(metrics: dict, per_class: dict, wrong: pd.Series, separator: str) -> list[tuple[str, str]]:

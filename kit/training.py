@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .accelerate import is_chief, precision
@@ -133,7 +134,46 @@ def split_train_validation(comp: Competition, config: Config) -> tuple[pd.DataFr
     else:
         train, val = train_test_split(splittable, test_size=n_val, random_state=config.seed, stratify=key)
     train = pd.concat([train, comp.train[single]])
+    if NEAR_DUPLICATE_GROUP in comp.train:
+        together = _near_duplicates_together(train, val)
+        if len(together[1]) and set(together[1]["label"]) >= set(val["label"]):  # else the plain split
+            train, val = together
     return train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+NEAR_DUPLICATE_GROUP = "near_duplicate_group"  # the column kit.training adds: near-duplicates share a number
+MAX_KEPT_TOGETHER = 5  # larger groups are look-alikes rather than copies (`kit doctor` still lists them)
+
+
+def _near_duplicates_together(train: pd.DataFrame, val: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Near-duplicates split between training and validation all go where the group's first row went: a copy of a
+    training image in validation would make the validation score lie."""
+    both = pd.concat([train.assign(_val=False), val.assign(_val=True)]).sort_index(kind="stable")
+    side = both.groupby(NEAR_DUPLICATE_GROUP, sort=False)["_val"].transform("first")
+    return both[~side].drop(columns="_val"), both[side].drop(columns="_val")
+
+
+def with_near_duplicate_groups(comp: Competition, report: ValidationReport, log=print) -> Competition:
+    """The competition with a near-duplicate group per training row (kit.doctor), so that the split and the folds
+    keep near-duplicates on one side; unchanged when there are none (or --group-col gives the groups)."""
+    from .doctor import duplicate_group_column
+
+    if comp.validation is not None or "group" in comp.train:
+        return comp
+    groups = duplicate_group_column(comp.train, report)
+    if groups is None:
+        return comp
+    sizes = pd.Series(groups).value_counts()
+    large = sizes.index[sizes > MAX_KEPT_TOGETHER]
+    if len(large):  # a crowd of look-alikes (blank scans, one pattern), not copies of one picture: not forced
+        groups = np.where(np.isin(groups, large), -1 - np.arange(len(groups)), groups)
+    copies = int(len(groups) - len(set(groups)))
+    if copies == 0:
+        return comp
+    log(f"Near-duplicates: {copies} training image(s) are near-copies of others; each group stays on one side of "
+        "the validation split (and in one fold)" + (f"; {len(large)} larger group(s) of look-alikes are not kept "
+                                                     "together" if len(large) else ""))
+    return replace(comp, train=comp.train.assign(**{NEAR_DUPLICATE_GROUP: groups}))
 
 
 def _split_keeping_every_class(table: pd.DataFrame, key: pd.Series, n_val: int, seed: int
@@ -163,6 +203,7 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
     _refuse_early(config, resume)
     comp, report, skipped = load_and_validate(config, progress=not getattr(log, "quiet", False))
     say_what_validation_saw(report, log)
+    comp = with_near_duplicate_groups(comp, report, log)
     if command == "run" and comp.test is None:  # kit run ends with a submission: refuse now, not after training
         raise DataError(f"{config.data}: no test table, sample submission or test folder, so no submission can be "
                         "written; use `kit train`, or pass --test-csv/--sample/--test-images")

@@ -42,6 +42,7 @@ class ValidationReport:
     fallbacks: Counter = field(default_factory=Counter)
     bad_paths: set[str] = field(default_factory=set)
     fingerprint: str = ""  # hash of every table and every image's name and content: "the same data"
+    signatures: dict[str, bytes] = field(default_factory=dict)  # image path → kit.hashes signature
 
     @property
     def errors(self) -> list[Problem]:
@@ -195,6 +196,7 @@ def _check_images(table: pd.DataFrame, file_name: str, root: Path, problems: lis
             problems.append(Problem("warning", "extension_mismatch", file_name,
                                     f"image '{rel}' holds {info.format} data; decoded by its content", _row(row)))
         hashes.setdefault(digest, []).append((file_name, _row(row), image_id, label, rel))
+        stats["signatures"][path] = info.signature
         stats.setdefault("digests", []).append(f"{rel}\t{digest}\t{image_id}\t{label}")
     return hashes
 
@@ -314,7 +316,7 @@ def validate(comp: Competition, check_images: bool = True, check_train: bool = T
         _check_duplicates(comp.test, comp.test_file, problems, labels=False)
     _check_sample(comp, problems)
 
-    stats = {"sizes": Counter(), "modes": Counter(), "fallbacks": Counter(), "bad": set()}
+    stats = {"sizes": Counter(), "modes": Counter(), "fallbacks": Counter(), "bad": set(), "signatures": {}}
     if check_images:
         train_hashes: dict = {}
         if check_train:
@@ -323,7 +325,8 @@ def validate(comp: Competition, check_images: bool = True, check_train: bool = T
                 for digest, items in _check_images(comp.validation, "validation/", comp.root, problems, stats,
                                                    labels=True, progress=progress).items():
                     train_hashes.setdefault(digest, []).extend(items)
-        test_stats = {"sizes": Counter(), "modes": Counter(), "fallbacks": stats["fallbacks"], "bad": stats["bad"]}
+        test_stats = {"sizes": Counter(), "modes": Counter(), "fallbacks": stats["fallbacks"], "bad": stats["bad"],
+                      "signatures": stats["signatures"]}
         test_hashes = _check_images(comp.test, comp.test_file, comp.root, problems, test_stats, labels=False,
                                     progress=progress) \
             if comp.test is not None else {}
@@ -335,6 +338,7 @@ def validate(comp: Competition, check_images: bool = True, check_train: bool = T
     return ValidationReport(problems=problems, class_counts=dict(counts),
                             num_test=0 if comp.test is None else len(comp.test), sizes=stats["sizes"],
                             modes=stats["modes"], fallbacks=stats["fallbacks"], bad_paths=stats["bad"],
+                            signatures=stats["signatures"],
                             fingerprint=_fingerprint(comp, stats.get("digests", []) + test_stats.get("digests", []))
                             if check_images else "")
 

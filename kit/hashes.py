@@ -1,0 +1,242 @@
+"""Perceptual signatures of images and the near-duplicates they reveal.
+
+Each image gets, while validation decodes it anyway (kit.images.inspect_image), a small signature: a 32x32 gray
+thumbnail, a 16x16 colour thumbnail, its size, file size and format (1,812 bytes); the statistics the shift check
+uses are computed from these later, for all images at once. From the gray thumbnail come
+- a perceptual hash, real-valued: the magnitudes of its lowest 2-D Fourier frequencies, which a shift of the
+  picture leaves unchanged (pHash's DCT does not: a Fashion-MNIST copy shifted by one pixel was only the median
+  40th most alike image by DCT hash). Candidates are each image's few most alike hashes, found in bulk with one
+  matrix product per block; then
+- a check of each candidate pair on the thumbnails themselves: normalised for brightness and contrast, aligned to a
+  fraction of a pixel, their relative squared difference. A pair is a copy when that is small AND the copy stands
+  out from the image's other candidates (a gap): Fashion-MNIST's plain trousers are all as alike as a re-encoded
+  copy is to its original, but they come in crowds.
+
+Written with numpy instead of the `imagehash` package: its hashes are bits of the DCT (not shift-invariant) and
+compared alone they cannot tell copies from look-alikes in small images; the thumbnail is needed anyway for the
+second check and for the doctor's label model; and it adds no dependency. Thresholds are measured in
+benchmarks/doctor.py (RESULTS.md). This module imports only numpy and Pillow: it runs in kit's decoding processes.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+from PIL import Image
+
+THUMB = 32  # side of the gray thumbnail the hash and the pair check use
+COLOR = 16  # side of the colour thumbnail (the label model's and the shift check's pixels)
+STAT_NAMES = ("width", "height", "aspect", "file_kb_per_megapixel", "mean_r", "mean_g", "mean_b", "std_r", "std_g",
+              "std_b", "brightness", "contrast", "saturation", "sharpness", "is_jpeg", "is_png", "is_gray")
+HEADER = 5  # float32s before the pixels: width, height, file bytes, format (1 JPEG, 2 PNG, 0 other), gray mode
+SIGNATURE_BYTES = 4 * HEADER + THUMB * THUMB + COLOR * COLOR * 3
+
+# Measured on planted copies (benchmarks/doctor.py, RESULTS.md; copies' hash similarity was at least 0.98): a candidate
+# needs a hash similarity of at least CANDIDATE_SIMILARITY, and a pair is a near-duplicate when its thumbnail distance
+# is at most DUPLICATE_DISTANCE with a gap after it (0.012 and 0.3: 95-100% recall at 95-98% precision on
+# Fashion-MNIST, flowers and cats-vs-dogs; 0.015 let Fashion-MNIST's near-twins in, 77% precision).
+CANDIDATE_SIMILARITY = 0.95
+CANDIDATES = 5  # nearest hashes checked per image
+DUPLICATE_DISTANCE = 0.012  # a pair closer than this is a copy if it also passes the ratio test
+DISTINCT_RATIO = 0.3  # ... and standing out: the next candidate at least 1/0.3 times as far (see _distinct)
+IDENTICAL_DISTANCE = 0.003  # a pair this close is a copy whatever the ratio (three copies of one image)
+
+
+def image_signature(im: Image.Image, file_bytes: int = 0) -> bytes:
+    """The signature of a decoded Pillow image (any mode), packed in SIGNATURE_BYTES bytes. Cheap on purpose (it runs
+    on every image validation decodes, about 60 us): Pillow resizes, nothing is computed per image in Python; the
+    statistics come later, for all images at once (unpack)."""
+    gray_mode = im.mode in ("L", "1", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+    rgb = im.convert("RGB") if im.mode != "RGB" else im
+    # Bilinear (antialiased when shrinking) rather than box: a 28-px image's 1-px shift must stay a smooth shift
+    small = rgb.resize((64, 64), Image.BILINEAR, reducing_gap=2.0) if rgb.size != (64, 64) else rgb
+    header = struct.pack("<5f", im.size[0], im.size[1], file_bytes, {"JPEG": 1, "PNG": 2}.get(im.format or "", 0),
+                         gray_mode)
+    return (header + small.convert("L").resize((THUMB, THUMB), Image.BILINEAR).tobytes()
+            + small.resize((COLOR, COLOR), Image.BILINEAR).tobytes())
+
+
+def unpack(signatures: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(gray thumbnails N×32×32 uint8, colour thumbnails N×8×8×3 uint8, statistics N×len(STAT_NAMES) float32)."""
+    n = len(signatures)
+    raw = np.frombuffer(b"".join(signatures), dtype=np.uint8).reshape(n, SIGNATURE_BYTES)
+    header = raw[:, :4 * HEADER].copy().view(np.float32).astype(np.float64)
+    gray = raw[:, 4 * HEADER:4 * HEADER + THUMB * THUMB].reshape(n, THUMB, THUMB)
+    color16 = raw[:, 4 * HEADER + THUMB * THUMB:].reshape(n, COLOR, COLOR, 3)
+    color = color16.reshape(n, 8, 2, 8, 2, 3).mean(axis=(2, 4)).round().astype(np.uint8)
+    return gray, color, _statistics(header, gray, color16)
+
+
+def _statistics(header: np.ndarray, gray: np.ndarray, color: np.ndarray) -> np.ndarray:
+    """STAT_NAMES for every image at once, from the signatures' header and thumbnails."""
+    width, height, size, fmt, gray_mode = header.T
+    pixels = color.reshape(len(color), -1, 3).astype(np.float32)
+    lum = gray.astype(np.float32)
+    laplacian = np.abs(4 * lum[:, 1:-1, 1:-1] - lum[:, :-2, 1:-1] - lum[:, 2:, 1:-1] - lum[:, 1:-1, :-2]
+                       - lum[:, 1:-1, 2:]).mean(axis=(1, 2))
+    return np.column_stack([width, height, np.log(np.maximum(width, 1) / np.maximum(height, 1)),
+                            size / 1024 / np.maximum(width * height / 1e6, 1e-6), pixels.mean(axis=1),
+                            pixels.std(axis=1), lum.mean(axis=(1, 2)), lum.std(axis=(1, 2)),
+                            np.ptp(pixels, axis=2).mean(axis=1), laplacian, fmt == 1, fmt == 2, gray_mode
+                            ]).astype(np.float32)
+
+
+def perceptual_hashes(thumbs: np.ndarray, frequencies: int = 8) -> np.ndarray:
+    """A shift-invariant perceptual hash, real-valued: the magnitudes of each thumbnail's lowest 2-D Fourier
+    frequencies (without the mean), unit length. Unlike pHash's DCT, a magnitude spectrum does not change when the
+    picture moves by a pixel (measured: a 1-px shifted Fashion-MNIST copy is the median 40th most alike by DCT hash,
+    the most alike by this one)."""
+    t = thumbs.astype(np.float32)
+    spectrum = np.abs(np.fft.rfft2(t - t.mean(axis=(1, 2), keepdims=True)))
+    k = frequencies
+    low = np.concatenate([spectrum[:, :k, :k].reshape(len(t), -1), spectrum[:, -(k - 1):, 1:k].reshape(len(t), -1)],
+                         axis=1)[:, 1:]
+    return low / np.maximum(np.linalg.norm(low, axis=1, keepdims=True), 1e-6)
+
+
+def _normalised(thumbs: np.ndarray) -> np.ndarray:
+    t = thumbs.astype(np.float32)
+    t -= t.mean(axis=(1, 2), keepdims=True)
+    return t / np.maximum(t.std(axis=(1, 2), keepdims=True), 2.0)  # flat images: no noise blown up
+
+
+MARGIN = 3  # thumbnail pixels left out round the edge, so shifts of up to 2.5 stay inside
+
+
+def _moved(b: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """The inner part of thumbnails b moved by a fraction of a pixel (bilinear), |dy|, |dx| < MARGIN."""
+    y0, x0 = int(np.floor(dy)), int(np.floor(dx))
+    fy, fx = dy - y0, dx - x0
+    n = THUMB - 2 * MARGIN
+
+    def crop(oy, ox):
+        return b[:, MARGIN + oy:MARGIN + oy + n, MARGIN + ox:MARGIN + ox + n]
+
+    moved = (1 - fy) * (1 - fx) * crop(y0, x0)
+    if fx:
+        moved = moved + (1 - fy) * fx * crop(y0, x0 + 1)
+    if fy:
+        moved = moved + fy * (1 - fx) * crop(y0 + 1, x0)
+    if fx and fy:
+        moved = moved + fy * fx * crop(y0 + 1, x0 + 1)
+    return moved
+
+
+def _surface(inner: np.ndarray, b: np.ndarray, energy: np.ndarray, cy: int, cx: int) -> np.ndarray:
+    """Relative squared errors at the 3x3 whole-pixel shifts round (cy, cx): an (n, 3, 3) array."""
+    return np.stack([np.stack([_error(inner, _moved(b, cy + dy, cx + dx), energy)
+                               for dx in (-1, 0, 1)], axis=1) for dy in (-1, 0, 1)], axis=1)
+
+
+def _error(inner: np.ndarray, moved: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """Mean squared difference over the energy, per pair (einsum: one pass, no temporary arrays)."""
+    difference = inner - moved
+    return np.einsum("nij,nij->n", difference, difference) / (difference.shape[1] * difference.shape[2]) / energy
+
+
+def _vertex(minus: np.ndarray, centre: np.ndarray, plus: np.ndarray) -> np.ndarray:
+    """Where a parabola through three equally spaced errors is lowest, within half a step of the centre."""
+    curvature = minus - 2 * centre + plus
+    return np.clip(np.where(curvature > 1e-9, (minus - plus) / (2 * np.maximum(curvature, 1e-9)), 0), -0.5, 0.5)
+
+
+def thumb_distances(a: np.ndarray, b: np.ndarray, normalised: bool = False) -> np.ndarray:
+    """Per pair of thumbnails: the relative squared difference of the brightness- and contrast-normalised
+    thumbnails, aligned by the shift that makes it smallest — the best whole-pixel shift (up to 2), then the
+    fraction of a pixel a parabola through its neighbours points to. 0: identical; about 2: unrelated. Aligning
+    to a fraction of a pixel matters: a photo shifted by one of its 128 pixels moves a quarter of a thumbnail
+    pixel, which whole-pixel shifts leave as far off as a different photo of the same flower."""
+    if not normalised:
+        a, b = _normalised(a), _normalised(b)
+    inner = a[:, MARGIN:-MARGIN, MARGIN:-MARGIN]
+    energy = np.maximum(np.square(inner).mean(axis=(1, 2)), 1e-3)
+    grid = _surface(inner, b, energy, 0, 0)
+    centre = np.stack(np.unravel_index(grid.reshape(len(a), 9).argmin(axis=1), (3, 3)), axis=1) - 1
+    for cy, cx in {tuple(c) for c in centre if c.any()}:  # the lowest at an edge: look round it instead
+        pick = np.nonzero((centre == (cy, cx)).all(axis=1))[0]
+        grid[pick] = _surface(inner[pick], b[pick], energy[pick], cy, cx)
+    best = grid[:, 1, 1]
+    oy = _vertex(grid[:, 0, 1], best, grid[:, 2, 1])
+    ox = _vertex(grid[:, 1, 0], best, grid[:, 1, 2])
+    for offset in {(float(y), float(x)) for y, x in zip(np.round(oy * 8) / 8, np.round(ox * 8) / 8)}:
+        pick = np.nonzero((np.round(oy * 8) / 8 == offset[0]) & (np.round(ox * 8) / 8 == offset[1]))[0]
+        shift = centre[pick]
+        for cy, cx in {tuple(c) for c in shift}:
+            sub = pick[(shift == (cy, cx)).all(axis=1)]
+            moved = _moved(b[sub], cy + offset[0], cx + offset[1])
+            fine = _error(inner[sub], moved, energy[sub])
+            best[sub] = np.minimum(best[sub], fine)
+    return best
+
+
+def candidate_pairs(query: np.ndarray, base: np.ndarray, same: bool, min_similarity: float = CANDIDATE_SIMILARITY,
+                    neighbours: int = CANDIDATES, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i into query, j into base): each query's `neighbours` most alike hashes (cosine), those at
+    least min_similarity alike; with same=True (query is base) without the image itself."""
+    rows, cols = [np.zeros(0, int)], [np.zeros(0, int)]
+    base_t = np.ascontiguousarray(base.T)
+    k = min(neighbours, base.shape[0] - (1 if same else 0))
+    for start in range(0, len(query) if k > 0 else 0, block):
+        sims = query[start:start + block] @ base_t
+        if same:
+            sims[np.arange(sims.shape[0]), np.arange(start, start + sims.shape[0])] = -1.0
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        i, slot = np.nonzero(np.take_along_axis(sims, top, axis=1) >= min_similarity)
+        rows.append(i + start)
+        cols.append(top[i, slot])
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def _distinct(i: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """Which candidate pairs are copies: per image, its closest candidates up to the first big gap (the next one at
+    least 1/DISTINCT_RATIO times as far), when they are within DUPLICATE_DISTANCE; and any all but identical pair.
+    Near-twins (Fashion-MNIST's plain trousers) come in crowds at similar distances, with no gap; copies stand out.
+    """
+    keep = distance <= IDENTICAL_DISTANCE
+    order = np.lexsort((distance, i))
+    starts = np.r_[0, np.nonzero(np.diff(i[order]))[0] + 1, len(order)]
+    for begin, end in zip(starts[:-1], starts[1:]):
+        ranked = order[begin:end]
+        d = np.r_[distance[ranked], np.inf]
+        for r in range(len(ranked)):
+            if d[r] > DUPLICATE_DISTANCE:
+                break
+            if d[r + 1] * DISTINCT_RATIO >= d[r]:  # a gap after r: the first r + 1 are copies
+                keep[ranked[:r + 1]] = True
+                break
+    return keep
+
+
+def near_duplicates(query_thumbs: np.ndarray, base_thumbs: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, distance) of every near-duplicate pair: query against base, or (base None) within query, i < j."""
+    same = base_thumbs is None
+    if len(query_thumbs) == 0 or (not same and len(base_thumbs) == 0):
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32)
+    q = perceptual_hashes(query_thumbs)
+    i, j = candidate_pairs(q, q if same else perceptual_hashes(base_thumbs), same)
+    query_thumbs = _normalised(query_thumbs)
+    base_thumbs = query_thumbs if same else _normalised(base_thumbs)
+    distance = np.concatenate([np.zeros(0, np.float32)] + [
+        thumb_distances(query_thumbs[i[s:s + 4096]], base_thumbs[j[s:s + 4096]], normalised=True)
+        for s in range(0, len(i), 4096)])
+    keep = _distinct(i, distance)
+    i, j, distance = i[keep], j[keep], distance[keep]
+    if same:  # found from either side: each pair once, i < j
+        pairs = {}
+        for a, b, d in zip(np.minimum(i, j).tolist(), np.maximum(i, j).tolist(), distance.tolist()):
+            pairs[(a, b)] = d
+        i = np.array([p[0] for p in pairs], dtype=int)
+        j = np.array([p[1] for p in pairs], dtype=int)
+        distance = np.array(list(pairs.values()), dtype=np.float32)
+    return i, j, distance
+
+
+def groups_of(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """A group number per item: items joined by a pair (directly or through others) share one."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
