@@ -166,3 +166,15 @@ def test_flags_name_folders_as_the_user_sees_them_inside_a_wrapping_folder(tmp_p
             _images(data / "comp" / folder / c, [f"{k}.png" for k in range(3)])
     comp = load_competition(data, train_images="comp/setB")  # as seen from DATA, through the wrapping folder
     assert comp.class_names == ["blue", "red"]
+
+
+def test_simpsons_class_folders_beside_a_flat_test_set(tmp_path):
+    from kit.data import load_competition
+
+    data = tmp_path / "simpsons"
+    for c in ("bart_simpson", "homer_simpson", "lisa_simpson"):
+        _images(data / "simpsons_dataset" / c, [f"pic_{k:04d}.jpg" for k in range(4)])
+    _images(data / "kaggle_simpson_testset" / "kaggle_simpson_testset", [f"bart_simpson_{k}.jpg" for k in range(3)])
+    (data / "annotation.txt").write_text("simpsons_dataset/bart_simpson/pic_0000.jpg,1,2,3,4,bart_simpson\n")
+    comp = load_competition(data)
+    assert comp.class_names == ["bart_simpson", "homer_simpson", "lisa_simpson"] and len(comp.test) == 3
