@@ -302,6 +302,9 @@ def _binary_score(name: str, truth: list[str], scores: pd.Series, metric: str, p
     """AUC or log loss of one probability per row against binary answers; the positive answer is --positive, or
     the one that means yes (1, true, yes)."""
     values = pd.to_numeric(scores, errors="coerce").to_numpy(dtype=float)
+    if np.isnan(values).all():
+        raise SubmissionError(f"{name}: holds labels ('{scores.iloc[0]}'), not probabilities; {metric} scores one "
+                              "probability per row (use --metric accuracy for labels)")
     if not np.isfinite(values).all() or (values < 0).any() or (values > 1).any():
         raise SubmissionError(f"{name}: probabilities must be finite numbers within 0..1")
     kinds = sorted(set(truth))

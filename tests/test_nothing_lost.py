@@ -408,6 +408,9 @@ def test_scoring_odd_answer_keys_is_one_line(tmp_path):
     write_csv(tmp_path / "probs.csv", ["id", "x", "y"], [(1, 0.5, 0.5), (2, 0.5, 0.5)])
     one_error(invoke("score", tmp_path / "probs.csv", tmp_path / "answers.csv", "--metric", "log_loss"),
               "do not cover the classes")
+    write_csv(tmp_path / "labels.csv", ["id", "label"], [(1, "a"), (2, "b")])
+    one_error(invoke("score", tmp_path / "labels.csv", tmp_path / "answers.csv", "--metric", "auc", "--positive", "a"),
+              "holds labels", "not probabilities")
     write_csv(tmp_path / "one.csv", ["id"], [(1,), (2,)])
     one_error(invoke("score", tmp_path / "probs.csv", tmp_path / "one.csv"), "one column")
 
