@@ -88,7 +88,8 @@ def resolve_config(config: Config, report: ValidationReport, budget: Budget | No
         default_size = int(min(224, max(28, report.median_size)))
     image_size = config.image_size or default_size
     if budget and transfer and not config.image_size:  # the size whose frozen phase fits the budget
-        config, image_size = _backbone_size_for_budget(config, budget, image_size, sizes)
+        config, image_size = _backbone_size_for_budget(config, budget, image_size, sizes,
+                                                       len(report.class_counts))
         transfer = is_transfer(config.model)
         image_size = image_size or int(min(224, max(28, report.median_size)))
     channels = config.channels or report.channels
@@ -109,13 +110,14 @@ def resolve_config(config: Config, report: ValidationReport, budget: Budget | No
                    optimizer=config.optimizer or optimizer, learning_rate=config.learning_rate or learning_rate)
 
 
-def _backbone_size_for_budget(config: Config, budget: Budget, largest: int, sizes: tuple[int, int]
-                              ) -> tuple[Config, int]:
+def _backbone_size_for_budget(config: Config, budget: Budget, largest: int, sizes: tuple[int, int],
+                              classes: int) -> tuple[Config, int]:
     """(config, image size) of a backbone run under --time-budget (kit.budget.backbone_size_for_budget); when no
     size fits and --model auto chose the backbone, kit's CNNs instead (image size 0: theirs), saying why."""
     if config.folds >= 2:  # judged by what the first fold's share allows
         budget = budget.for_fold(0, config.folds, sizes[1])
-    size, seconds = backbone_size_for_budget(budget, config, largest, *sizes, views=feature_views(config))
+    size, seconds = backbone_size_for_budget(budget, config, largest, *sizes, views=feature_views(config),
+                                             classes=classes)
     if size or not config.auto_reason:
         return config, size or min(BACKBONE_SIZES)
     left = max(0.0, budget.deadline - time.time())

@@ -128,7 +128,7 @@ def test_budget_reads_the_backbone_at_the_largest_size_whose_frozen_phase_fits(m
 
     def seconds_per_image(config, size, batch_size=16):
         timed.append(size)
-        return 0.01 * (size / 288) ** 2
+        return 0.01 * (size / 288) ** 2, 1
 
     monkeypatch.setattr(budget, "_feature_seconds_per_image", seconds_per_image)
     # 1,000 + 250 images: 15 s of features at 288 px, 9 at 224, 1.7 at 96 (+ 3 s tracing, and the reserve: 5 s +
