@@ -146,9 +146,9 @@ body = lambda m: [p for n, p in m.named_parameters() if not n.startswith("classi
 learn = Learner(dls, model, metrics=accuracy, splitter=lambda m: [body(m), list(m.classifier.parameters())])
 if epochs:
     learn.fine_tune(epochs)
-else:
+else:  # fine_tune's own first phase alone
     learn.freeze()
-    learn.fit_one_cycle(1)
+    learn.fit_one_cycle(1, slice(2e-3), pct_start=0.99)
 preds, _ = learn.get_preds(dl=dls.test_dl(test_files))
 vocab = list(dls.vocab)
 write([classes.index(vocab[k]) for k in preds.argmax(1)])
