@@ -174,10 +174,9 @@ def backbone_size_for_budget(budget: Budget, config, largest: int, train_images:
     """(image size, seconds of the frozen phase at it) for a backbone run with --time-budget: the largest of
     BACKBONE_SIZES up to `largest` whose frozen phase — the backbone's features of every training view and
     validation image, the closed-form head, and the reserve for the predictions — fits in FROZEN_SHARE of what is
-    left, else the
-    smallest if it fits at all, else (0, its seconds): no backbone fits. One batch is timed at `largest`; the
-    smaller sizes are estimated by their pixels (a convolution's cost), and the size chosen is timed again when
-    it is not the one timed."""
+    left, else the smallest if it fits at all, else (0, its seconds): no backbone fits. One batch is timed at
+    `largest`; the smaller sizes are estimated by their pixels (a convolution's cost), and the size chosen is
+    timed again when it is not the one timed."""
     sizes = [s for s in BACKBONE_SIZES if s <= largest] or [largest]
     if largest not in sizes:
         sizes.insert(0, largest)

@@ -37,7 +37,7 @@ from .runs import (
     write_run_settings,
     write_skipped,
 )
-from .transfer import BACKBONE_FILE, check_backbone_file, default_backbone_size, is_transfer
+from .transfer import BACKBONE_FILE, check_backbone_file, default_backbone_size, input_side, is_transfer
 from .validation import ValidationReport, validate, without_bad_training_images
 
 
@@ -87,7 +87,8 @@ def resolve_config(config: Config, report: ValidationReport, budget: Budget | No
     else:
         default_size = int(min(224, max(28, report.median_size)))
     image_size = config.image_size or default_size
-    if budget and transfer and not config.image_size:  # the size whose frozen phase fits the budget
+    fixed = config.backbone_file and input_side(config.backbone_file)  # a file's own input side is not chosen
+    if budget and transfer and not config.image_size and not fixed:  # the size whose frozen phase fits the budget
         config, image_size = _backbone_size_for_budget(config, budget, image_size, sizes,
                                                        len(report.class_counts))
         transfer = is_transfer(config.model)
