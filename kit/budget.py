@@ -157,3 +157,60 @@ def stretch_schedule(optimizer, total_steps: int) -> None:
     schedule = getattr(optimizer, "_learning_rate", None)  # Keras keeps the schedule object here
     if isinstance(schedule, keras.optimizers.schedules.CosineDecay):
         schedule.decay_steps = max(1, total_steps - schedule.warmup_steps)
+
+
+# A backbone's image sizes under --time-budget, largest first (288: kit.transfer.photo_size of a 224-px backbone).
+BACKBONE_SIZES = (288, 256, 224, 192, 160, 128, 96)
+FROZEN_SHARE = 0.5  # the frozen phase may take this much of what is left; the rest is for fine-tuning
+DECODE_MARGIN = 1.2  # reading and resizing the photos, beside the backbone's forward passes
+# The closed-form head (kit.transfer.fit_linear_head: 4 logistic regressions) costs about this many seconds per
+# training image × feature × class: 208 s for 8,000 CIFAR-10 images × 1,280 features × 10 classes, 25 s for 816
+# flower photos × 1,280 × 17 (2 shared cores, 2026-12-03).
+HEAD_SECONDS_PER_UNIT = 2e-6
+
+
+def backbone_size_for_budget(budget: Budget, config, largest: int, train_images: int, validation_images: int,
+                             views: int = 1, classes: int = 2) -> tuple[int, float]:
+    """(image size, seconds of the frozen phase at it) for a backbone run with --time-budget: the largest of
+    BACKBONE_SIZES up to `largest` whose frozen phase — the backbone's features of every training view and
+    validation image, the closed-form head, and the reserve for the predictions — fits in FROZEN_SHARE of what is
+    left, else the smallest if it fits at all, else (0, its seconds): no backbone fits. One batch is timed at
+    `largest`; the smaller sizes are estimated by their pixels (a convolution's cost), and the size chosen is
+    timed again when it is not the one timed."""
+    sizes = [s for s in BACKBONE_SIZES if s <= largest] or [largest]
+    if largest not in sizes:
+        sizes.insert(0, largest)
+    timed = {largest: _feature_seconds_per_image(config, largest)}
+
+    def frozen_seconds(size: int) -> float:
+        per_image, features = timed.get(size) or (timed[largest][0] * (size / largest) ** 2, timed[largest][1])
+        passes = views * train_images + validation_images
+        head = HEAD_SECONDS_PER_UNIT * views * train_images * features * max(2, classes)
+        return per_image * passes * DECODE_MARGIN + head + budget.reserve(per_image) + FIRST_EPOCH_EXTRA_SECONDS
+
+    left = budget.deadline - time.time()
+    fitting = [s for s in sizes if frozen_seconds(s) <= FROZEN_SHARE * left]
+    size = fitting[0] if fitting else sizes[-1]
+    if size not in timed:
+        timed[size] = _feature_seconds_per_image(config, size)
+    seconds = frozen_seconds(size)
+    return (size if seconds <= 0.9 * (budget.deadline - time.time()) else 0), seconds
+
+
+def _feature_seconds_per_image(config, size: int, batch_size: int = 16) -> tuple[float, int]:
+    """The fastest of two eager forward passes of one batch through the run's frozen backbone, per image (built
+    without its ImageNet weights when it is a keras.applications one: the arithmetic is the same), and how many
+    features it gives each image."""
+    from .transfer import build_transfer_model
+
+    weights = "imagenet" if config.model == "backbone_file" else "none"
+    tm = build_transfer_model(config.model, size, 3, 2, weights=weights, backbone_file=config.backbone_file,
+                              trusted=(config.trust_model,))
+    images = np.zeros((batch_size, size, size, 3), np.uint8)
+    tm.features(images, training=False)  # the first call builds and allocates
+    times = []
+    for _ in range(2):
+        started = time.perf_counter()
+        tm.features(images, training=False)
+        times.append(time.perf_counter() - started)
+    return min(times) / batch_size, int(tm.features.output_shape[-1])

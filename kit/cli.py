@@ -183,8 +183,9 @@ def _submission_params() -> list[click.Option]:
 
 def _model_params() -> list[click.Option]:
     return [
-        _option("Model", "--model", help="Model name (see `kit models`). Default: baseline; with --time-budget, "
-                "the lighter small when fewer than 6 baseline epochs fit."),
+        _option("Model", "--model", help="Model name (see `kit models`). Default (auto): for photos, a pretrained "
+                "backbone when weights are within reach (docs/photos.md); else baseline, or with --time-budget the "
+                "lighter small when fewer than 6 baseline epochs fit."),
         _option("Model", "--image-size", type=int, help="Square input size; default from the data (28..224)."),
         _option("Model", "--channels", type=click.Choice(["1", "3"]),
                 help="1 (grayscale) or 3 (RGB); default from data."),

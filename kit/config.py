@@ -150,7 +150,9 @@ def check_run_name(name: str) -> str:
 @dataclass
 class Config:
     data: str = ""
-    model: str = "auto"  # baseline; with --time-budget, the lighter small when too few baseline epochs fit
+    model: str = "auto"  # photos: a pretrained backbone within reach (kit.auto); else baseline, or with
+    # --time-budget the lighter small when too few baseline epochs fit
+    auto_reason: str = ""  # what --model auto chose and why (written by kit, read back from config.json)
     image_size: int = 0  # 0 = chosen from the data (median image side, clamped to 28..224)
     channels: int = 0  # 0 = 1 when every image is grayscale, else 3
     batch_size: int = 64

@@ -18,8 +18,9 @@ from .answers import Answer, checked_label_map, decide_answer
 from .config import Config, resolve_augment
 from .data import MIN_IMAGES_PER_CLASS, Competition, ReadOptions, load_competition, strata
 from .errors import ConfigError, DataError, Interrupted, OutputError, stage
-from .budget import Budget, plan_for_budget
-from .fit import closed_form_head, fit_skipping_broken
+from .auto import choose_auto
+from .budget import BACKBONE_SIZES, Budget, backbone_size_for_budget, plan_for_budget
+from .fit import closed_form_head, feature_views, fit_skipping_broken
 from .checkpoints import remove_checkpoints
 from .folds import train_folds
 from .models import AUTO, DEFAULT_MODEL, get_model_spec
@@ -39,7 +40,7 @@ from .runs import (
     write_run_settings,
     write_skipped,
 )
-from .transfer import BACKBONE_FILE, check_backbone_file, default_backbone_size, is_transfer
+from .transfer import BACKBONE_FILE, check_backbone_file, default_backbone_size, input_side, is_transfer
 from .validation import ValidationReport, validate, without_bad_training_images
 
 
@@ -78,7 +79,9 @@ def resolve_config(config: Config, report: ValidationReport, budget: Budget | No
                    sizes: tuple[int, int] = (0, 0)) -> Config:
     """Fill in what the data decides: image size (median side, 28..224; for a backbone kit.transfer's
     default_backbone_size), channels (1 if all grayscale), what --model auto means (baseline; with a time budget,
-    what fits in it) and what --augment auto means (by the model's kind and how many epochs it will train)."""
+    what fits in it) and what --augment auto means (by the model's kind and how many epochs it will train).
+    For photos, --model auto is a pretrained backbone when weights are within reach (kit.auto.choose_auto)."""
+    config = choose_auto(config, report)
     if config.backbone_file:
         config = replace(config, model=BACKBONE_FILE)
     transfer = is_transfer(config.model)
@@ -87,6 +90,12 @@ def resolve_config(config: Config, report: ValidationReport, budget: Budget | No
     else:
         default_size = int(min(224, max(28, report.median_size)))
     image_size = config.image_size or default_size
+    fixed = config.backbone_file and input_side(config.backbone_file)  # a file's own input side is not chosen
+    if budget and transfer and not config.image_size and not fixed:  # the size whose frozen phase fits the budget
+        config, image_size = _backbone_size_for_budget(config, budget, image_size, sizes,
+                                                       len(report.class_counts))
+        transfer = is_transfer(config.model)
+        image_size = image_size or int(min(224, max(28, report.median_size)))
     channels = config.channels or report.channels
     model, epochs = config.model, config.epochs
     if budget and not transfer and AUTO in (model, config.augment):  # what fits in the budget decides them
@@ -96,6 +105,8 @@ def resolve_config(config: Config, report: ValidationReport, budget: Budget | No
             model, fit = plan_for_budget(budget, model, image_size, channels, config.batch_size, *sizes)
         epochs = min(epochs, math.floor(fit))
     model = DEFAULT_MODEL if model == AUTO else model
+    if config.model == AUTO and config.auto_reason:  # kit's CNN: the reason ends with the one chosen
+        config = replace(config, auto_reason=f"{config.auto_reason} → {model}")
     optimizer, learning_rate = ("adamw", 1e-3) if transfer else (get_model_spec(model).optimizer,
                                                                   get_model_spec(model).learning_rate)
     return replace(config, data=os.path.abspath(config.data), model=model, image_size=image_size, channels=channels,
@@ -110,6 +121,23 @@ def say_what_validation_saw(report: ValidationReport, log, shown: int = 10) -> N
         log(f"  {problem.severity}: {problem}")
     if len(report.problems) > shown:
         log(f"  … and {len(report.problems) - shown} more (all in the run's {VALIDATION_FILE})")
+
+
+def _backbone_size_for_budget(config: Config, budget: Budget, largest: int, sizes: tuple[int, int],
+                              classes: int) -> tuple[Config, int]:
+    """(config, image size) of a backbone run under --time-budget (kit.budget.backbone_size_for_budget); when no
+    size fits and --model auto chose the backbone, kit's CNNs instead (image size 0: theirs), saying why."""
+    if config.folds >= 2:  # judged by what the first fold's share allows
+        budget = budget.for_fold(0, config.folds, sizes[1])
+    size, seconds = backbone_size_for_budget(budget, config, largest, *sizes, views=feature_views(config),
+                                             classes=classes)
+    if size or not config.auto_reason:
+        return config, size or min(BACKBONE_SIZES)
+    left = max(0.0, budget.deadline - time.time())
+    what = config.auto_reason.split(" → ")[0]
+    return replace(config, model=AUTO, backbone_file="", trust_model="",
+                   auto_reason=f"{what}, but a backbone's features would take about {seconds:.0f} s of the "
+                               f"{left:.0f} s left"), 0
 
 
 def split_train_validation(comp: Competition, config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -216,6 +244,8 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
                      submission=answer.kind, positive=answer.positive, tag_separator=answer.separator,
                      metric=_metric(config, answer))
     log(f"Submission: {answer.describe()}; metric {config.metric}")
+    if config.auto_reason and not resume:
+        log(f"Model: {config.auto_reason}")
     if resume:
         run_dir = reopen_for_resume(config, report)
     else:

@@ -10,6 +10,10 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # kit's ledger of the files it wrote (kit.outputs) lives in a folder of the test session's own, never the home's.
 os.environ.setdefault("KIT_STATE_DIR", tempfile.mkdtemp(prefix="kit-state-"))
 os.environ.setdefault("KIT_CACHE_DIR", tempfile.mkdtemp(prefix="kit-cache-"))  # zips and pixel tables, derived
+# --model auto looks for pretrained weights (kit.auto): never the user's settings or Keras cache, never the network.
+os.environ["KIT_OFFLINE"] = "1"
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="kit-config-")
+os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="kit-keras-")
 
 import numpy as np
 import pytest
