@@ -36,7 +36,6 @@ from .layout import (
     one_hot_columns,
     is_junk,
     is_split_name,
-    listed_stems,
     split_kind,
     split_lists,
     unreadable_formats,
@@ -842,8 +841,8 @@ def _official_splits(root: Path, train: pd.DataFrame, validation, problems: list
     keys = train["id"].map(lambda i: i.rsplit(".", 1)[0] if is_image_name(i) else i)
     names = keys.map(lambda k: k.rsplit("/", 1)[-1])
     sides = {}
-    for kind, path in lists.items():
-        stems = set(listed_stems(path))
+    for kind, (path, listed) in lists.items():
+        stems = set(listed)
         hit = keys.isin(stems) | names.isin(stems)
         if hit.mean() > 0 and hit.sum() >= 0.5 * len(stems):
             sides[kind] = (hit, relative_name(path, root))

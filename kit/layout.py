@@ -252,7 +252,7 @@ def unwrapped_root(root: Path) -> Path:
 
 SPLIT_LIST = re.compile(r"^(train|trainval|training|val|valid|validation|test|testing)([_\-.]?(list|images|split|"
                         r"files|set|\d+))?\.(txt|csv|lst|list)$", re.IGNORECASE)
-DOCUMENTS = (".md", ".txt", ".rst", ".pdf", ".html", ".htm", ".doc", ".docx", ".ipynb", ".py", ".r")
+DOCUMENTS = (".md", ".rst", ".pdf", ".html", ".htm", ".doc", ".docx", ".ipynb", ".py", ".r")
 
 
 def _is_data_file(name: str) -> bool:
@@ -283,20 +283,41 @@ def unreadable_formats(root: Path) -> list[str]:
 
 
 
-def split_lists(root: Path) -> dict[str, Path]:
-    """Text files that name a split's images (meta/train.txt, annotations/test.txt), by split, one level down at
-    most."""
-    found: dict[str, Path] = {}
+def split_lists(root: Path) -> dict[str, tuple[Path, list[str]]]:
+    """Files that name a split's images, by split, up to three folders down: lists per split (meta/train.txt,
+    annotations/test.txt, TrainImages.txt), or CUB-200's numbered images.txt with train_test_split.txt."""
+    found: dict[str, tuple[Path, list[str]]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         depth = len(Path(dirpath).relative_to(root).parts)
         dirnames[:] = sorted(d for d in dirnames if not is_junk(d) and not d.startswith(".")) if depth < 3 else []
+        if "images.txt" in filenames and "train_test_split.txt" in filenames:
+            for kind, stems in _numbered_split(Path(dirpath)).items():
+                found.setdefault(kind, (Path(dirpath) / "train_test_split.txt", stems))
         for name in sorted(filenames):
             if SPLIT_LIST.match(name) and not name.lower().endswith(".csv"):
                 stem = Path(name).stem.lower()
                 kind = "test" if stem.startswith("test") else "validation" if stem.startswith(("val", "valid")) \
                     else "train"  # TrainImages.txt, trainval.txt, train_list.txt
-                found.setdefault(kind, Path(dirpath) / name)
+                if kind not in found:
+                    found[kind] = (Path(dirpath) / name, listed_stems(Path(dirpath) / name))
     return found
+
+
+def _numbered_split(folder: Path) -> dict[str, list[str]]:
+    """CUB-200-2011: images.txt (`id path`) and train_test_split.txt (`id 1` for training, `id 0` for test)."""
+    paths = dict(line.split(None, 1) for line in _lines(folder / "images.txt") if len(line.split()) >= 2)
+    sides: dict[str, list[str]] = {"train": [], "test": []}
+    for line in _lines(folder / "train_test_split.txt"):
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in paths:
+            path = paths[parts[0]].strip()
+            sides["train" if parts[1] == "1" else "test"].append(path.rsplit(".", 1)[0] if is_image_name(path)
+                                                                 else path)
+    return {kind: stems for kind, stems in sides.items() if stems}
+
+
+def _lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
 
 
 def listed_stems(path: Path) -> list[str]:

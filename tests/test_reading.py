@@ -178,3 +178,24 @@ def test_simpsons_class_folders_beside_a_flat_test_set(tmp_path):
     (data / "annotation.txt").write_text("simpsons_dataset/bart_simpson/pic_0000.jpg,1,2,3,4,bart_simpson\n")
     comp = load_competition(data)
     assert comp.class_names == ["bart_simpson", "homer_simpson", "lisa_simpson"] and len(comp.test) == 3
+
+
+def test_cub_200_numbered_images_and_their_official_split(tmp_path):
+    from kit.data import load_competition
+
+    data = tmp_path / "cub"
+    base = data / "CUB_200_2011"
+    lines, split, k = [], [], 0
+    for c in ("001.Black_footed_Albatross", "002.Laysan_Albatross"):
+        _images(base / "images" / c, [f"{c[4:]}_{n:04d}.jpg" for n in range(5)])
+        for n in range(5):
+            k += 1
+            lines.append(f"{k} {c}/{c[4:]}_{n:04d}.jpg")
+            split.append(f"{k} {int(n < 3)}")
+    (base / "images.txt").write_text("\n".join(lines) + "\n")
+    (base / "train_test_split.txt").write_text("\n".join(split) + "\n")
+    (base / "image_class_labels.txt").write_text("\n".join(f"{i} {1 + (i > 5)}" for i in range(1, 11)) + "\n")
+    (data / "attributes.txt").write_text("1 has_bill_shape::curved\n")
+    comp = load_competition(data)
+    assert len(comp.train) == 6 and len(comp.test) == 4 and len(comp.class_names) == 2
+    assert not set(comp.train["path"]) & set(comp.test["path"])
