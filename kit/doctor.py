@@ -22,7 +22,7 @@ import pandas as pd
 
 from .data import Competition
 from .errors import RunError
-from .hashes import STAT_NAMES, groups_of, near_duplicates, unpack
+from .hashes import STAT_NAMES, gray_thumbnails, groups_of, near_duplicates, unpack
 from .validation import ValidationReport
 
 QUICK_FOLDS = 5
@@ -142,7 +142,7 @@ def duplicate_group_column(train: pd.DataFrame, report: ValidationReport) -> np.
     rows, sigs = signatures_of(train, report)
     if len(rows) != len(train) or len(train) < 2:
         return None
-    thumbs = unpack(sigs)[0]
+    thumbs = gray_thumbnails(sigs)  # the statistics unpack() also computes are for the doctor's shift, not here
     i, j, _ = near_duplicates(thumbs)
     return groups_of(len(train), i, j) if len(i) else None
 

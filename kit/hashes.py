@@ -57,6 +57,12 @@ def image_signature(im: Image.Image, file_bytes: int = 0) -> bytes:
             + small.resize((COLOR, COLOR), Image.BILINEAR).tobytes())
 
 
+def gray_thumbnails(signatures: list[bytes]) -> np.ndarray:
+    """The signatures' gray thumbnails alone (N×32×32 uint8): all that grouping near-duplicates needs."""
+    raw = np.frombuffer(b"".join(signatures), dtype=np.uint8).reshape(len(signatures), SIGNATURE_BYTES)
+    return raw[:, 4 * HEADER:4 * HEADER + THUMB * THUMB].reshape(len(signatures), THUMB, THUMB)
+
+
 def unpack(signatures: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(gray thumbnails N×32×32 uint8, colour thumbnails N×8×8×3 uint8, statistics N×len(STAT_NAMES) float32)."""
     n = len(signatures)
