@@ -378,6 +378,12 @@ def _check_sample(comp: Competition, problems: list[Problem]) -> None:
             set(comp.sample.columns[1:]) != set(comp.class_names):
         extra = sorted(set(comp.sample.columns[1:]) - set(comp.class_names))
         missing = sorted(set(comp.class_names) - set(comp.sample.columns[1:]))
+        boxes = {c.lower() for c in comp.sample.columns} & {"xmin", "ymin", "xmax", "ymax", "bbox", "x_min", "y_min"}
+        if boxes:  # Zindi's Passion Fruit: class, confidence, ymin, xmin, ymax, xmax
+            problems.append(Problem("error", "sample_columns", comp.sample_file,
+                                    f"columns {', '.join(sorted(boxes))} are bounding boxes: this is an object "
+                                    "detection competition, and kit classifies whole images"))
+            return
         problems.append(Problem("error", "sample_columns", comp.sample_file,
                                 f"columns after the id are neither one label nor one probability per training "
                                 f"class: {len(extra)} not a class ({few(extra)}), {len(missing)} class(es) without a "

@@ -199,3 +199,16 @@ def test_cub_200_numbered_images_and_their_official_split(tmp_path):
     comp = load_competition(data)
     assert len(comp.train) == 6 and len(comp.test) == 4 and len(comp.class_names) == 2
     assert not set(comp.train["path"]) & set(comp.test["path"])
+
+
+def test_an_object_detection_sample_is_named_as_such(tmp_path):
+    data = tmp_path / "passion"
+    _images(data / "Train_Images", [f"ID_{k:03d}.jpg" for k in range(6)])
+    _images(data / "Test_Images", [f"ID_{k:03d}.jpg" for k in range(6, 8)])
+    write_csv(data / "Train.csv", ["Image_ID", "class", "xmin", "ymin", "width", "height"],
+              [(f"ID_{k:03d}", "fruit_healthy" if k % 2 else "fruit_woodiness", 1, 2, 3, 4) for k in range(6)])
+    write_csv(data / "Test.csv", ["Image_ID"], [(f"ID_{k:03d}",) for k in range(6, 8)])
+    write_csv(data / "SampleSubmission.csv", ["Image_ID", "class", "confidence", "ymin", "xmin", "ymax", "xmax"],
+              [(f"ID_{k:03d}", "fruit_healthy", 0.5, 1, 2, 3, 4) for k in range(6, 8)])
+    result = invoke("validate", data)
+    assert result.exit_code == 2 and "object detection competition" in result.output, result.output
