@@ -129,15 +129,17 @@ def table_kind(name: str) -> str | None:
     return None
 
 
-def _string_tables(folder: Path, follow: bool = False) -> list[tuple[Path, str, str | None]]:
+def _string_tables(folder: Path, follow: bool = False, users: bool = True) -> list[tuple[Path, str, str | None]]:
     """Tables of images as pixel strings (FER-2013's pixels column): (table, column, its split by name). A table
-    named like no split (fer2013.csv with a Usage column) is read only when no table is named train."""
+    named like no split (fer2013.csv with a Usage column) is read only when no table is named train. users: the
+    folder is the user's (its tables pass the read policy), not kit's staging folder."""
     found = []
     for path in _top_csvs(folder):
         kind = table_kind(path.name)
         if kind in ("sample", "validation"):
             continue
-        readable_table(path, folder, follow) if folder.parent != cache_root() / "derived" else None
+        if users:
+            readable_table(path, folder, follow)
         column = pixel_string_column(path)
         if column is not None:
             found.append((path, column, kind))
@@ -251,7 +253,7 @@ def _derive(data: Path, out: Path, pending: list[Path], follow: bool) -> None:
                and pixel_columns(_header(p, data, follow))]
     if tables:
         _convert_pixel_tables(out, tables, data, follow)
-    for table, column, kind in _string_tables(out) + [t for t in _string_tables(data, follow)
+    for table, column, kind in _string_tables(out, users=False) + [t for t in _string_tables(data, follow)
                                                       if t[0].name not in os.listdir(out)]:
         pixel_strings.convert(out, table, column, kind)
     made = set(os.listdir(out))
