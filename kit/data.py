@@ -38,12 +38,13 @@ from .layout import (
     is_split_name,
     split_kind,
     split_lists,
+    subfolders,
     unreadable_formats,
     unwrapped_root,
 )
 from .paths import confined as _confined
 from .paths import inside_data as _inside
-from .paths import under, unsafe_path_reason
+from .paths import relative_name, under, unsafe_path_reason
 from .sources import readable_folder, table_kind
 
 TRAIN_IMAGE_DIRS = ("train", "train/images", "images/train", "Images/train", "train_images", "images", "Images", ".")
@@ -195,21 +196,11 @@ def table_lines(table: pd.DataFrame) -> list[int]:
     return list(table.attrs.get("lines") or range(2, len(table) + 2))
 
 
-def relative_name(path: Path, root: Path | None) -> str:
-    if root is None:
-        return path.name
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def _find_tables(root: Path, given: dict[str, str]) -> dict[str, Path | None]:
     """The train, test and sample tables: given ones (--train-csv, --test-csv, --sample, relative to the folder),
     else found by name at the top of the folder, else one folder down (train/train.csv)."""
     found: dict[str, list[Path]] = {"train": [], "test": [], "sample": [], "validation": []}
-    for folder in [root] + sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
-                                  and not is_junk(d.name)):
+    for folder in [root] + subfolders(root):
         for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
             kind = table_kind(entry.name) if entry.is_file() and entry.suffix.lower() == ".csv" else None
             if kind and (folder == root or not found[kind]):
@@ -262,8 +253,7 @@ def _table_by_content(root: Path, taken: list[Path]) -> Path | None:
     """A training table named like nothing kit knows (meta.csv, HAM10000_metadata.csv): the table at the top or one
     folder down whose one column names image files and which holds another column, most such rows first."""
     names, best, best_hits = None, None, 0
-    folders = [root] + sorted(d for d in root.iterdir() if d.is_dir() and not is_junk(d.name)
-                              and not d.name.startswith("."))
+    folders = [root] + subfolders(root)
     for path in [p for f in folders for p in sorted(f.iterdir()) if p.is_file() and p.suffix.lower() in
                  (".csv", ".tsv") and p not in taken and table_kind(p.name) is None]:
         try:
@@ -787,8 +777,8 @@ def _image_folders(root: Path, named: list[Path]) -> list[Path]:
     """Top-level folders (and their one sub-folder) holding images directly, most images first: where images
     named by class may be (Oxford Pets' images/)."""
     found = []
-    for d in sorted(root.iterdir()):
-        if d.is_dir() and not is_junk(d.name) and not d.name.startswith(".") and d not in named:
+    for d in subfolders(root):
+        if d not in named:
             folder = _unwrapped(d)
             count = sum(1 for p in folder.iterdir() if p.is_file() and is_image_name(p.name))
             if count:

@@ -40,6 +40,11 @@ def is_junk(name: str) -> bool:
     return name in JUNK_DIRS or name in JUNK_FILES or name.startswith("._")
 
 
+def subfolders(folder: Path) -> list[Path]:
+    """A folder's sub-folders that may hold data (junk and hidden ones aside), by name."""
+    return sorted(d for d in folder.iterdir() if d.is_dir() and not is_junk(d.name) and not d.name.startswith("."))
+
+
 def is_split_name(name: str) -> bool:
     return bool(SPLIT_NAME.search(name))
 

@@ -52,8 +52,10 @@ def inside_data(path, root: Path) -> bool:
     return any(under(path, r) for r in data_roots(root))
 
 
-def shown(path, root: Path) -> str:
-    """A path as the user knows it: relative to the data folder (a derived folder's links named as the user's)."""
+def relative_name(path, root: Path | None) -> str:
+    """A path as the user knows it: relative to the data folder (its name alone without one; itself when outside)."""
+    if root is None:
+        return Path(path).name
     try:
         return Path(path).relative_to(root).as_posix()
     except ValueError:
@@ -66,7 +68,7 @@ def confined(path, root: Path, follow: bool) -> None:
     if follow or inside_data(path, root):
         return
     origin = data_roots(root)[-1]
-    raise DataError(f"{shown(path, root)}: a symbolic link that leads outside the data folder (to "
+    raise DataError(f"{relative_name(path, root)}: a symbolic link that leads outside the data folder (to "
                     f"{os.path.realpath(path)}); kit reads only what is inside {origin}, so pass --follow-symlinks "
                     "to read linked files and folders")
 
