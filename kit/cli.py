@@ -232,11 +232,11 @@ def _transfer_params() -> list[click.Option]:
         _option("Transfer learning", "--trust-model", metavar="SHA256",
                 help="Load --backbone-file only if its sha256 is this (a model file can run code)."),
         _option("Transfer learning", "--fine-tune-epochs", type=int,
-                help="Backbones: epochs with the top layers unfrozen. Default 3."),
+                help="Backbones: epochs with the top layers unfrozen. Default: 3 with 100 or more training images per class, else 0 (the head on the frozen backbone is the model)."),
         _option("Transfer learning", "--fine-tune-layers", type=int,
                 help="Backbones: how many top layers to unfreeze. Default 30."),
         _option("Transfer learning", "--feature-views", type=int,
-                help="Backbones: augmented views per image in the cached phase."),
+                help="Backbones: views per image in the cached phase (the image, its mirror when the augmentation flips, then augmented ones). Default: 2 with --augment strong (photos), else 1."),
         _option("Transfer learning", "--head", type=_choice("head"),
                 help="Backbones: pool (default: global pooling + dropout + dense) or flatten (the flowers "
                      "tutorial's Flatten + dense)."),

@@ -38,9 +38,9 @@ RANGES = {
     "early_stopping": (0, 100_000),
     "cache_memory_gb": (0.0, 1e6),
     "checkpoint_every": (0, 1 << 31),
-    "fine_tune_epochs": (0, 100_000),
+    "fine_tune_epochs": (-1, 100_000),
     "fine_tune_layers": (0, 100_000),
-    "feature_views": (1, 64),
+    "feature_views": (0, 64),
     "clip": (0.0, 0.1),
     "time_budget": (0.0, 1e7),
 }
@@ -121,8 +121,9 @@ def flag(name: str) -> str:
 AUGMENT_FROM_EPOCHS = 30  # measured at 6, 7, 19-20 and 35-41 epochs: see below
 
 
-def resolve_augment(augment: str, transfer: bool, epochs: int) -> str:
-    """What --augment auto means: light for a pretrained backbone; from scratch, light when the run trains
+def resolve_augment(augment: str, transfer: bool, epochs: int, photos: bool = False) -> str:
+    """What --augment auto means: strong (with horizontal mirrors) for a pretrained backbone on photos, light for
+    one on small images (a mirrored digit or letter can change class); from scratch, light when the run trains
     AUGMENT_FROM_EPOCHS epochs or more (--epochs, or with --time-budget the epochs expected to fit), else none.
 
     From scratch, few epochs learn faster without it: at kit's default 10 (README "Built-in datasets") light
@@ -136,7 +137,9 @@ def resolve_augment(augment: str, transfer: bool, epochs: int) -> str:
     """
     if augment != "auto":
         return augment
-    return "light" if transfer or epochs >= AUGMENT_FROM_EPOCHS else "none"
+    if transfer:
+        return "strong" if photos else "light"
+    return "light" if epochs >= AUGMENT_FROM_EPOCHS else "none"
 
 
 def check_run_name(name: str) -> str:
@@ -179,9 +182,9 @@ class Config:
     weights: str = "imagenet"  # imagenet | none | path to a weights file
     backbone_file: str = ""  # your own .keras feature extractor (raw RGB 0..255 in)
     trust_model: str = ""  # the backbone file's sha256: kit loads model files it did not write only when given
-    fine_tune_epochs: int = 3  # second phase: top layers unfrozen (BatchNorm stays frozen)
+    fine_tune_epochs: int = -1  # second phase: top layers unfrozen (BatchNorm stays frozen); -1 = auto (kit.training)
     fine_tune_layers: int = 30
-    feature_views: int = 1  # frozen phase: augmented views per image whose features are cached
+    feature_views: int = 0  # frozen phase: views per image whose features are cached; 0 = auto (kit.fit.auto_views)
     feature_cache: bool = True  # frozen phase on cached backbone features (same result, much faster)
     head: str = "pool"  # pool (global pooling + dropout + dense) | flatten (the flowers tutorial's, for its recipe)
     # hardware

@@ -33,6 +33,8 @@ from .pipeline import (
     make_balanced_dataset,
     make_dataset,
     make_training_stream,
+    mirror_axis,
+    mirrored_batches,
     training_set,
 )
 from .predict import evaluate_validation
@@ -380,25 +382,36 @@ def _fit_frozen(plan: Plan, tm, progress: Progress, callbacks, restore_from: Che
 
 
 def _cached_features(plan: Plan, tm, log) -> tuple:
-    """The frozen backbone's features of every training image (view 0 plain, further views augmented with
-    --feature-views N) and of the validation images."""
+    """The frozen backbone's features of every training image (view 0 the image, view 1 its mirror when the
+    augmentation mirrors, further views augmented) and of the validation images."""
     config = plan.config
     t0 = time.time()
     views = feature_views(config)
     plain = make_dataset(plan.train_df["path"], plan.train_labels, cache=plan.train_cache, **plan.image_args)
     shown = plan.verbose > 0
-    xs, ys = zip(*[extract_features(tm.features, augment_batches(plain, config.augment, config.seed + v)
-                                    if v else plain, shown) for v in range(views)])
+    xs, ys = zip(*[extract_features(tm.features, _view(plain, config, v), shown) for v in range(views)])
     val_x, val_y = extract_features(tm.features, plan.val_ds, shown)
     log(f"Frozen phase: features of {len(plan.train_df)} images × {views} view(s) computed in "
         f"{time.time() - t0:.0f} s")
     return np.concatenate(xs), np.concatenate(ys), val_x, val_y
 
 
+def _view(plain, config: Config, v: int):
+    """View v of the training batches: the images, their mirror images, then seeded augmentations."""
+    axis = mirror_axis(config.augment)
+    if v == 0:
+        return plain
+    if v == 1 and axis:  # a mirrored photo is as real as the photo: the view that pays most (docs/photos.md)
+        return mirrored_batches(plain, axis)
+    return augment_batches(plain, config.augment, config.seed + v)
+
+
 def feature_views(config: Config) -> int:
-    """How many views of each training image the frozen phase computes features of (augmented ones need
-    augmentation)."""
-    return config.feature_views if config.augment != "none" else 1
+    """How many views of each training image the frozen phase computes features of: --feature-views, by default
+    the image and its mirror image when the augmentation mirrors (photos), else the image alone."""
+    if config.augment == "none":
+        return 1
+    return config.feature_views or (2 if mirror_axis(config.augment) else 1)
 
 
 def closed_form_head(config: Config) -> bool:

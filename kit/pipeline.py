@@ -239,6 +239,17 @@ class _BatchSeeds(keras.random.SeedGenerator):
         return tf.stack([self.key, tf.constant(self.count, tf.int64)])
 
 
+def mirror_axis(level: str) -> int | None:
+    """The image axis an augmentation level mirrors along (2: left-right for strong, 1: upside down for
+    shift-vflip), or None: the mirror image is then a view the model never saw in training."""
+    return {"strong": 2, "shift-vflip": 1}.get(level)
+
+
+def mirrored_batches(ds: tf.data.Dataset, axis: int) -> tf.data.Dataset:
+    """Batches of (images, labels) with every image mirrored along `axis` (of the batch: 1 rows, 2 columns)."""
+    return ds.map(lambda images, labels: (tf.reverse(images, axis=[axis]), labels))
+
+
 def augment_batches(ds: tf.data.Dataset, level: str, seed: int, first_batch: int = 0) -> tf.data.Dataset:
     """Apply the augmentation of `level` to whole uint8 batches of (images, labels); uint8 stays uint8.
 

@@ -47,6 +47,7 @@ def tta_views(n: int, augment: str, image_size: int) -> list:
     its mirror image (horizontal for --augment strong, vertical for shift-vflip), then shifts of about 8% of the
     side in the four directions and the diagonals (edges reflected; light and strong shift up to 10%,
     shift-vflip up to 40%), n views in all. A run trained without augmentation has only the image itself."""
+    from .pipeline import mirror_axis
     from .quiet import tensorflow as tf
 
     if n <= 1 or augment not in ("light", "strong", "shift-vflip"):
@@ -59,7 +60,7 @@ def tta_views(n: int, augment: str, image_size: int) -> list:
             return padded[:, d + dy: d + dy + image_size, d + dx: d + dx + image_size, :]
         return view
 
-    mirror = {"strong": 2, "shift-vflip": 1}.get(augment)
+    mirror = mirror_axis(augment)
     views = [None] + ([lambda images: tf.reverse(images, axis=[mirror])] if mirror else [])
     views += [shift(dy, dx) for dy, dx in ((0, d), (0, -d), (d, 0), (-d, 0), (d, d), (-d, -d), (d, -d), (-d, d))]
     return views[:n]

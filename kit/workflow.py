@@ -41,10 +41,11 @@ def train_and_submit(config: Config, answers=None, *, command: str = "run", outp
         on_trained(result)
     if command != "run" or result.interrupted or result.metrics.get("worker"):
         return outcome
-    from .submission import make_submission, score_submission
+    from .submission import make_submission, run_tta, score_submission
 
-    outcome.submission = make_submission(result.run_dir, config.data, output, force=force,
-                                         competition=result.competition)
+    tta = run_tta(result.config)
+    outcome.submission = make_submission(result.run_dir, config.data, output, force=force, tta=tta,
+                                         log=log if tta else None, competition=result.competition)
     if not answers:  # a labelled test table (Kaggle's Fashion-MNIST CSVs) is an answer key too
         from .sources import answer_key
 

@@ -16,6 +16,7 @@ from kit.budget import Budget
 from kit.cli import cli
 from kit.config import Config
 from kit.errors import ConfigError
+from kit.submission import run_tta
 from kit.training import resolve_config
 from kit.validation import ValidationReport
 
@@ -66,7 +67,13 @@ def test_settings_file_names_the_backbone_for_photos(settings, tiny_backbone, tm
     config = resolve_config(Config(data="d"), report())
     assert (config.model, config.backbone_file, config.trust_model) == ("backbone_file", str(path), digest)
     assert config.auto_reason == f"photos (colour, median 500×375) → tiny (from {auto.shown(written)})"
-    assert (config.image_size, config.optimizer, config.augment) == (288, "adamw", "light")
+    # photos: mirrored views in the frozen phase, and the mirror tried at test time (run_tta)
+    assert (config.image_size, config.optimizer, config.augment, config.feature_views) == (288, "adamw", "strong", 2)
+    assert run_tta(config) == 2
+    small = resolve_config(Config(data="d", model="mobilenet_v2"), report((32, 32)))  # a mirrored digit is not one
+    assert (small.augment, small.feature_views, run_tta(small)) == ("light", 1, 0)
+    chosen = resolve_config(Config(data="d", augment="light", feature_views=3), report())  # yours stand
+    assert (chosen.augment, chosen.feature_views, run_tta(chosen)) == ("light", 3, 0)
     explicit = resolve_config(Config(data="d", model="small"), report())
     assert (explicit.model, explicit.auto_reason) == ("small", "")  # a model given is never second-guessed
     digits = resolve_config(Config(data="d"), report((28, 28), "L"))
@@ -171,3 +178,22 @@ def test_run_with_the_settings_file_then_the_fallback_line(settings, tiny_backbo
     assert 'put [auto] backbone_file = "/path/to/backbone.keras" and trust_model = "<its sha256>" in' in line
     config = json.loads((tmp_path / "runs" / "cnn" / "config.json").read_text())
     assert config["model"] == "baseline" and config["auto_reason"] == line[len("Model: "):]
+
+
+@pytest.mark.parametrize("counts, asked, expected", [
+    ({"a": 48, "b": 48, "c": 60}, -1, 0),  # the flower competition's size: the head alone
+    ({"a": 99, "b": 100, "c": 2000}, -1, 3),  # the median class decides
+    ({"a": 1000, "b": 1000}, -1, 3),  # cats vs dogs
+    ({"a": 5, "b": 5}, 2, 2),  # yours stand
+    ({"a": 5000, "b": 5000}, 0, 0),
+])
+def test_a_backbone_fine_tunes_by_default_only_with_enough_images_per_class(counts, asked, expected):
+    n = sum(counts.values())
+    photos = ValidationReport(problems=[], class_counts=counts, num_test=0, sizes=Counter({(500, 375): n}),
+                              modes=Counter({"RGB": n}))
+    config = resolve_config(Config(data="d", model="mobilenet_v2", fine_tune_epochs=asked), photos)
+    assert config.fine_tune_epochs == expected
+    from kit.training import fine_tune_line
+
+    line = fine_tune_line(config.fine_tune_epochs, photos)
+    assert ("Fine-tuning: none (median class" in line) == (expected == 0) and "\n" not in line

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_class_folders
+from conftest import make_class_folders, make_image
 
 from kit.cli import cli
 from kit.transfer import (
@@ -275,3 +275,68 @@ def test_the_closed_form_head_is_scikit_learns_logistic_regression(kind):
             probs = np.exp(logits - logits.max(1, keepdims=True))
             np.testing.assert_allclose(probs / probs.sum(1, keepdims=True), reference.predict_proba(x[200:]),
                                        atol=1e-4)
+
+
+def test_the_frozen_phases_second_view_is_the_mirror_image_when_the_augmentation_mirrors():
+    import tensorflow as tf
+
+    from kit.config import Config
+    from kit.fit import _view, feature_views
+
+    images = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)  # no image equals its mirror
+    plain = tf.data.Dataset.from_tensor_slices((images, np.zeros(2, "int32"))).batch(2)
+    first = lambda ds: next(iter(ds))[0].numpy()  # noqa: E731
+    strong, vflip = Config(augment="strong"), Config(augment="shift-vflip")
+    np.testing.assert_array_equal(first(_view(plain, strong, 0)), images)
+    np.testing.assert_array_equal(first(_view(plain, strong, 1)), images[:, :, ::-1])  # left-right
+    np.testing.assert_array_equal(first(_view(plain, vflip, 1)), images[:, ::-1])  # upside down, as it trains
+    assert not np.array_equal(first(_view(plain, Config(augment="light"), 1)), images[:, :, ::-1])
+    assert [feature_views(Config(augment=a)) for a in ("strong", "shift-vflip", "light", "none")] == [2, 2, 1, 1]
+    assert feature_views(Config(augment="strong", feature_views=3)) == 3  # yours stand
+    assert feature_views(Config(augment="none", feature_views=3)) == 1  # no augmentation: one view only
+
+
+def test_fine_tuning_stops_at_its_first_epoch_worse_than_the_best_so_far(tmp_path):
+    from kit.callbacks import Checkpointer, EpochRecord, Interrupt, Progress, Watched
+    from kit.config import Config
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+
+    def stops_after(phase: str, score: float, patience: int = 0) -> bool:
+        progress = Progress({"epoch": 1, "best": 0.9, "best_epoch": 1, "phase": phase})
+        watched = Watched(tmp_path, Config(metric="accuracy", early_stopping=patience), model, (None, None),
+                          Checkpointer(tmp_path, enabled=False), ["a", "b"])
+        record = EpochRecord(progress, Interrupt(), watched)
+        record.set_model(model)
+        record.on_epoch_begin(1)
+        record.on_epoch_end(1, {"loss": 0.1, "val_accuracy": score})
+        return progress.stopped
+
+    assert stops_after("fine_tune", 0.85)  # worse than the head it started from: stop
+    assert not stops_after("fine_tune", 0.9)  # as good: go on
+    assert not stops_after("fine_tune", 0.95)  # better: go on
+    assert not stops_after("frozen", 0.85)  # kit's CNNs and the frozen phase train their epochs
+    assert not stops_after("fine_tune", 0.85, patience=3)  # --early-stopping says otherwise
+
+
+def test_photos_get_mirrored_views_and_the_submission_tries_the_mirror(tmp_path):
+    import json
+
+    data = tmp_path / "c"
+    for split, count in (("train", 6), ("test", 3)):
+        for c in ("cat", "dog"):
+            folder = data / split / c if split == "train" else data / split
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(count):
+                image = make_image(c, 10 * k + len(c), size=16, mode="RGB").resize((72, 72))
+                image.save(folder / f"{c}{k}.jpg", quality=95)
+    result = CliRunner().invoke(cli, ["run", str(data), "--model", "mobilenet_v3_small", "--weights", "none",
+                                      "--image-size", "32", "--fine-tune-epochs", "0", "--batch-size", "8",
+                                      "--runs-dir", str(tmp_path / "runs"), "--name", "p"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "runs" / "p" / "config.json").read_text())
+    assert (config["augment"], config["feature_views"]) == ("strong", 2)  # photos (72 px): mirrors are photos
+    assert "features of 9 images × 2 view(s)" in result.output
+    assert "TTA (2 views) on " in result.output and "validation split: accuracy" in result.output
+    assert len((tmp_path / "runs" / "p" / "submission.csv").read_text().splitlines()) == 7
