@@ -112,6 +112,11 @@ def test_settings_without_a_backbone_then_the_keras_cache_then_offline(settings,
     config = resolve_config(Config(data="d"), report())
     assert (config.model, config.image_size) == ("efficientnet_b0", 288)
     assert config.auto_reason == f"photos (colour, median 500×375) → efficientnet_b0 (ImageNet weights in {models})"
+    (models / "convnext_tiny_notop.h5").write_bytes(b"")  # last but one on a CPU, first on a GPU
+    assert [auto.cached_backbone(gpu).model for gpu in (False, True)] == ["efficientnet_b0", "convnext_tiny"]
+    assert auto.weights_within_reach(gpu=True).model == "convnext_tiny"
+    (models / "convnext_tiny_notop.h5").unlink()
+    assert auto.cached_backbone(gpu=True).model == "efficientnet_b0"  # the GPU's next choice that is there
 
 
 def test_online_is_decided_quickly_and_never_with_kit_offline(monkeypatch):
@@ -124,8 +129,9 @@ def test_online_is_decided_quickly_and_never_with_kit_offline(monkeypatch):
     monkeypatch.setattr(auto.socket, "create_connection", lambda *a, **k: type("S", (), {"close": lambda s: 0})())
     assert auto.online(timeout=0.5) is True
     monkeypatch.setattr(auto, "settings_backbone", lambda: None)
-    monkeypatch.setattr(auto, "cached_backbone", lambda: None)
-    assert auto.weights_within_reach().model == auto.DOWNLOADED
+    monkeypatch.setattr(auto, "cached_backbone", lambda gpu=False: None)
+    assert auto.weights_within_reach().model == auto.DOWNLOADED  # this machine: no GPU
+    assert auto.weights_within_reach(gpu=True).model == auto.DOWNLOADED_ON_GPU == "convnext_tiny"
 
 
 def test_budget_reads_the_backbone_at_the_largest_size_whose_frozen_phase_fits(monkeypatch, tiny_backbone):
