@@ -152,6 +152,8 @@ def test_budget_reads_the_backbone_at_the_largest_size_whose_frozen_phase_fits(m
     tight = Budget(time.time() + 40, 250)
     size, _ = budget.backbone_size_for_budget(tight, config, 288, 1000, 250)
     assert size == 224 and timed == [288, 224]  # the size chosen is timed itself
+    head_only = Config(**{**config.__dict__, "fine_tune_epochs": 0})  # no fine-tuning to leave time for
+    assert budget.backbone_size_for_budget(tight, head_only, 288, 1000, 250)[0] == 288
     hopeless = Budget(time.time() + 8, 250)
     assert budget.backbone_size_for_budget(hopeless, config, 288, 1000, 250)[0] == 0
 
