@@ -40,6 +40,7 @@ from .runs import (
     write_run_settings,
     write_skipped,
 )
+from .submission import run_tta
 from .transfer import BACKBONE_FILE, check_backbone_file, default_backbone_size, input_side, is_transfer
 from .validation import ValidationReport, validate, without_bad_training_images
 
@@ -98,7 +99,7 @@ def resolve_config(config: Config, report: ValidationReport, budget: Budget | No
                          fine_tune_epochs=fine_tune_epochs(config, report))
     if budget and transfer and not config.image_size and not fixed:  # the size whose frozen phase fits the budget
         config, image_size = _backbone_size_for_budget(config, budget, image_size, sizes,
-                                                       len(report.class_counts))
+                                                       len(report.class_counts), asked)
         transfer = is_transfer(config.model)
         image_size = image_size or int(min(224, max(28, report.median_size)))
         if not transfer:  # no backbone fits: kit's CNN, with the augmentation asked for it
@@ -161,13 +162,20 @@ def say_what_validation_saw(report: ValidationReport, log, shown: int = 10) -> N
 
 
 def _backbone_size_for_budget(config: Config, budget: Budget, largest: int, sizes: tuple[int, int],
-                              classes: int) -> tuple[Config, int]:
+                              classes: int, asked: Config) -> tuple[Config, int]:
     """(config, image size) of a backbone run under --time-budget (kit.budget.backbone_size_for_budget); when no
-    size fits and --model auto chose the backbone, kit's CNNs instead (image size 0: theirs), saying why."""
+    size fits with the photos' mirror views, without them (unless you asked for the augmentation or the views);
+    when none fits and --model auto chose the backbone, kit's CNNs instead (image size 0: theirs), saying why."""
     if config.folds >= 2:  # judged by what the first fold's share allows
         budget = budget.for_fold(0, config.folds, sizes[1])
     size, seconds = backbone_size_for_budget(budget, config, largest, *sizes, views=feature_views(config),
                                              classes=classes)
+    if not size and feature_views(config) > 1 and asked.augment == "auto" and not asked.feature_views:
+        lean = replace(config, augment="light", feature_views=1)  # one view, no mirror at test time: half the work
+        lean_size, _ = backbone_size_for_budget(replace(budget, predict_images=budget.predict_images // 2), lean,
+                                                largest, *sizes, views=1, classes=classes)
+        if lean_size:
+            return lean, lean_size
     if size or not config.auto_reason:
         return config, size or min(BACKBONE_SIZES)
     left = max(0.0, budget.deadline - time.time())
@@ -275,7 +283,8 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
     answer = decide_answer(comp.sample, comp.class_names, config, comp.sample_file, comp.tag_separator)
     checked_label_map(config, comp.class_names, answer)
     split = split_train_validation(comp, config) if config.folds < 2 else None  # fails before a run folder exists
-    predicted = (len(split[1]) if split else 0) + (len(comp.test) if command == "run" else 0)
+    base = (len(split[1]) if split else 0) + (len(comp.test) if command == "run" else 0)
+    predicted = base
     if describe_images(report)[0] and (config.model == AUTO or is_transfer(config.model) or config.backbone_file):
         predicted *= 2  # a backbone on photos tries the mirror view too (kit.submission.run_tta)
     budget = Budget(deadline, predicted) if deadline and not resume else None
@@ -283,6 +292,8 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
     config = replace(resolve_config(config, report, budget, _split_sizes(comp, config, split)),
                      submission=answer.kind, positive=answer.positive, tag_separator=answer.separator,
                      metric=_metric(config, answer))
+    if budget and not run_tta(config) and budget.predict_images > base:  # no mirror views after all
+        budget = replace(budget, predict_images=base)
     log(f"Submission: {answer.describe()}; metric {config.metric}")
     if config.auto_reason and not resume:
         log(f"Model: {config.auto_reason}")

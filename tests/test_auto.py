@@ -205,3 +205,18 @@ def test_a_backbone_fine_tunes_by_default_only_with_enough_images_per_class(coun
 
     line = fine_tune_line(config.fine_tune_epochs, photos)
     assert ("Fine-tuning: none (median class" in line) == (expected == 0) and "\n" not in line
+
+
+def test_a_tight_budget_drops_the_mirror_views_before_it_drops_the_backbone(settings, tiny_backbone, monkeypatch):
+    path, digest = tiny_backbone
+    settings(f'[auto]\nbackbone_file = "{path}"\ntrust_model = "{digest}"\n')
+    monkeypatch.setattr(budget, "_feature_seconds_per_image", lambda config, size, batch_size=16:
+                        (0.1 * (size / 288) ** 2, 1))
+    # 1,000 + 250 images at 96 px: ~45 s with the mirror views (and the mirror's predictions), ~28 s without
+    config = resolve_config(Config(data="d"), report(), Budget(time.time() + 40, 500), (1000, 250))
+    assert (config.model, config.image_size, config.augment, config.feature_views) == ("backbone_file", 96, "light", 1)
+    assert run_tta(config) == 0
+    asked = resolve_config(Config(data="d", augment="strong"), report(), Budget(time.time() + 40, 500), (1000, 250))
+    assert asked.model in ("baseline", "small") and not asked.backbone_file  # your augmentation stands: no backbone
+    roomy = resolve_config(Config(data="d"), report(), Budget(time.time() + 10_000, 500), (1000, 250))
+    assert (roomy.image_size, roomy.augment, roomy.feature_views) == (288, "strong", 2)
