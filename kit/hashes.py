@@ -182,17 +182,35 @@ def candidate_pairs(query: np.ndarray, base: np.ndarray, same: bool, min_similar
     """Index pairs (i into query, j into base): each query's `neighbours` most alike hashes (cosine), those at
     least min_similarity alike; with same=True (query is base) without the image itself."""
     rows, cols = [np.zeros(0, int)], [np.zeros(0, int)]
-    base_t = np.ascontiguousarray(base.T)
     k = min(neighbours, base.shape[0] - (1 if same else 0))
+    chunks = -(-base.shape[0] // CHUNK)
+    # zero hashes pad the base to whole chunks: a similarity of 0 is never a candidate
+    base_t = np.zeros((base.shape[1], chunks * CHUNK), np.float32)
+    base_t[:, :base.shape[0]] = base.T
     for start in range(0, len(query) if k > 0 else 0, block):
         sims = query[start:start + block] @ base_t
         if same:
             sims[np.arange(sims.shape[0]), np.arange(start, start + sims.shape[0])] = -1.0
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        top = _top(sims, k, chunks)
         i, slot = np.nonzero(np.take_along_axis(sims, top, axis=1) >= min_similarity)
         rows.append(i + start)
         cols.append(top[i, slot])
     return np.concatenate(rows), np.concatenate(cols)
+
+
+CHUNK = 64  # columns per chunk in _top
+
+
+def _top(sims: np.ndarray, k: int, chunks: int) -> np.ndarray:
+    """The columns of each row's k largest values (in no order). The k largest lie in the k chunks with the largest
+    maxima, so one pass for the chunks' maxima and a partition of k chunks replace a partition of the whole row
+    (all candidates among 60,600 images: 20 s instead of 33)."""
+    n = len(sims)
+    best_chunks = np.argpartition(-sims.reshape(n, chunks, CHUNK).max(axis=2), k - 1, axis=1)[:, :k] \
+        if chunks > k else np.broadcast_to(np.arange(chunks), (n, chunks))
+    columns = (best_chunks[:, :, None] * CHUNK + np.arange(CHUNK)).reshape(n, -1)
+    top = np.argpartition(-np.take_along_axis(sims, columns, axis=1), k - 1, axis=1)[:, :k]
+    return np.take_along_axis(columns, top, axis=1)
 
 
 def _distinct(i: np.ndarray, distance: np.ndarray, max_distance: float = DUPLICATE_DISTANCE,
