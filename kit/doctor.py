@@ -22,7 +22,8 @@ import pandas as pd
 
 from .data import Competition
 from .errors import KitError, RunError
-from .hashes import STAT_NAMES, VERIFY_RESIDUAL, copy_residual, gray_thumbnails, groups_of, near_duplicates, unpack
+from .hashes import (STAT_NAMES, VERIFY_RESIDUAL, copy_residual, gray_thumbnails, groups_of, near_duplicates,
+                     possible_copies, unpack)
 from .validation import ValidationReport
 
 QUICK_FOLDS = 5
@@ -150,9 +151,11 @@ def duplicate_group_column(train: pd.DataFrame, report: ValidationReport) -> np.
 def train_test_pairs(train: pd.DataFrame, thumbs: np.ndarray, test: pd.DataFrame, test_thumbs: np.ndarray
                      ) -> list[dict]:
     """Every (test, train) near-duplicate pair, the closest first: a leak, and a hint of the test labels. The
-    thumbnails cast a wide net; each pair is then verified on the two images themselves (verified_copies)."""
-    i, j, distance = near_duplicates(test_thumbs, thumbs, loose=True)
-    keep = verified_copies(list(test["path"].iloc[i]), list(train["path"].iloc[j]))
+    thumbnails cast a wide net; each pair that does not clearly stand out is verified on the two images themselves
+    (verified_copies)."""
+    i, j, distance, clear = possible_copies(test_thumbs, thumbs)
+    keep = clear.copy()
+    keep[~clear] = verified_copies(list(test["path"].iloc[i[~clear]]), list(train["path"].iloc[j[~clear]]))
     i, j, distance = i[keep], j[keep], distance[keep]
     order = np.argsort(distance, kind="stable")
     return [{"train": str(train["id"].iat[j[k]]), "test": str(test["id"].iat[i[k]]),

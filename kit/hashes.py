@@ -42,6 +42,8 @@ DUPLICATE_DISTANCE = 0.012  # a pair closer than this is a copy if it also passe
 DISTINCT_RATIO = 0.3  # ... and standing out: the next candidate at least 1/0.3 times as far (see _distinct)
 IDENTICAL_DISTANCE = 0.003  # a pair this close is a copy whatever the ratio (three copies of one image)
 LOOSE_DISTANCE, LOOSE_RATIO = 0.02, 0.7  # the wider net when copy_residual verifies each pair (the doctor)
+CLEAR_GAP = 10  # ... but a pair whose query's next candidate is this many times as far is a copy without a second
+# look (Fashion-MNIST: half its planted copies, 1 in 100 of its look-alikes; every copy on smooth images)
 
 
 def image_signature(im: Image.Image, file_bytes: int = 0) -> bytes:
@@ -234,13 +236,10 @@ def _distinct(i: np.ndarray, distance: np.ndarray, max_distance: float = DUPLICA
     return keep
 
 
-def near_duplicates(query_thumbs: np.ndarray, base_thumbs: np.ndarray | None = None, loose: bool = False
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(i, j, distance) of every near-duplicate pair: query against base, or (base None) within query, i < j.
-    loose: the wider net whose pairs copy_residual then verifies on the images themselves."""
+def _candidate_distances(query_thumbs: np.ndarray, base_thumbs: np.ndarray | None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, thumbnail distance) of every candidate pair: query against base, or (base None) within query."""
     same = base_thumbs is None
-    if len(query_thumbs) == 0 or (not same and len(base_thumbs) == 0):
-        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32)
     q = perceptual_hashes(query_thumbs)
     i, j = candidate_pairs(q, q if same else perceptual_hashes(base_thumbs), same)
     query_thumbs = _normalised(query_thumbs)
@@ -248,7 +247,17 @@ def near_duplicates(query_thumbs: np.ndarray, base_thumbs: np.ndarray | None = N
     distance = np.concatenate([np.zeros(0, np.float32)] + [
         thumb_distances(query_thumbs[i[s:s + 4096]], base_thumbs[j[s:s + 4096]], normalised=True)
         for s in range(0, len(i), 4096)])
-    keep = _distinct(i, distance, *((LOOSE_DISTANCE, LOOSE_RATIO) if loose else ()))
+    return i, j, distance
+
+
+def near_duplicates(query_thumbs: np.ndarray, base_thumbs: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, distance) of every near-duplicate pair: query against base, or (base None) within query, i < j."""
+    same = base_thumbs is None
+    if len(query_thumbs) == 0 or (not same and len(base_thumbs) == 0):
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32)
+    i, j, distance = _candidate_distances(query_thumbs, base_thumbs)
+    keep = _distinct(i, distance)
     i, j, distance = i[keep], j[keep], distance[keep]
     if same:  # found from either side: each pair once, i < j
         pairs = {}
@@ -258,6 +267,26 @@ def near_duplicates(query_thumbs: np.ndarray, base_thumbs: np.ndarray | None = N
         j = np.array([p[1] for p in pairs], dtype=int)
         distance = np.array(list(pairs.values()), dtype=np.float32)
     return i, j, distance
+
+
+def possible_copies(query_thumbs: np.ndarray, base_thumbs: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The wider net the doctor casts for train/test copies, each then verified on the images (copy_residual):
+    (i, j, distance, clear) where clear says the pair stands out so far (its query's next candidate at least
+    CLEAR_GAP times as far as the pair, and within DUPLICATE_DISTANCE) that no second look is needed."""
+    if len(query_thumbs) == 0 or len(base_thumbs) == 0:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32), np.zeros(0, bool)
+    i, j, distance = _candidate_distances(query_thumbs, base_thumbs)
+    keep = _distinct(i, distance, LOOSE_DISTANCE, LOOSE_RATIO)
+    order = np.lexsort((distance, i))  # per query, its closest and second closest candidate
+    first = np.r_[True, i[order][1:] != i[order][:-1]]
+    second = np.r_[False, first[:-1]] & ~first
+    closest, runner_up = np.full(len(query_thumbs), np.inf), np.full(len(query_thumbs), np.inf)
+    closest[i[order[first]]] = distance[order[first]]
+    runner_up[i[order[second]]] = distance[order[second]]
+    following = np.where(distance <= closest[i], runner_up[i], closest[i])  # the query's next other candidate
+    clear = (distance <= DUPLICATE_DISTANCE) & (following >= CLEAR_GAP * np.maximum(distance, 1e-4))
+    return i[keep], j[keep], distance[keep], clear[keep]
 
 
 def groups_of(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
