@@ -21,7 +21,7 @@ def smooth(rng, size: int, cells: int, amplitude: float) -> np.ndarray:
 def look_alike(rng, base: np.ndarray) -> Image.Image:
     """A family member: the family's layout plus detail of its own (a person tells them apart at a glance)."""
     size = base.shape[0]
-    detail = smooth(rng, size, int(rng.integers(5, 9)), float(rng.uniform(40, 70)))
+    detail = smooth(rng, size, int(rng.integers(5, 9)), float(rng.uniform(20, 35)))
     return Image.fromarray(np.clip(base + detail, 0, 255).astype(np.uint8))
 
 
@@ -102,3 +102,17 @@ def test_kits_split_groups_most_planted_copies_and_few_look_alikes(tmp_path):
     planted = {tuple(sorted(p)) for p in planted}
     assert len(found & planted) >= 0.8 * len(planted), sorted(planted - found)
     assert len(found - planted) <= 0.2 * len(found), sorted(found - planted)
+
+
+def test_copy_residual_tells_a_brighter_shifted_copy_from_a_look_alike():
+    from kit.hashes import VERIFY_RESIDUAL, copy_residual
+
+    rng = np.random.default_rng(3)
+    base = smooth(rng, 60, 3, 180)
+    original, other = look_alike(rng, base), look_alike(rng, base)
+    a = np.asarray(original.convert("L")).astype(np.float32)
+    moved = np.pad(a, 2, mode="edge")[1:61, 3:63]  # moved a pixel down and a pixel left; then brighter, larger
+    copy = Image.fromarray(np.clip(moved * 1.08 + 9, 0, 255).astype(np.uint8)).resize((90, 90), Image.BILINEAR)
+    gray = [np.asarray(im.convert("L")) for im in (original, copy, other)]
+    assert copy_residual(gray[0], gray[1]) <= VERIFY_RESIDUAL / 2
+    assert copy_residual(gray[0], gray[2]) > 4 * VERIFY_RESIDUAL
