@@ -293,8 +293,9 @@ def main():
     print(" | ".join(columns))
     for name in [s for s in args.sets.split(",") if s]:
         result = run_set(work, name)
-        print(" | ".join(f"{result[c]:.3f}" if isinstance(result[c], float) and c.endswith(("recall", "precision",
-              "200", "auc")) else str(result[c]) for c in columns), f"| parts {result['parts_s']}", flush=True)
+        ratios = ("recall", "precision", "sources", "200", "auc")
+        print(" | ".join(f"{result[c]:.3f}" if isinstance(result[c], float) and c.endswith(ratios) else str(result[c])
+                         for c in columns), f"| parts {result['parts_s']}", flush=True)
     if args.honest:
         honest_validation(work)
 
