@@ -26,6 +26,7 @@ from .hashes import (STAT_NAMES, VERIFY_RESIDUAL, copy_residual, gray_thumbnails
                      possible_copies, unpack)
 from .validation import ValidationReport
 
+VERIFY_DECODE = 256  # pixels: images with a longer side than this are decoded at this size for the second look
 QUICK_FOLDS = 5
 QUICK_MAX_TRAIN = 30_000  # images the quick label model trains on per fold, at most (time, not accuracy, bound)
 SHIFT_MAX_ROWS = 20_000  # images per side the shift classifier sees, at most
@@ -85,7 +86,8 @@ def diagnose(comp: Competition, report: ValidationReport, run_dir=None, time_bud
         test_thumbs, _, test_stats = unpack(test_sigs)
         found.paths.update(zip(test["id"], test["path"]))
         clock = time.time()
-        found.train_test_duplicates = train_test_pairs(train, thumbs, test, test_thumbs)
+        found.train_test_duplicates = train_test_pairs(train, thumbs, test, test_thumbs, stats[:, :2].max(axis=1),
+                                                       test_stats[:, :2].max(axis=1))
         found.seconds["train_test_duplicates"] = round(time.time() - clock, 1)
         clock = time.time()
         found.shift = adversarial_validation(stats, test_stats, list(test["id"]))
@@ -148,33 +150,43 @@ def duplicate_group_column(train: pd.DataFrame, report: ValidationReport) -> np.
     return groups_of(len(train), i, j) if len(i) else None
 
 
-def train_test_pairs(train: pd.DataFrame, thumbs: np.ndarray, test: pd.DataFrame, test_thumbs: np.ndarray
-                     ) -> list[dict]:
+def train_test_pairs(train: pd.DataFrame, thumbs: np.ndarray, test: pd.DataFrame, test_thumbs: np.ndarray,
+                     train_sides: np.ndarray | None = None, test_sides: np.ndarray | None = None) -> list[dict]:
     """Every (test, train) near-duplicate pair, the closest first: a leak, and a hint of the test labels. The
     thumbnails cast a wide net; each pair that does not clearly stand out is verified on the two images themselves
-    (verified_copies)."""
+    (verified_copies; the images' longer sides, when known, let big photos be decoded smaller)."""
     i, j, distance, clear = possible_copies(test_thumbs, thumbs)
     keep = clear.copy()
-    keep[~clear] = verified_copies(list(test["path"].iloc[i[~clear]]), list(train["path"].iloc[j[~clear]]))
+    look = ~clear
+    keep[look] = verified_copies(list(test["path"].iloc[i[look]]), list(train["path"].iloc[j[look]]),
+                                 None if test_sides is None else test_sides[i[look]],
+                                 None if train_sides is None else train_sides[j[look]])
     i, j, distance = i[keep], j[keep], distance[keep]
     order = np.argsort(distance, kind="stable")
     return [{"train": str(train["id"].iat[j[k]]), "test": str(test["id"].iat[i[k]]),
              "train_label": str(train["label"].iat[j[k]]), "distance": round(float(distance[k]), 4)} for k in order]
 
 
-def verified_copies(paths_a: list[str], paths_b: list[str]) -> np.ndarray:
+def verified_copies(paths_a: list[str], paths_b: list[str], sides_a=None, sides_b=None) -> np.ndarray:
     """Which pairs of image files are copies of one picture (kit.hashes.copy_residual at most VERIFY_RESIDUAL),
-    decoded again at full size by kit's one loader: the pairs where the thumbnails cannot tell a copy from a
-    look-alike (Fashion-MNIST's near-twins between its train and test sets; 2,300 pairs, 3 s, at 70,000 images)."""
+    decoded again by kit's one loader (big photos at VERIFY_DECODE): the pairs where the thumbnails cannot tell a
+    copy from a look-alike (Fashion-MNIST's near-twins between its train and test sets; 2,300 pairs, 3 s, at 70,000
+    images)."""
     from .images import read_image
 
-    def gray(path: str) -> np.ndarray:
-        return read_image(path, None, channels=1)[:, :, 0]
+    def gray(path: str, side) -> np.ndarray:
+        # a big photo is decoded square at VERIFY_DECODE (JPEG's DCT scaling makes that fast): the comparison
+        # happens at 64 px anyway, and squeezing to a square then resizing to the other image's shape is the same
+        # resize as going there directly
+        size = VERIFY_DECODE if side is not None and side > VERIFY_DECODE else None
+        return read_image(path, size, channels=1)[:, :, 0]
 
+    sides_a = [None] * len(paths_a) if sides_a is None else sides_a
+    sides_b = [None] * len(paths_b) if sides_b is None else sides_b
     keep = np.zeros(len(paths_a), dtype=bool)
     for k, (a, b) in enumerate(zip(paths_a, paths_b)):
         try:
-            keep[k] = copy_residual(gray(a), gray(b)) <= VERIFY_RESIDUAL
+            keep[k] = copy_residual(gray(a, sides_a[k]), gray(b, sides_b[k])) <= VERIFY_RESIDUAL
         except KitError:  # unreadable since validation: the thumbnails' verdict stands
             keep[k] = True
     return keep
