@@ -27,6 +27,7 @@ from .hashes import (STAT_NAMES, VERIFY_RESIDUAL, copy_residual, gray_thumbnails
 from .validation import ValidationReport
 
 VERIFY_DECODE = 256  # pixels: images with a longer side than this are decoded at this size for the second look
+CROPPED_ASPECT = 0.02  # shapes this different (log of the aspect ratios' ratio): a crop, not a resize
 QUICK_FOLDS = 5
 QUICK_MAX_TRAIN = 30_000  # images the quick label model trains on per fold, at most (time, not accuracy, bound)
 SHIFT_MAX_ROWS = 20_000  # images per side the shift classifier sees, at most
@@ -86,8 +87,8 @@ def diagnose(comp: Competition, report: ValidationReport, run_dir=None, time_bud
         test_thumbs, _, test_stats = unpack(test_sigs)
         found.paths.update(zip(test["id"], test["path"]))
         clock = time.time()
-        found.train_test_duplicates = train_test_pairs(train, thumbs, test, test_thumbs, stats[:, :2].max(axis=1),
-                                                       test_stats[:, :2].max(axis=1))
+        found.train_test_duplicates = train_test_pairs(train, thumbs, test, test_thumbs, stats[:, :2],
+                                                       test_stats[:, :2])
         found.seconds["train_test_duplicates"] = round(time.time() - clock, 1)
         clock = time.time()
         found.shift = adversarial_validation(stats, test_stats, list(test["id"]))
@@ -151,16 +152,21 @@ def duplicate_group_column(train: pd.DataFrame, report: ValidationReport) -> np.
 
 
 def train_test_pairs(train: pd.DataFrame, thumbs: np.ndarray, test: pd.DataFrame, test_thumbs: np.ndarray,
-                     train_sides: np.ndarray | None = None, test_sides: np.ndarray | None = None) -> list[dict]:
+                     train_sizes: np.ndarray | None = None, test_sizes: np.ndarray | None = None) -> list[dict]:
     """Every (test, train) near-duplicate pair, the closest first: a leak, and a hint of the test labels. The
     thumbnails cast a wide net; each pair that does not clearly stand out is verified on the two images themselves
-    (verified_copies; the images' longer sides, when known, let big photos be decoded smaller)."""
-    i, j, distance, clear = possible_copies(test_thumbs, thumbs)
+    (verified_copies). The images' sizes (width, height), when known, let big photos be decoded smaller, and leave
+    a pair of different shapes (a crop, which the second look cannot align) to the thumbnails' own test."""
+    i, j, distance, clear, strict = possible_copies(test_thumbs, thumbs)
     keep = clear.copy()
-    look = ~clear
+    if train_sizes is not None and test_sizes is not None:
+        aspect = np.log(np.maximum(test_sizes[i, 0], 1) / np.maximum(test_sizes[i, 1], 1)
+                        * np.maximum(train_sizes[j, 1], 1) / np.maximum(train_sizes[j, 0], 1))
+        keep |= strict & (np.abs(aspect) > CROPPED_ASPECT)
+    look = ~keep
     keep[look] = verified_copies(list(test["path"].iloc[i[look]]), list(train["path"].iloc[j[look]]),
-                                 None if test_sides is None else test_sides[i[look]],
-                                 None if train_sides is None else train_sides[j[look]])
+                                 None if test_sizes is None else test_sizes[i[look]].max(axis=1),
+                                 None if train_sizes is None else train_sizes[j[look]].max(axis=1))
     i, j, distance = i[keep], j[keep], distance[keep]
     order = np.argsort(distance, kind="stable")
     return [{"train": str(train["id"].iat[j[k]]), "test": str(test["id"].iat[i[k]]),

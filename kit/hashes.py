@@ -273,12 +273,13 @@ def near_duplicates(query_thumbs: np.ndarray, base_thumbs: np.ndarray | None = N
 
 
 def possible_copies(query_thumbs: np.ndarray, base_thumbs: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The wider net the doctor casts for train/test copies, each then verified on the images (copy_residual):
-    (i, j, distance, clear) where clear says the pair stands out so far (its query's next candidate at least
-    CLEAR_GAP times as far as the pair, and within DUPLICATE_DISTANCE) that no second look is needed."""
+    (i, j, distance, clear, strict) where clear says the pair stands out so far (its query's next candidate at least
+    CLEAR_GAP times as far as the pair, and within DUPLICATE_DISTANCE) that no second look is needed, and strict
+    that it passes near_duplicates' own test."""
     if len(query_thumbs) == 0 or len(base_thumbs) == 0:
-        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32), np.zeros(0, bool)
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32), np.zeros(0, bool), np.zeros(0, bool)
     i, j, distance = _candidate_distances(query_thumbs, base_thumbs)
     keep = _distinct(i, distance, LOOSE_DISTANCE, LOOSE_RATIO)
     order = np.lexsort((distance, i))  # per query, its closest and second closest candidate
@@ -289,7 +290,8 @@ def possible_copies(query_thumbs: np.ndarray, base_thumbs: np.ndarray
     runner_up[i[order[second]]] = distance[order[second]]
     following = np.where(distance <= closest[i], runner_up[i], closest[i])  # the query's next other candidate
     clear = (distance <= DUPLICATE_DISTANCE) & (following >= CLEAR_GAP * np.maximum(distance, 1e-4))
-    return i[keep], j[keep], distance[keep], clear[keep]
+    strict = _distinct(i, distance)
+    return i[keep], j[keep], distance[keep], clear[keep], strict[keep]
 
 
 def groups_of(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
