@@ -116,3 +116,20 @@ def test_copy_residual_tells_a_brighter_shifted_copy_from_a_look_alike():
     gray = [np.asarray(im.convert("L")) for im in (original, copy, other)]
     assert copy_residual(gray[0], gray[1]) <= VERIFY_RESIDUAL / 2
     assert copy_residual(gray[0], gray[2]) > 4 * VERIFY_RESIDUAL
+
+
+def test_a_cropped_copy_is_left_to_the_thumbnails(tmp_path):
+    """A copy cropped by 5% on one side has another shape: the second look cannot align it, so a pair of different
+    shapes that passes the thumbnail test is kept (the sizes come from the signatures, as in kit doctor)."""
+    rng = np.random.default_rng(12)  # a seed whose cropped copy fails the second look (residual 0.011)
+    base = smooth(rng, 64, 3, 180)
+    train, test = [], []
+    for m in range(6):
+        im = Image.fromarray(np.clip(base + smooth(rng, 64, 6, 15), 0, 255).astype(np.uint8))  # close look-alikes
+        (test if m == 0 else train).append({"id": f"m{m}", "path": save(im, tmp_path / f"m{m}", rng), "label": "x"})
+    Image.open(test[0]["path"]).convert("RGB").crop((3, 0, 64, 64)).save(tmp_path / "crop.png")
+    train.append({"id": "crop", "path": str(tmp_path / "crop.png"), "label": "x"})
+    train, test = pd.DataFrame(train), pd.DataFrame(test)
+    sizes = [np.array([Image.open(p).size for p in t["path"]], dtype=float) for t in (train, test)]
+    pairs = train_test_pairs(train, signatures(list(train["path"])), test, signatures(list(test["path"])), *sizes)
+    assert [(p["test"], p["train"]) for p in pairs] == [("m0", "crop")]
