@@ -165,10 +165,28 @@ def make_set(work: Path, name: str) -> tuple[Path, dict]:
     return folder, planted
 
 
+def same_pixels(path_a, path_b) -> bool:
+    """Whether two image files hold the same picture: equal sizes and a mean gray difference under 1 of 255."""
+    with Image.open(path_a) as a, Image.open(path_b) as b:
+        if a.size != b.size:
+            return False
+        diff = np.abs(np.asarray(a.convert("L"), np.float32) - np.asarray(b.convert("L"), np.float32))
+    return float(diff.mean()) < 1.0
+
+
+def source_duplicates(reported: set, leaks: set, paths: dict) -> set:
+    """The reported train/test pairs that were not planted but are duplicates in the source data itself (both files
+    untouched originals, same pixels to within 1/255 on average): real leaks of the source set, not false ones."""
+    return {pair for pair in reported - leaks
+            if pair[1].startswith("tr") and same_pixels(paths[pair[0]], paths[pair[1]])}
+
+
 def score(found, planted: dict) -> dict:
-    """Recall and precision of each planted kind in a kit.doctor.Diagnosis."""
+    """Recall and precision of each planted kind in a kit.doctor.Diagnosis. A reported leak that was not planted
+    counts as false, except (in leak_precision_sources) when it is a duplicate in the source data (same_pixels)."""
     leaks = {tuple(p[:2]) for p in planted["leaks"]}
     reported = {(p["test"], p["train"]) for p in found.train_test_duplicates}
+    sources = source_duplicates(reported, leaks, found.paths) if found.paths else set()
     conflicts = {frozenset(p[:2]) for p in planted["conflicts"]}
     groups = [set(g["ids"]) for g in found.train_duplicates if g["conflicting"]]
     hit_groups = [g for g in groups if any(c <= g for c in conflicts)]
@@ -177,6 +195,8 @@ def score(found, planted: dict) -> dict:
     changed = set(planted["changed"])
     return {"leak_recall": len(leaks & reported) / max(1, len(leaks)),
             "leak_precision": len(leaks & reported) / max(1, len(reported)), "leak_reported": len(reported),
+            "leak_precision_sources": len((leaks | sources) & reported) / max(1, len(reported)),
+            "leak_source_duplicates": len(sources),
             "conflict_recall": len(found_conflicts) / max(1, len(conflicts)),
             "conflict_precision": len(hit_groups) / max(1, len(groups)), "conflict_reported": len(groups),
             "label_recall_at_200": len(changed & set(first)) / max(1, len(changed)),
@@ -266,14 +286,16 @@ def main():
     args = parser.parse_args()
     work = Path(args.work)
     print(f"kit doctor on planted problems, {os.cpu_count()} cores ({time.strftime('%Y-%m-%d %H:%M')})")
-    columns = ("set", "images", "leak_recall", "leak_precision", "leak_reported", "conflict_recall",
+    columns = ("set", "images", "leak_recall", "leak_precision", "leak_reported", "leak_precision_sources",
+               "leak_source_duplicates", "conflict_recall",
                "conflict_precision", "conflict_reported", "label_recall_at_200", "label_issues", "shift_auc",
                "shift_by", "validate_s", "total_s")
     print(" | ".join(columns))
     for name in [s for s in args.sets.split(",") if s]:
         result = run_set(work, name)
-        print(" | ".join(f"{result[c]:.3f}" if isinstance(result[c], float) and c.endswith(("recall", "precision",
-              "200", "auc")) else str(result[c]) for c in columns), f"| parts {result['parts_s']}", flush=True)
+        ratios = ("recall", "precision", "sources", "200", "auc")
+        print(" | ".join(f"{result[c]:.3f}" if isinstance(result[c], float) and c.endswith(ratios) else str(result[c])
+                         for c in columns), f"| parts {result['parts_s']}", flush=True)
     if args.honest:
         honest_validation(work)
 
