@@ -19,15 +19,16 @@ TOP_KEPT = 10  # and beyond it the TOP_KEPT most probable classes of each row
 
 
 def predict_proba(model, paths, image_size: int, channels: int, tta: int = 0, augment: str = "none",
-                  progress: bool = False) -> np.ndarray:
+                  progress: bool = False, first_view: int = 0) -> np.ndarray:
     """Class probabilities for each image file, in the order given; averaged over `tta` views (tta_views: drawn
-    from the run's augmentation) when tta > 1. With progress, Keras' progress bar on a terminal (on stderr)."""
+    from the run's augmentation) when tta > 1, from view `first_view` on (1: all but the image itself). With
+    progress, Keras' progress bar on a terminal (on stderr)."""
     from .pipeline import make_dataset
 
     paths = list(paths)
     if not paths:
         return np.zeros((0, model.output_shape[-1]), np.float32)
-    views = tta_views(tta, augment, image_size)
+    views = tta_views(tta, augment, image_size)[first_view:] or [None]
     ds = make_dataset(paths, image_size=image_size, channels=channels, batch_size=PREDICT_BATCH,
                       cache=len(views) > 1)  # decode once, reuse for every view
     verbose = 1 if progress and sys.stderr.isatty() else 0

@@ -221,10 +221,24 @@ def run_tta(config) -> int:
     return 2 if is_transfer(config.model) and mirror_axis(config.augment) else 0
 
 
+def _views_of_validation(run, model, val, tta: int) -> np.ndarray:
+    """The validation images' probabilities averaged over the TTA views: the image itself as the run's
+    validation table holds it (when it holds every class's column) and the other views predicted now."""
+    from .predict import predict_proba, tta_views
+
+    cfg, columns = run.config, [f"p:{c}" for c in run.class_names]
+    if not all(c in val.columns for c in columns):  # thousands of classes keep only each row's top ones
+        return predict_proba(model, val["path"], run.image_size, run.channels, tta=tta, augment=cfg.augment)
+    n = len(tta_views(tta, cfg.augment, run.image_size))
+    others = predict_proba(model, val["path"], run.image_size, run.channels, tta=tta, augment=cfg.augment,
+                           first_view=1)
+    return (val[columns].to_numpy(dtype=np.float64) + (n - 1) * others) / n
+
+
 def tta_that_helps(run, model, tta: int, log=None) -> int:
     """tta when its views (drawn from the augmentation the run trained with) score better than the plain image on
     the run's validation split by the run's metric, else 0 — said in the log either way."""
-    from .predict import predict_proba, table_scores, tta_views
+    from .predict import table_scores, tta_views
     from .reports import read_val_predictions
 
     say = log or (lambda message: None)
@@ -238,7 +252,7 @@ def tta_that_helps(run, model, tta: int, log=None) -> int:
         say(f"No TTA for {run.path}: its validation images are no longer all there to check that TTA helps")
         return 0
     plain = table_scores(val, run.class_names, cfg)[0]["val_score"]  # the run's own validation probabilities
-    views = predict_proba(model, val["path"], run.image_size, run.channels, tta=tta, augment=cfg.augment)
+    views = _views_of_validation(run, model, val, tta)
     truth = encode_labels(val["label"], run.class_names, tag_separator_of(cfg))
     scores = [plain, metrics.evaluate(cfg.metric, truth, views, **metric_context(cfg, run.class_names))[0]]
     helps = scores[1] < scores[0] if metrics.lower_is_better(cfg.metric) else scores[1] > scores[0]

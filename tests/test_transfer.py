@@ -340,3 +340,12 @@ def test_photos_get_mirrored_views_and_the_submission_tries_the_mirror(tmp_path)
     assert "features of 9 images × 2 view(s)" in result.output
     assert "TTA (2 views) on " in result.output and "validation split: accuracy" in result.output
     assert len((tmp_path / "runs" / "p" / "submission.csv").read_text().splitlines()) == 7
+    from kit.predict import predict_proba
+    from kit.reports import read_val_predictions
+    from kit.runs import Run
+    from kit.submission import _views_of_validation
+
+    run = Run.open(tmp_path / "runs" / "p")
+    model, val = run.load_model(), read_val_predictions(run.path)
+    both = predict_proba(model, val["path"], 32, 3, tta=2, augment="strong")  # the image and its mirror, predicted
+    np.testing.assert_allclose(_views_of_validation(run, model, val, 2), both, atol=1e-5)  # the image's from the table
