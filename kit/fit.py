@@ -369,7 +369,8 @@ def _fit_frozen(plan: Plan, tm, progress: Progress, callbacks, restore_from: Che
     x, y, val_x, val_y = _cached_features(plan, tm, log)
     val_features = make_array_stream(val_x, val_y, batch_size=plan.batch_size, seed=config.seed, epochs=1)
     if closed_form_head(config):
-        _fit_head_to_convergence(plan, tm, callbacks(val_features), (x, y, val_x, val_y), log)
+        # the callbacks score val_x in its own order (val_features is shuffled: AUC against plan.val_labels was noise)
+        _fit_head_to_convergence(plan, tm, callbacks(val_x), (x, y, val_x, val_y), log)
         return
     steps = -(-len(x) // plan.batch_size)
 
@@ -377,7 +378,7 @@ def _fit_frozen(plan: Plan, tm, progress: Progress, callbacks, restore_from: Che
         return make_array_stream(x, y, batch_size=plan.batch_size, seed=config.seed, epochs=last_epoch,
                                  first_epoch=first_epoch, skip_batches=skip)
 
-    fit_from(tm.head, progress, config.epochs, steps, feature_stream, callbacks(val_features),
+    fit_from(tm.head, progress, config.epochs, steps, feature_stream, callbacks(val_x),
              {**plan.fit_args(), "validation_data": val_features, "steps_per_epoch": steps})
 
 

@@ -333,12 +333,19 @@ def test_photos_get_mirrored_views_and_the_submission_tries_the_mirror(tmp_path)
                 image.save(folder / f"{c}{k}.jpg", quality=95)
     result = CliRunner().invoke(cli, ["run", str(data), "--model", "mobilenet_v3_small", "--weights", "none",
                                       "--image-size", "32", "--fine-tune-epochs", "0", "--batch-size", "8",
-                                      "--runs-dir", str(tmp_path / "runs"), "--name", "p"], catch_exceptions=False)
+                                      "--metric", "auc", "--submission", "probability", "--positive", "dog",
+                                      "--runs-dir", str(tmp_path / "runs"), "--name", "p"],
+                           catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    head = pd.read_csv(tmp_path / "runs" / "p" / "history.csv").iloc[0]  # the head's epoch, scored by the metric
+    metrics = json.loads((tmp_path / "runs" / "p" / "metrics.json").read_text())
+    assert head["val_auc"] == pytest.approx(metrics["val_auc"], abs=1e-6)  # not shuffled against the labels
     config = json.loads((tmp_path / "runs" / "p" / "config.json").read_text())
     assert (config["augment"], config["feature_views"]) == ("strong", 2)  # photos (72 px): mirrors are photos
     assert "features of 9 images × 2 view(s)" in result.output
-    assert "TTA (2 views) on " in result.output and "validation split: accuracy" in result.output
+    assert "TTA (2 views) on " in result.output and "validation split: auc" in result.output
     assert len((tmp_path / "runs" / "p" / "submission.csv").read_text().splitlines()) == 7
     from kit.predict import predict_proba
     from kit.reports import read_val_predictions
