@@ -142,12 +142,13 @@ def fine_tune_epochs(config: Config, report: ValidationReport) -> int:
     return DEFAULT_FINE_TUNE_EPOCHS if counts[len(counts) // 2] >= FINE_TUNE_FROM_PER_CLASS else 0
 
 
-def fine_tune_line(epochs: int, report: ValidationReport) -> str:
+def fine_tune_line(epochs: int, report: ValidationReport, budget: bool = False) -> str:
     """What the default fine-tuning will be, and why, in one line of the run's output."""
     counts = sorted(report.class_counts.values()) if report.class_counts else [0]
     median = counts[len(counts) // 2]
     if epochs:
-        return f"Fine-tuning: {epochs} epoch(s) after the head (median class {median} training images)"
+        return (f"Fine-tuning: {epochs} epoch(s) after the head{', as far as the time budget allows' if budget else ''}"
+                f" (median class {median} training images)")
     return (f"Fine-tuning: none (median class {median} training images, under {FINE_TUNE_FROM_PER_CLASS}): the head "
             "on the frozen backbone is the model; --fine-tune-epochs N to fine-tune anyway")
 
@@ -165,24 +166,26 @@ def _backbone_size_for_budget(config: Config, budget: Budget, largest: int, size
                               classes: int, asked: Config) -> tuple[Config, int]:
     """(config, image size) of a backbone run under --time-budget (kit.budget.backbone_size_for_budget); when no
     size fits with the photos' mirror views, without them (unless you asked for the augmentation or the views);
-    when none fits and --model auto chose the backbone, kit's CNNs instead (image size 0: theirs), saying why."""
+    when none fits at all, the smallest size anyway, saying why (auto_reason): kit's CNNs from scratch are no
+    better use of so short a budget on photos."""
     if config.folds >= 2:  # judged by what the first fold's share allows
         budget = budget.for_fold(0, config.folds, sizes[1])
     size, seconds = backbone_size_for_budget(budget, config, largest, *sizes, views=feature_views(config),
                                              classes=classes)
-    if not size and feature_views(config) > 1 and asked.augment == "auto" and not asked.feature_views:
-        lean = replace(config, augment="light", feature_views=1)  # one view, no mirror at test time: half the work
-        lean_size, _ = backbone_size_for_budget(replace(budget, predict_images=budget.predict_images // 2), lean,
-                                                largest, *sizes, views=1, classes=classes)
-        if lean_size:
-            return lean, lean_size
-    if size or not config.auto_reason:
-        return config, size or min(BACKBONE_SIZES)
-    left = max(0.0, budget.deadline - time.time())
-    what = config.auto_reason.split(" → ")[0]
-    return replace(config, model=AUTO, backbone_file="", trust_model="",
-                   auto_reason=f"{what}, but a backbone's features would take about {seconds:.0f} s of the "
-                               f"{left:.0f} s left"), 0
+    if size:
+        return config, size
+    if feature_views(config) > 1 and asked.augment == "auto" and not asked.feature_views:
+        config = replace(config, augment="light", feature_views=1)  # one view, no mirror at test time: half the work
+        size, seconds = backbone_size_for_budget(replace(budget, predict_images=budget.predict_images // 2), config,
+                                                 largest, *sizes, views=1, classes=classes)
+        if size:
+            return config, size
+    if config.auto_reason:
+        left = max(0.0, budget.deadline - time.time())
+        config = replace(config, auto_reason=f"{config.auto_reason}; read at {min(BACKBONE_SIZES)} px with "
+                         f"{feature_views(config)} view(s) although its features may take about {seconds:.0f} s of "
+                         f"the {left:.0f} s left: kit's CNNs from scratch score near chance on photos in so little")
+    return config, min(BACKBONE_SIZES)
 
 
 def split_train_validation(comp: Competition, config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -298,7 +301,7 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
     if config.auto_reason and not resume:
         log(f"Model: {config.auto_reason}")
     if is_transfer(config.model) and asked.fine_tune_epochs < 0 and not resume:
-        log(fine_tune_line(config.fine_tune_epochs, report))
+        log(fine_tune_line(config.fine_tune_epochs, report, budget is not None))
     if resume:
         run_dir = reopen_for_resume(config, report)
     else:

@@ -217,6 +217,10 @@ def test_a_tight_budget_drops_the_mirror_views_before_it_drops_the_backbone(sett
     assert (config.model, config.image_size, config.augment, config.feature_views) == ("backbone_file", 96, "light", 1)
     assert run_tta(config) == 0
     asked = resolve_config(Config(data="d", augment="strong"), report(), Budget(time.time() + 40, 500), (1000, 250))
-    assert asked.model in ("baseline", "small") and not asked.backbone_file  # your augmentation stands: no backbone
+    assert (asked.model, asked.image_size, asked.feature_views) == ("backbone_file", 96, 2)  # yours stand
+    assert "read at 96 px with 2 view(s) although its features may take about" in asked.auto_reason
+    hopeless = resolve_config(Config(data="d"), report(), Budget(time.time() + 5, 500), (1000, 250))
+    assert (hopeless.model, hopeless.image_size, hopeless.feature_views) == ("backbone_file", 96, 1)
+    assert "kit's CNNs from scratch score near chance on photos in so little" in hopeless.auto_reason
     roomy = resolve_config(Config(data="d"), report(), Budget(time.time() + 10_000, 500), (1000, 250))
     assert (roomy.image_size, roomy.augment, roomy.feature_views) == (288, "strong", 2)
