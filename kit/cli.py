@@ -231,7 +231,7 @@ def _transfer_params() -> list[click.Option]:
                 help="Your own .keras feature extractor (raw RGB 0-255 in); kit adds the head."),
         _option("Transfer learning", "--trust-model", metavar="SHA256",
                 help="Load --backbone-file only if its sha256 is this (a model file can run code)."),
-        _option("Transfer learning", "--fine-tune-epochs", type=int,
+        _option("Transfer learning", "--fine-tune-epochs", type=click.IntRange(0, 100_000),  # -1 (auto): kit's
                 help="Backbones: epochs with the top layers unfrozen. Default: 3 with 100 or more training images per class, else 0 (the head on the frozen backbone is the model)."),
         _option("Transfer learning", "--fine-tune-layers", type=int,
                 help="Backbones: how many top layers to unfreeze. Default 30."),
