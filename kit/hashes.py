@@ -247,10 +247,67 @@ def _candidate_distances(query_thumbs: np.ndarray, base_thumbs: np.ndarray | Non
     i, j = candidate_pairs(q, q if same else perceptual_hashes(base_thumbs), same)
     query_thumbs = _normalised(query_thumbs)
     base_thumbs = query_thumbs if same else _normalised(base_thumbs)
-    distance = np.concatenate([np.zeros(0, np.float32)] + [
-        thumb_distances(query_thumbs[i[s:s + 4096]], base_thumbs[j[s:s + 4096]], normalised=True)
-        for s in range(0, len(i), 4096)])
-    return i, j, distance
+    return i, j, _distances(query_thumbs, base_thumbs, i, j)
+
+
+def _distances(query: np.ndarray, base: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """thumb_distances of the pairs (query[i], base[j]) of normalised thumbnails, in batches."""
+    return np.concatenate([np.zeros(0, np.float32)] + [
+        thumb_distances(query[i[s:s + 4096]], base[j[s:s + 4096]], normalised=True) for s in range(0, len(i), 4096)])
+
+
+# ------------------------------------------------------------------ mirrored and rotated copies (train/test pairs)
+
+def dihedral(x: np.ndarray, t: int) -> np.ndarray:
+    """Images x (..., H, W) in one of the 8 dihedral transforms: mirrored left-right first when t >= 4, then rotated
+    by 90 degrees t % 4 times (counter-clockwise). t = 0 leaves them as they are."""
+    if t >= 4:
+        x = x[..., ::-1]
+    return np.ascontiguousarray(np.rot90(x, t % 4, axes=(-2, -1)))
+
+
+def _half_turn(t: int) -> int:
+    """The transform t followed by a half turn: its perceptual hash is t's own (a magnitude spectrum does not change
+    when a picture turns by 180 degrees), so one hash search finds both and the thumbnails tell them apart."""
+    return (t & 4) | ((t + 2) % 4)
+
+
+def _zero_shift_match(query: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Per pair of normalised thumbnails, their correlation unshifted (cheap: chooses a transform from its half turn)."""
+    return np.einsum("nij,nij->n", query, base)
+
+
+def _dihedral_distances(query_thumbs: np.ndarray, base_thumbs: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, distance, transform) of every candidate pair, the query's thumbnail in each of the 8 dihedral transforms
+    against the base's: four hash searches (a transform and its half turn share a hash); each pair's distance in the
+    transform of the two that matches better unshifted (and always unchanged, t = 0, when that is one of them). A pair
+    found in several transforms (a symmetric picture) keeps the closest."""
+    base_hashes = perceptual_hashes(base_thumbs)
+    base = _normalised(base_thumbs)
+    found = []
+    for t in (0, 1, 4, 5):
+        turned = dihedral(query_thumbs, t)
+        i, j = candidate_pairs(perceptual_hashes(turned), base_hashes, False)
+        query = _normalised(turned)
+        half = np.ascontiguousarray(query[:, ::-1, ::-1])
+        turn = np.zeros(len(i), bool) if not len(i) else \
+            _zero_shift_match(half[i], base[j]) > _zero_shift_match(query[i], base[j])
+        straight = np.ones(len(i), bool) if t == 0 else ~turn  # unchanged (t = 0) is always measured
+        distance = np.full(len(i), np.inf, np.float32)
+        distance[straight] = _distances(query, base, i[straight], j[straight])
+        transform = np.full(len(i), t)
+        other = np.nonzero(turn)[0]
+        half_distance = _distances(half, base, i[other], j[other])
+        closer = half_distance < distance[other]
+        distance[other[closer]] = half_distance[closer]
+        transform[other[closer]] = _half_turn(t)
+        found.append((i, j, distance, transform))
+    i, j, distance, transform = (np.concatenate(parts) for parts in zip(*found))
+    order = np.lexsort((distance, j, i))  # per pair the closest transform first
+    first = np.r_[True, (np.diff(i[order]) != 0) | (np.diff(j[order]) != 0)] if len(order) else np.zeros(0, bool)
+    keep = order[first]
+    return i[keep], j[keep], distance[keep], transform[keep]
 
 
 def near_duplicates(query_thumbs: np.ndarray, base_thumbs: np.ndarray | None = None
@@ -272,15 +329,21 @@ def near_duplicates(query_thumbs: np.ndarray, base_thumbs: np.ndarray | None = N
     return i, j, distance
 
 
-def possible_copies(query_thumbs: np.ndarray, base_thumbs: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def possible_copies(query_thumbs: np.ndarray, base_thumbs: np.ndarray, turned: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The wider net the doctor casts for train/test copies, each then verified on the images (copy_residual):
     (i, j, distance, clear, strict) where clear says the pair stands out so far (its query's next candidate at least
     CLEAR_GAP times as far as the pair, and within DUPLICATE_DISTANCE) that no second look is needed, and strict
-    that it passes near_duplicates' own test."""
+    that it passes near_duplicates' own test; last the dihedral transform of the query that matches the base (see
+    dihedral; with turned=False always 0: mirrored and rotated copies are not looked for)."""
     if len(query_thumbs) == 0 or len(base_thumbs) == 0:
-        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32), np.zeros(0, bool), np.zeros(0, bool)
-    i, j, distance = _candidate_distances(query_thumbs, base_thumbs)
+        return (np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32), np.zeros(0, bool), np.zeros(0, bool),
+                np.zeros(0, int))
+    if turned:
+        i, j, distance, transform = _dihedral_distances(query_thumbs, base_thumbs)
+    else:
+        i, j, distance = _candidate_distances(query_thumbs, base_thumbs)
+        transform = np.zeros(len(i), int)
     keep = _distinct(i, distance, LOOSE_DISTANCE, LOOSE_RATIO)
     order = np.lexsort((distance, i))  # per query, its closest and second closest candidate
     first = np.r_[True, i[order][1:] != i[order][:-1]]
@@ -291,7 +354,7 @@ def possible_copies(query_thumbs: np.ndarray, base_thumbs: np.ndarray
     following = np.where(distance <= closest[i], runner_up[i], closest[i])  # the query's next other candidate
     clear = (distance <= DUPLICATE_DISTANCE) & (following >= CLEAR_GAP * np.maximum(distance, 1e-4))
     strict = _distinct(i, distance)
-    return i[keep], j[keep], distance[keep], clear[keep], strict[keep]
+    return i[keep], j[keep], distance[keep], clear[keep], strict[keep], transform[keep]
 
 
 def groups_of(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
