@@ -163,3 +163,29 @@ def test_a_cropped_copy_is_left_to_the_thumbnails(tmp_path):
     sizes = [np.array([Image.open(p).size for p in t["path"]], dtype=float) for t in (train, test)]
     pairs = train_test_pairs(train, signatures(list(train["path"])), test, signatures(list(test["path"])), *sizes)
     assert [(p["test"], p["train"]) for p in pairs] == [("m0", "crop")]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mirrored_rotated_and_cropped_copies_are_found_both_ways(tmp_path, seed):
+    """Copies mirrored, rotated by 90/180/270 degrees or cropped by 3-20% of a side (with JPEG, shifts, resizing,
+    brightness on top), some from test into train and some from train into test, among look-alike families."""
+    train, test, planted = planted_set(tmp_path, seed, geometric=True)
+    sizes = [np.array([Image.open(p).size for p in t["path"]], dtype=float) for t in (train, test)]
+    pairs = train_test_pairs(train, signatures(list(train["path"])), test, signatures(list(test["path"])), *sizes)
+    found = {(p["test"], p["train"]) for p in pairs}
+    recall = len(found & planted) / len(planted)
+    precision = len(found & planted) / max(1, len(found))
+    assert recall >= 0.9 and precision >= 0.9, (recall, precision, sorted(found ^ planted))
+    assert any(p.get("transform") for p in pairs)  # the report says how a copy was turned or cropped
+
+
+def test_a_mirrored_copy_is_matched_in_its_transform():
+    """dihedral's 8 transforms: a half turn keeps the perceptual hash (one search finds both), a mirror does not."""
+    from kit.hashes import dihedral, perceptual_hashes
+
+    rng = np.random.default_rng(5)
+    thumb = np.asarray(look_alike(rng, smooth(rng, 32, 3, 180)).convert("L"))[None]
+    hashes = perceptual_hashes(np.concatenate([dihedral(thumb, t) for t in range(8)]))
+    assert np.allclose(hashes[0], hashes[2], atol=1e-5) and np.allclose(hashes[4], hashes[6], atol=1e-5)
+    assert not np.allclose(hashes[0], hashes[4], atol=1e-3)
+    assert np.array_equal(dihedral(dihedral(thumb, 1), 3), thumb)
