@@ -322,7 +322,8 @@ def main():
         result = run_set(work, name)
         ratios = ("recall", "precision", "sources", "200", "auc")
         print(" | ".join(f"{result[c]:.3f}" if isinstance(result[c], float) and c.endswith(ratios) else str(result[c])
-                         for c in columns), f"| parts {result['parts_s']} | leaks by kind {result['leak_recall_by_kind']}",
+                         for c in columns), f"| parts {result['parts_s']}",
+              f"| leaks by kind {result['leak_recall_by_kind']}",
               flush=True)
     if args.honest:
         honest_validation(work)

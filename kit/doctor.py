@@ -31,10 +31,10 @@ CROPPED_ASPECT = 0.02  # shapes this different (log of the aspect ratios' ratio)
 QUICK_FOLDS = 5
 QUICK_MAX_TRAIN = 30_000  # images the quick label model trains on per fold, at most (time, not accuracy, bound)
 SHIFT_MAX_ROWS = 20_000  # images per side the shift classifier sees, at most
-SHIFT_MEANINGFUL_AUC = 0.60
+SHIFT_MEANINGFUL_AUC = 0.60  # below this, train and test are told apart little better than by chance
 # how the test image of a train/test pair was turned to match (kit.hashes.dihedral's t), for the report
 TRANSFORM_NAMES = ("", "rotated 90", "rotated 180", "rotated 270", "mirrored", "mirrored, rotated 90",
-                   "mirrored, rotated 180", "mirrored, rotated 270", "cropped")  # below this, train and test are told apart little better than by chance
+                   "mirrored, rotated 180", "mirrored, rotated 270", "cropped")
 
 
 @dataclass
@@ -163,7 +163,8 @@ def train_test_pairs(train: pd.DataFrame, thumbs: np.ndarray, test: pd.DataFrame
     i, j, distance, clear, strict, transform = possible_copies(test_thumbs, thumbs)
     keep = clear.copy()
     if train_sizes is not None and test_sizes is not None:
-        quarter = (transform < CROPPED) & (transform % 2 == 1)  # turned a quarter: the test image's width is the train image's height
+        # turned a quarter: the test image's width is the train image's height
+        quarter = (transform < CROPPED) & (transform % 2 == 1)
         test_w, test_h = np.where(quarter, test_sizes[i, 1], test_sizes[i, 0]), \
             np.where(quarter, test_sizes[i, 0], test_sizes[i, 1])
         aspect = np.log(np.maximum(test_w, 1) / np.maximum(test_h, 1)

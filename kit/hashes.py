@@ -275,7 +275,7 @@ def _half_turn(t: int) -> int:
 
 
 def _zero_shift_match(query: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Per pair of normalised thumbnails, their correlation unshifted (cheap: chooses a transform from its half turn)."""
+    """Per pair of normalised thumbnails, their correlation unshifted (cheap: picks a transform or its half turn)."""
     return np.einsum("nij,nij->n", query, base)
 
 
@@ -360,7 +360,7 @@ def _resampling(zoom: float, side: int = THUMB) -> np.ndarray:
 
 
 def zoomed(thumbs: np.ndarray, zoom_x: float, zoom_y: float) -> np.ndarray:
-    """The centre of thumbnails (zoom_x of the width, zoom_y of the height) enlarged back to THUMB×THUMB, as float32."""
+    """The centre of thumbnails (zoom_x of the width, zoom_y of the height) enlarged back to THUMB×THUMB (float32)."""
     return np.einsum("ui,nij,vj->nuv", _resampling(zoom_y), thumbs.astype(np.float32), _resampling(zoom_x),
                      optimize=True)
 
