@@ -397,7 +397,8 @@ def possible_copies(query_thumbs: np.ndarray, base_thumbs: np.ndarray, turned: b
     (i, j, distance, clear, strict) where clear says the pair stands out so far (its query's next candidate at least
     CLEAR_GAP times as far as the pair, and within DUPLICATE_DISTANCE) that no second look is needed, and strict
     that it passes near_duplicates' own test; last the dihedral transform of the query that matches the base (see
-    dihedral; with turned=False always 0: mirrored and rotated copies are not looked for)."""
+    dihedral; with turned=False always 0: mirrored and rotated copies are not looked for), or from CROPPED on a possible
+    crop for crop_residual (crop_view; sets up to CROP_SEARCH_PAIRS, turned=True): such a pair may also come as it is."""
     if len(query_thumbs) == 0 or len(base_thumbs) == 0:
         return (np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32), np.zeros(0, bool), np.zeros(0, bool),
                 np.zeros(0, int))
