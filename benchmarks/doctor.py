@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/doctor.py [--work /tmp/doctor] [--sets fashion12k,flowers,cats,cats-shifted,fashion70k]
                                    [--honest]
+       (any set as SET-turned, e.g. flowers-turned: its leaks mirrored, rotated or cropped as well)
 
 Each set is a competition folder (train.csv + train/, test.csv + test/, sample_submission.csv) made once under
 WORK/bench/ from real images, with problems planted and recorded in WORK/bench/SET.planted.json:
@@ -34,6 +35,9 @@ from benchmarks._shared import SHARED, extracted  # noqa: E402
 PLANT = {"fashion12k": (12_000, 2_000, 100, 100, 200), "fashion70k": (60_000, 10_000, 300, 300, 600),
          "flowers": (3_500, 817, 60, 60, 100), "cats": (2_000, 1_000, 50, 50, 60),
          "cats-shifted": (2_000, 1_000, 50, 50, 60)}  # train, test, leaks, conflicting copies, changed labels
+# SET-turned (e.g. flowers-turned): the same set, but each leak mirrored, rotated by 90/180/270 degrees or cropped by
+# 3-20% of each side, then re-encoded as above (TURNED_KINDS; conflicting copies and changed labels as in SET)
+TURNED_KINDS = ("mirror", "rot90", "rot180", "rot270", "crop")
 
 
 def idx_images(path: Path) -> np.ndarray:
@@ -90,7 +94,19 @@ def perturbed(im: Image.Image, kind: int, rng) -> Image.Image:
     return im
 
 
-def write_set(folder: Path, train, train_labels, test, test_labels, plant, seed: int = 1, darken_test=False) -> dict:
+def turned(im: Image.Image, kind: str, rng) -> Image.Image:
+    """A leak as competitors meet them: mirrored, rotated, or cropped by 3-20% of each side (anywhere)."""
+    if kind == "crop":
+        keep_w, keep_h = rng.uniform(0.8, 0.97, 2)
+        w, h = round(im.width * keep_w), round(im.height * keep_h)
+        x0, y0 = int(rng.integers(0, im.width - w + 1)), int(rng.integers(0, im.height - h + 1))
+        return im.crop((x0, y0, x0 + w, y0 + h))
+    return im.transpose({"mirror": Image.FLIP_LEFT_RIGHT, "rot90": Image.ROTATE_90, "rot180": Image.ROTATE_180,
+                         "rot270": Image.ROTATE_270}[kind])
+
+
+def write_set(folder: Path, train, train_labels, test, test_labels, plant, seed: int = 1, darken_test=False,
+              turn_leaks=False) -> dict:
     """The competition folder with planted problems; returns what was planted."""
     (folder / "train").mkdir(parents=True)
     (folder / "test").mkdir()
@@ -117,7 +133,12 @@ def write_set(folder: Path, train, train_labels, test, test_labels, plant, seed:
     for k in rng.choice(len(test), n_leaks, replace=False):
         name = f"lk{k:05d}"
         kind, quality = int(rng.integers(3)), int(rng.integers(70, 96))
-        perturbed(open_(test[k]), kind, rng).save(folder / "train" / f"{name}.jpg", quality=quality)
+        source = open_(test[k])
+        if turn_leaks:
+            how = TURNED_KINDS[int(rng.integers(len(TURNED_KINDS)))]
+            source, kind = turned(source.convert("RGB") if source.mode not in ("L", "RGB") else source, how, rng), \
+                f"{how}+{kind}"
+        perturbed(source, int(str(kind)[-1]), rng).save(folder / "train" / f"{name}.jpg", quality=quality)
         rows.append([name, test_labels[k]])
         leaks.append([test_rows[k], name, kind, quality])
     for k in rng.choice(len(train), n_conflicts, replace=False):
@@ -155,12 +176,13 @@ def make_set(work: Path, name: str) -> tuple[Path, dict]:
     folder, record = work / "bench" / name, work / "bench" / f"{name}.planted.json"
     if record.exists():
         return folder, json.loads(record.read_text())
-    plant = PLANT[name]
-    if name.startswith("fashion"):
+    base = name.removesuffix("-turned")
+    plant = PLANT[base]
+    if base.startswith("fashion"):
         source = fashion_source(work, plant[0], plant[1])
     else:
-        source = photo_source(work, name.split("-")[0], plant[0], plant[1])
-    planted = write_set(folder, *source, plant, darken_test=name.endswith("shifted"))
+        source = photo_source(work, base.split("-")[0], plant[0], plant[1])
+    planted = write_set(folder, *source, plant, darken_test=base.endswith("shifted"), turn_leaks=name != base)
     record.write_text(json.dumps(planted))
     return folder, planted
 
@@ -193,7 +215,12 @@ def score(found, planted: dict) -> dict:
     found_conflicts = {c for c in conflicts if any(c <= g for g in groups)}
     first = [issue["id"] for issue in found.label_issues[:200]]
     changed = set(planted["changed"])
-    return {"leak_recall": len(leaks & reported) / max(1, len(leaks)),
+    by_kind = {}
+    for p in planted["leaks"]:
+        kind = str(p[2]).split("+")[0] if "+" in str(p[2]) else "plain"
+        by_kind.setdefault(kind, []).append(tuple(p[:2]) in reported)
+    return {"leak_recall_by_kind": {k: f"{sum(v)}/{len(v)}" for k, v in sorted(by_kind.items())},
+            "leak_recall": len(leaks & reported) / max(1, len(leaks)),
             "leak_precision": len(leaks & reported) / max(1, len(reported)), "leak_reported": len(reported),
             "leak_precision_sources": len((leaks | sources) & reported) / max(1, len(reported)),
             "leak_source_duplicates": len(sources),
@@ -295,7 +322,9 @@ def main():
         result = run_set(work, name)
         ratios = ("recall", "precision", "sources", "200", "auc")
         print(" | ".join(f"{result[c]:.3f}" if isinstance(result[c], float) and c.endswith(ratios) else str(result[c])
-                         for c in columns), f"| parts {result['parts_s']}", flush=True)
+                         for c in columns), f"| parts {result['parts_s']}",
+              f"| leaks by kind {result['leak_recall_by_kind']}",
+              flush=True)
     if args.honest:
         honest_validation(work)
 

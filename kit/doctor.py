@@ -22,8 +22,8 @@ import pandas as pd
 
 from .data import Competition
 from .errors import KitError, RunError
-from .hashes import (STAT_NAMES, VERIFY_RESIDUAL, copy_residual, gray_thumbnails, groups_of, near_duplicates,
-                     possible_copies, unpack)
+from .hashes import (CROPPED, STAT_NAMES, VERIFY_RESIDUAL, copy_residual, crop_residual, crop_view, dihedral,
+                     gray_thumbnails, groups_of, near_duplicates, possible_copies, unpack)
 from .validation import ValidationReport
 
 VERIFY_DECODE = 256  # pixels: images with a longer side than this are decoded at this size for the second look
@@ -32,6 +32,9 @@ QUICK_FOLDS = 5
 QUICK_MAX_TRAIN = 30_000  # images the quick label model trains on per fold, at most (time, not accuracy, bound)
 SHIFT_MAX_ROWS = 20_000  # images per side the shift classifier sees, at most
 SHIFT_MEANINGFUL_AUC = 0.60  # below this, train and test are told apart little better than by chance
+# how the test image of a train/test pair was turned to match (kit.hashes.dihedral's t), for the report
+TRANSFORM_NAMES = ("", "rotated 90", "rotated 180", "rotated 270", "mirrored", "mirrored, rotated 90",
+                   "mirrored, rotated 180", "mirrored, rotated 270", "cropped")
 
 
 @dataclass
@@ -157,27 +160,36 @@ def train_test_pairs(train: pd.DataFrame, thumbs: np.ndarray, test: pd.DataFrame
     thumbnails cast a wide net; each pair that does not clearly stand out is verified on the two images themselves
     (verified_copies). The images' sizes (width, height), when known, let big photos be decoded smaller, and leave
     a pair of different shapes (a crop, which the second look cannot align) to the thumbnails' own test."""
-    i, j, distance, clear, strict = possible_copies(test_thumbs, thumbs)
+    i, j, distance, clear, strict, transform = possible_copies(test_thumbs, thumbs)
     keep = clear.copy()
     if train_sizes is not None and test_sizes is not None:
-        aspect = np.log(np.maximum(test_sizes[i, 0], 1) / np.maximum(test_sizes[i, 1], 1)
+        # turned a quarter: the test image's width is the train image's height
+        quarter = (transform < CROPPED) & (transform % 2 == 1)
+        test_w, test_h = np.where(quarter, test_sizes[i, 1], test_sizes[i, 0]), \
+            np.where(quarter, test_sizes[i, 0], test_sizes[i, 1])
+        aspect = np.log(np.maximum(test_w, 1) / np.maximum(test_h, 1)
                         * np.maximum(train_sizes[j, 1], 1) / np.maximum(train_sizes[j, 0], 1))
         keep |= strict & (np.abs(aspect) > CROPPED_ASPECT)
     look = ~keep
     keep[look] = verified_copies(list(test["path"].iloc[i[look]]), list(train["path"].iloc[j[look]]),
                                  None if test_sizes is None else test_sizes[i[look]].max(axis=1),
-                                 None if train_sizes is None else train_sizes[j[look]].max(axis=1))
-    i, j, distance = i[keep], j[keep], distance[keep]
+                                 None if train_sizes is None else train_sizes[j[look]].max(axis=1), transform[look])
+    i, j, distance, transform = i[keep], j[keep], distance[keep], transform[keep]
+    order = np.lexsort((distance, j, i))  # a pair kept both as it is and as a crop: once, the closer
+    once = order[np.r_[True, (np.diff(i[order]) != 0) | (np.diff(j[order]) != 0)][:len(order)]]
+    i, j, distance, transform = i[once], j[once], distance[once], transform[once]
     order = np.argsort(distance, kind="stable")
     return [{"train": str(train["id"].iat[j[k]]), "test": str(test["id"].iat[i[k]]),
-             "train_label": str(train["label"].iat[j[k]]), "distance": round(float(distance[k]), 4)} for k in order]
+             "train_label": str(train["label"].iat[j[k]]), "distance": round(float(distance[k]), 4),
+             **({"transform": TRANSFORM_NAMES[min(transform[k], CROPPED)]} if transform[k] else {})} for k in order]
 
 
-def verified_copies(paths_a: list[str], paths_b: list[str], sides_a=None, sides_b=None) -> np.ndarray:
+def verified_copies(paths_a: list[str], paths_b: list[str], sides_a=None, sides_b=None, transforms=None
+                    ) -> np.ndarray:
     """Which pairs of image files are copies of one picture (kit.hashes.copy_residual at most VERIFY_RESIDUAL),
     decoded again by kit's one loader (big photos at VERIFY_DECODE): the pairs where the thumbnails cannot tell a
     copy from a look-alike (Fashion-MNIST's near-twins between its train and test sets; 2,300 pairs, 3 s, at 70,000
-    images)."""
+    images). transforms: per pair, the dihedral transform (kit.hashes.dihedral) of image a that matches b."""
     from .images import read_image
 
     def gray(path: str, side) -> np.ndarray:
@@ -192,7 +204,14 @@ def verified_copies(paths_a: list[str], paths_b: list[str], sides_a=None, sides_
     keep = np.zeros(len(paths_a), dtype=bool)
     for k, (a, b) in enumerate(zip(paths_a, paths_b)):
         try:
-            keep[k] = copy_residual(gray(a, sides_a[k]), gray(b, sides_b[k])) <= VERIFY_RESIDUAL
+            t = 0 if transforms is None else int(transforms[k])
+            if t >= CROPPED:  # one image may be a crop of the other: the second look searches the box
+                query_is_crop, zoom_x, zoom_y = crop_view(t)
+                first, second = gray(a, sides_a[k]), gray(b, sides_b[k])
+                big, small = (second, first) if query_is_crop else (first, second)
+                keep[k] = crop_residual(big, small, zoom_x, zoom_y) <= VERIFY_RESIDUAL
+            else:
+                keep[k] = copy_residual(dihedral(gray(a, sides_a[k]), t), gray(b, sides_b[k])) <= VERIFY_RESIDUAL
         except KitError:  # unreadable since validation: the thumbnails' verdict stands
             keep[k] = True
     return keep

@@ -82,7 +82,9 @@ def _leaks(found: Diagnosis) -> str:
     pairs = found.train_test_duplicates
     rows = "".join(f"<div class=pair>{_tile(found, p['test'], [('', 'test ' + p['test'])])}"
                    f"{_tile(found, p['train'], [('', 'train ' + p['train']), ('good', p['train_label'])])}"
-                   f"<div class=dist>distance {p['distance']:.4f}</div></div>" for p in pairs[:SHOWN])
+                   f"<div class=dist>distance {p['distance']:.4f}"
+                   f"{(' · test image ' + escape(p['transform'])) if p.get('transform') else ''}</div></div>"
+                   for p in pairs[:SHOWN])
     return (f"<h2>Train/test near-duplicates ({len(pairs)})</h2><p>Test images with a near-copy in training: a leak "
             "(the training label is the answer) and a sign that validation may lie.</p><section id=leaks "
             f"class=pairs>{rows or '<p>None found.</p>'}</section>")

@@ -13,7 +13,9 @@ uses are computed from these later, for all images at once. From the gray thumbn
   copy is to its original, but they come in crowds.
 For train/test pairs (leaks) the doctor casts a wider net on the thumbnails (possible_copies) and takes a second
 look at each pair that does not stand out clearly, on the two decoded images (copy_residual): among 60,000
-Fashion-MNIST images some look-alikes stand out from their few candidates as well as a copy does.
+Fashion-MNIST images some look-alikes stand out from their few candidates as well as a copy does. That net also
+looks for mirrored and rotated copies (the test thumbnail in the 8 dihedral transforms) and, in sets up to
+CROP_SEARCH_PAIRS, for crops (zoomed views of either thumbnail; the second look searches the box: crop_residual).
 
 Written with numpy instead of the `imagehash` package: its hashes are bits of the DCT (not shift-invariant) and
 compared alone they cannot tell copies from look-alikes in small images; the thumbnail is needed anyway for the
@@ -247,10 +249,67 @@ def _candidate_distances(query_thumbs: np.ndarray, base_thumbs: np.ndarray | Non
     i, j = candidate_pairs(q, q if same else perceptual_hashes(base_thumbs), same)
     query_thumbs = _normalised(query_thumbs)
     base_thumbs = query_thumbs if same else _normalised(base_thumbs)
-    distance = np.concatenate([np.zeros(0, np.float32)] + [
-        thumb_distances(query_thumbs[i[s:s + 4096]], base_thumbs[j[s:s + 4096]], normalised=True)
-        for s in range(0, len(i), 4096)])
-    return i, j, distance
+    return i, j, _distances(query_thumbs, base_thumbs, i, j)
+
+
+def _distances(query: np.ndarray, base: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """thumb_distances of the pairs (query[i], base[j]) of normalised thumbnails, in batches."""
+    return np.concatenate([np.zeros(0, np.float32)] + [
+        thumb_distances(query[i[s:s + 4096]], base[j[s:s + 4096]], normalised=True) for s in range(0, len(i), 4096)])
+
+
+# ------------------------------------------------------------------ mirrored and rotated copies (train/test pairs)
+
+def dihedral(x: np.ndarray, t: int) -> np.ndarray:
+    """Images x (..., H, W) in one of the 8 dihedral transforms: mirrored left-right first when t >= 4, then rotated
+    by 90 degrees t % 4 times (counter-clockwise). t = 0 leaves them as they are."""
+    if t >= 4:
+        x = x[..., ::-1]
+    return np.ascontiguousarray(np.rot90(x, t % 4, axes=(-2, -1)))
+
+
+def _half_turn(t: int) -> int:
+    """The transform t followed by a half turn: its perceptual hash is t's own (a magnitude spectrum does not change
+    when a picture turns by 180 degrees), so one hash search finds both and the thumbnails tell them apart."""
+    return (t & 4) | ((t + 2) % 4)
+
+
+def _zero_shift_match(query: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Per pair of normalised thumbnails, their correlation unshifted (cheap: picks a transform or its half turn)."""
+    return np.einsum("nij,nij->n", query, base)
+
+
+def _dihedral_distances(query_thumbs: np.ndarray, base_thumbs: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, distance, transform) of every candidate pair, the query's thumbnail in each of the 8 dihedral transforms
+    against the base's: four hash searches (a transform and its half turn share a hash); each pair's distance in the
+    transform of the two that matches better unshifted (and always unchanged, t = 0, when that is one of them). A pair
+    found in several transforms (a symmetric picture) keeps the closest."""
+    base_hashes = perceptual_hashes(base_thumbs)
+    base = _normalised(base_thumbs)
+    found = []
+    for t in (0, 1, 4, 5):
+        turned = dihedral(query_thumbs, t)
+        i, j = candidate_pairs(perceptual_hashes(turned), base_hashes, False)
+        query = _normalised(turned)
+        half = np.ascontiguousarray(query[:, ::-1, ::-1])
+        turn = np.zeros(len(i), bool) if not len(i) else \
+            _zero_shift_match(half[i], base[j]) > _zero_shift_match(query[i], base[j])
+        straight = np.ones(len(i), bool) if t == 0 else ~turn  # unchanged (t = 0) is always measured
+        distance = np.full(len(i), np.inf, np.float32)
+        distance[straight] = _distances(query, base, i[straight], j[straight])
+        transform = np.full(len(i), t)
+        other = np.nonzero(turn)[0]
+        half_distance = _distances(half, base, i[other], j[other])
+        closer = half_distance < distance[other]
+        distance[other[closer]] = half_distance[closer]
+        transform[other[closer]] = _half_turn(t)
+        found.append((i, j, distance, transform))
+    i, j, distance, transform = (np.concatenate(parts) for parts in zip(*found))
+    order = np.lexsort((distance, j, i))  # per pair the closest transform first
+    first = np.r_[True, (np.diff(i[order]) != 0) | (np.diff(j[order]) != 0)] if len(order) else np.zeros(0, bool)
+    keep = order[first]
+    return i[keep], j[keep], distance[keep], transform[keep]
 
 
 def near_duplicates(query_thumbs: np.ndarray, base_thumbs: np.ndarray | None = None
@@ -272,26 +331,134 @@ def near_duplicates(query_thumbs: np.ndarray, base_thumbs: np.ndarray | None = N
     return i, j, distance
 
 
-def possible_copies(query_thumbs: np.ndarray, base_thumbs: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+# ------------------------------------------------------------------ cropped copies (train/test pairs)
+
+# the centre of one thumbnail, this fraction of its width and height, enlarged back to THUMB: how the other image of
+# the pair looks when it is a crop of this one (3-20% of each side cut away; a shift of the crop is left to the
+# shift-invariant hash and the alignment)
+ZOOMS = ((0.9, 0.9), (0.8, 0.8), (0.8, 0.9), (0.9, 0.8))
+CROPPED = 8  # transform codes from this on: a crop (crop_view), after the 8 dihedral ones
+# a zoomed view's pair goes to the box search when its distance is at most CROP_DISTANCE and at most CROP_RATIO times
+# the query's closest unzoomed pair, and it is among the zoomed image's CROP_RANK closest (property sets, 6 seeds:
+# 0.15 / 0.7 / rank 1 found 0.77-0.93 of the copies, 0.3 / 1.5 / rank 3 0.87-0.97, precision 1.00 both)
+CROP_DISTANCE, CROP_RATIO = 0.3, 1.5
+CROP_RANK = 3
+CROP_LOOKS = 100  # second looks at possible crops, at most this plus a tenth of the queries
+CROP_SEARCH_PAIRS = 60_000_000  # query × base images at most for the crop search (eight more hash searches)
+
+
+def _resampling(zoom: float, side: int = THUMB) -> np.ndarray:
+    """A side×side matrix that samples the centre `zoom` of a row of `side` pixels back to `side` pixels (bilinear)."""
+    position = side * (1 - zoom) / 2 + (np.arange(side) + 0.5) * zoom - 0.5
+    low = np.clip(np.floor(position).astype(int), 0, side - 1)
+    high = np.clip(low + 1, 0, side - 1)
+    weight = np.clip(position - low, 0, 1)
+    matrix = np.zeros((side, side), np.float32)
+    np.add.at(matrix, (np.arange(side), low), 1 - weight)
+    np.add.at(matrix, (np.arange(side), high), weight)
+    return matrix
+
+
+def zoomed(thumbs: np.ndarray, zoom_x: float, zoom_y: float) -> np.ndarray:
+    """The centre of thumbnails (zoom_x of the width, zoom_y of the height) enlarged back to THUMB×THUMB (float32)."""
+    return np.einsum("ui,nij,vj->nuv", _resampling(zoom_y), thumbs.astype(np.float32), _resampling(zoom_x),
+                     optimize=True)
+
+
+def _cropped_distances(query_thumbs: np.ndarray, base_thumbs: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, distance, crop) of candidate pairs where one image is a crop of the other: each ZOOMS view of the query
+    against the base (crop k + 1: the base is a crop of the query) and of the base against the query (crop -(k + 1)),
+    the closest view per pair kept."""
+    query_hashes, base_hashes = perceptual_hashes(query_thumbs), perceptual_hashes(base_thumbs)
+    query, base = _normalised(query_thumbs), _normalised(base_thumbs)
+    found = []
+    for k, (zoom_x, zoom_y) in enumerate(ZOOMS):
+        query_view = zoomed(query_thumbs, zoom_x, zoom_y)
+        i, j = candidate_pairs(perceptual_hashes(query_view), base_hashes, False)
+        found.append((i, j, _distances(_normalised(query_view), base, i, j), np.full(len(i), k + 1)))
+        base_view = zoomed(base_thumbs, zoom_x, zoom_y)
+        j, i = candidate_pairs(perceptual_hashes(base_view), query_hashes, False)
+        found.append((i, j, _distances(query, _normalised(base_view), i, j), np.full(len(i), -(k + 1))))
+    return _closest_per_pair(*(np.concatenate(parts) for parts in zip(*found)))
+
+
+def _closest_per_pair(i, j, distance, how):
+    """The rows of (i, j, distance, how) with each pair's smallest distance."""
+    order = np.lexsort((distance, j, i))
+    first = np.r_[True, (np.diff(i[order]) != 0) | (np.diff(j[order]) != 0)] if len(order) else np.zeros(0, bool)
+    keep = order[first]
+    return i[keep], j[keep], distance[keep], how[keep]
+
+
+def possible_copies(query_thumbs: np.ndarray, base_thumbs: np.ndarray, turned: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The wider net the doctor casts for train/test copies, each then verified on the images (copy_residual):
     (i, j, distance, clear, strict) where clear says the pair stands out so far (its query's next candidate at least
     CLEAR_GAP times as far as the pair, and within DUPLICATE_DISTANCE) that no second look is needed, and strict
-    that it passes near_duplicates' own test."""
+    that it passes near_duplicates' own test; last the dihedral transform of the query that matches the base (see
+    dihedral; with turned=False always 0: mirrored and rotated copies are not looked for), or from CROPPED on a possible
+    crop for crop_residual (crop_view; sets up to CROP_SEARCH_PAIRS, turned=True): such a pair may also come as it is."""
     if len(query_thumbs) == 0 or len(base_thumbs) == 0:
-        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32), np.zeros(0, bool), np.zeros(0, bool)
-    i, j, distance = _candidate_distances(query_thumbs, base_thumbs)
+        return (np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32), np.zeros(0, bool), np.zeros(0, bool),
+                np.zeros(0, int))
+    if turned:
+        i, j, distance, transform = _dihedral_distances(query_thumbs, base_thumbs)
+    else:
+        i, j, distance = _candidate_distances(query_thumbs, base_thumbs)
+        transform = np.zeros(len(i), int)
+    result = _possible_copies(len(query_thumbs), i, j, distance, transform)
+    if not turned or len(query_thumbs) * len(base_thumbs) > CROP_SEARCH_PAIRS:
+        return result
+    # a pair may come twice, as it is and as a crop: the second look tries both (a crop of 3% passes the thumbnails'
+    # test but not the second look unless the box is searched)
+    crops = _possible_crops(query_thumbs, base_thumbs, i, distance)
+    falses = np.zeros(len(crops[0]), bool)
+    return tuple(np.concatenate([part, extra]) for part, extra in
+                 zip(result, (crops[0], crops[1], crops[2], falses, falses, crops[3])))
+
+
+def _possible_crops(query_thumbs, base_thumbs, plain_i, plain_distance):
+    """(i, j, distance, transform CROPPED + view) of the pairs that may be crops, for the second look (crop_residual):
+    per query its closest pair in a zoomed view (_cropped_distances), if within CROP_DISTANCE and at most CROP_RATIO
+    times the query's closest pair unzoomed (look-alikes are no closer zoomed; a crop is)."""
+    i, j, distance, view = _cropped_distances(query_thumbs, base_thumbs)
+    plain = np.full(len(query_thumbs), np.inf)
+    np.minimum.at(plain, plain_i, plain_distance)
+    # the image whose zoomed view was searched for: its CROP_RANK closest pairs
+    searcher = np.where(view > 0, i, len(query_thumbs) + j)
+    order = np.lexsort((distance, searcher))
+    start = np.r_[0, np.nonzero(np.diff(searcher[order]))[0] + 1] if len(order) else np.zeros(0, int)
+    rank = np.empty(len(order), int)
+    rank[order] = np.arange(len(order)) - np.repeat(start, np.diff(np.r_[start, len(order)]))
+    keep = np.nonzero((rank < CROP_RANK) & (distance <= CROP_DISTANCE) & (distance <= CROP_RATIO * plain[i]))[0]
+    # crowds of look-alikes (Fashion-MNIST's) are alike zoomed as well: the box search (about 10 ms a pair) is kept
+    # for the pairs whose zoomed view is the most closer than their unzoomed ones, at most CROP_LOOKS + n_query / 10
+    limit = CROP_LOOKS + len(query_thumbs) // 10
+    keep = keep[np.argsort(distance[keep] / np.maximum(plain[i[keep]], 1e-4), kind="stable")[:limit]]
+    code = CROPPED + 2 * (np.abs(view) - 1) + (view < 0)
+    return i[keep], j[keep], distance[keep], code[keep]
+
+
+def crop_view(transform: int) -> tuple[bool, float, float]:
+    """(whether the query is the crop, zoom x, zoom y) of a transform code at least CROPPED."""
+    k, query_is_crop = divmod(transform - CROPPED, 2)
+    return bool(query_is_crop), ZOOMS[k][0], ZOOMS[k][1]
+
+
+def _possible_copies(n: int, i, j, distance, transform) -> tuple:
+    """possible_copies' net on the candidate pairs of n queries (see there)."""
     keep = _distinct(i, distance, LOOSE_DISTANCE, LOOSE_RATIO)
     order = np.lexsort((distance, i))  # per query, its closest and second closest candidate
-    first = np.r_[True, i[order][1:] != i[order][:-1]]
+    first = np.r_[True, i[order][1:] != i[order][:-1]][:len(order)]
     second = np.r_[False, first[:-1]] & ~first
-    closest, runner_up = np.full(len(query_thumbs), np.inf), np.full(len(query_thumbs), np.inf)
+    closest, runner_up = np.full(n, np.inf), np.full(n, np.inf)
     closest[i[order[first]]] = distance[order[first]]
     runner_up[i[order[second]]] = distance[order[second]]
     following = np.where(distance <= closest[i], runner_up[i], closest[i])  # the query's next other candidate
     clear = (distance <= DUPLICATE_DISTANCE) & (following >= CLEAR_GAP * np.maximum(distance, 1e-4))
     strict = _distinct(i, distance)
-    return i[keep], j[keep], distance[keep], clear[keep], strict[keep]
+    return i[keep], j[keep], distance[keep], clear[keep], strict[keep], transform[keep]
 
 
 def groups_of(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -373,3 +540,51 @@ def copy_residual(a: np.ndarray, b: np.ndarray) -> float:
     if min(a.shape) < 2 * (VERIFY_SHIFT + VERIFY_KERNEL) + 4:  # too small to tell more than the thumbnails did
         return 0.0
     return min(_filter_residual(a, b), _filter_residual(b, a))
+
+
+CROP_STEPS = (-0.06, 0.0, 0.06)  # the second look at a crop: zooms round the thumbnails' view ...
+CROP_PLACES = (0.0, 0.5, 1.0)  # ... and where the box lies, as a fraction of the room it has
+CROP_SEARCH_SIDE = 32  # pixels (longer side) of the coarse search for the box
+
+
+def crop_residual(big: np.ndarray, small: np.ndarray, zoom_x: float, zoom_y: float) -> float:
+    """copy_residual of `small` against the box of `big` that matches it best, when small may be a crop of big (about
+    zoom_x of its width and zoom_y of its height, anywhere): a coarse search over boxes of zooms round those and
+    places, then a finer one round the best box's edges, on blurred small images; then the full second look on it."""
+    height, width = small.shape
+    scale = CROP_SEARCH_SIDE / max(height, width)
+    size = (max(4, round(width * scale)), max(4, round(height * scale)))
+    target = _search_pixels(Image.fromarray(small).resize(size, Image.BILINEAR))
+    source = Image.fromarray(big)
+
+    def error(box) -> float:
+        return float(np.square(_search_pixels(source.resize(size, Image.BILINEAR, box=box)) - target).mean())
+
+    boxes = []
+    for zx in {min(1.0, max(0.7, zoom_x + d)) for d in CROP_STEPS}:
+        for zy in {min(1.0, max(0.7, zoom_y + d)) for d in CROP_STEPS}:
+            w, h = zx * big.shape[1], zy * big.shape[0]
+            boxes += [(px, py, px + w, py + h) for px in {p * (big.shape[1] - w) for p in CROP_PLACES}
+                      for py in {p * (big.shape[0] - h) for p in CROP_PLACES}]
+    errors = [error(b) for b in boxes]
+    box, best = list(boxes[int(np.argmin(errors))]), min(errors)
+    for step in (0.02, 0.01, 0.005):  # each edge in turn, a fraction of big's side either way, while it helps
+        moved = True
+        while moved:
+            moved = False
+            for edge in range(4):
+                for sign in (-1, 1):
+                    trial = list(box)
+                    trial[edge] = min(max(trial[edge] + sign * step * big.shape[1 - edge % 2], 0.0),
+                                      float(big.shape[1 - edge % 2]))
+                    if trial != box and trial[0] < trial[2] - 4 and trial[1] < trial[3] - 4:
+                        e = error(tuple(trial))
+                        if e < best:
+                            box, best, moved = trial, e, True
+    return copy_residual(np.asarray(source.resize((width, height), Image.BILINEAR, box=tuple(box))), small)
+
+
+def _search_pixels(im: Image.Image) -> np.ndarray:
+    """Blurred, normalised pixels of a small image for the crop search."""
+    x = np.asarray(im.filter(ImageFilter.GaussianBlur(0.7)), np.float32)
+    return (x - x.mean()) / max(x.std(), 1.0)

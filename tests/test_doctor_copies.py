@@ -42,6 +42,26 @@ def transformed(rng, im: Image.Image) -> tuple[Image.Image, str]:
     return out, ",".join(sorted(kinds))
 
 
+def turned_or_cropped(rng, im: Image.Image) -> tuple[Image.Image, str]:
+    """A copy turned or cropped as a competitor's leak often is: mirrored, rotated by 90/180/270 degrees, or cropped
+    by 3-20% of each side's length (anywhere), then transformed as above (JPEG, shift, resize, brightness)."""
+    kind = str(rng.choice(["crop", "mirror", "rot90", "rot180", "rot270", "mirror+rot90"]))
+    if kind == "crop":
+        keep_w, keep_h = rng.uniform(0.8, 0.97, 2)
+        w, h = round(im.width * keep_w), round(im.height * keep_h)
+        x0, y0 = int(rng.integers(0, im.width - w + 1)), int(rng.integers(0, im.height - h + 1))
+        im = im.crop((x0, y0, x0 + w, y0 + h))
+    else:
+        if kind.startswith("mirror"):
+            im = im.transpose(Image.FLIP_LEFT_RIGHT)
+        turns = {"rot90": Image.ROTATE_90, "rot180": Image.ROTATE_180, "rot270": Image.ROTATE_270}
+        for name, how in turns.items():
+            if kind.endswith(name):
+                im = im.transpose(how)
+    out, more = transformed(rng, im) if rng.random() < 0.7 else (im, "")
+    return out, ",".join(filter(None, [kind, more]))
+
+
 def save(im: Image.Image, path_stem, rng) -> str:
     if rng.random() < 0.5:
         path = f"{path_stem}.png"
@@ -61,9 +81,10 @@ def signatures(paths: list[str]) -> np.ndarray:
     return unpack(out)[0]
 
 
-def planted_set(root, seed: int, families: int = 40, members: int = 4, copies: int = 30):
+def planted_set(root, seed: int, families: int = 40, members: int = 4, copies: int = 30, geometric: bool = False):
     """(train table, test table, the planted (test id, train id) copies): every family has members in train and
-    test; some test images are copied into train."""
+    test; some test images are copied into train. geometric: the copies are turned or cropped (turned_or_cropped)
+    and half go the other way, a training image's copy added to test (a test photo re-cropped from a training one)."""
     rng = np.random.default_rng(seed)
     train, test = [], []
     for f in range(families):
@@ -74,6 +95,15 @@ def planted_set(root, seed: int, families: int = 40, members: int = 4, copies: i
             name = f"f{f:03d}m{m}"
             table.append({"id": name, "path": save(look_alike(rng, base), root / name, rng), "label": "x"})
     planted = set()
+    if geometric:
+        sources = [(test, train, k) for k in range(len(test))] + [(train, test, k) for k in range(len(train))]
+        for n, s in enumerate(rng.choice(len(sources), copies, replace=False)):
+            source, target, k = sources[s]
+            copy, _ = turned_or_cropped(rng, Image.open(source[k]["path"]).convert("RGB"))
+            name = f"copy{n:03d}"
+            target.append({"id": name, "path": save(copy, root / name, rng), "label": "x"})
+            planted.add((source[k]["id"], name) if target is train else (name, source[k]["id"]))
+        return pd.DataFrame(train), pd.DataFrame(test), planted
     for k in rng.choice(len(test), copies, replace=False):
         copy, _ = transformed(rng, Image.open(test[k]["path"]).convert("RGB"))
         name = f"copy{k:03d}"
@@ -133,3 +163,29 @@ def test_a_cropped_copy_is_left_to_the_thumbnails(tmp_path):
     sizes = [np.array([Image.open(p).size for p in t["path"]], dtype=float) for t in (train, test)]
     pairs = train_test_pairs(train, signatures(list(train["path"])), test, signatures(list(test["path"])), *sizes)
     assert [(p["test"], p["train"]) for p in pairs] == [("m0", "crop")]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mirrored_rotated_and_cropped_copies_are_found_both_ways(tmp_path, seed):
+    """Copies mirrored, rotated by 90/180/270 degrees or cropped by 3-20% of a side (with JPEG, shifts, resizing,
+    brightness on top), some from test into train and some from train into test, among look-alike families."""
+    train, test, planted = planted_set(tmp_path, seed, geometric=True)
+    sizes = [np.array([Image.open(p).size for p in t["path"]], dtype=float) for t in (train, test)]
+    pairs = train_test_pairs(train, signatures(list(train["path"])), test, signatures(list(test["path"])), *sizes)
+    found = {(p["test"], p["train"]) for p in pairs}
+    recall = len(found & planted) / len(planted)
+    precision = len(found & planted) / max(1, len(found))
+    assert recall >= 0.9 and precision >= 0.9, (recall, precision, sorted(found ^ planted))
+    assert any(p.get("transform") for p in pairs)  # the report says how a copy was turned or cropped
+
+
+def test_a_mirrored_copy_is_matched_in_its_transform():
+    """dihedral's 8 transforms: a half turn keeps the perceptual hash (one search finds both), a mirror does not."""
+    from kit.hashes import dihedral, perceptual_hashes
+
+    rng = np.random.default_rng(5)
+    thumb = np.asarray(look_alike(rng, smooth(rng, 32, 3, 180)).convert("L"))[None]
+    hashes = perceptual_hashes(np.concatenate([dihedral(thumb, t) for t in range(8)]))
+    assert np.allclose(hashes[0], hashes[2], atol=1e-5) and np.allclose(hashes[4], hashes[6], atol=1e-5)
+    assert not np.allclose(hashes[0], hashes[4], atol=1e-3)
+    assert np.array_equal(dihedral(dihedral(thumb, 1), 3), thumb)
