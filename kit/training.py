@@ -279,12 +279,12 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
     _refuse_early(config, resume)
     comp, report, skipped = load_and_validate(config, progress=not getattr(log, "quiet", False))
     say_what_validation_saw(report, log)
-    comp = with_near_duplicate_groups(comp, report, log)
     if command == "run" and comp.test is None:  # kit run ends with a submission: refuse now, not after training
         raise DataError(f"{config.data}: no test table, sample submission or test folder, so no submission can be "
                         "written; use `kit train`, or pass --test-csv/--sample/--test-images")
     answer = decide_answer(comp.sample, comp.class_names, config, comp.sample_file, comp.tag_separator)
-    checked_label_map(config, comp.class_names, answer)
+    checked_label_map(config, comp.class_names, answer)  # both refused before the near-duplicate search
+    comp = with_near_duplicate_groups(comp, report, log)
     split = split_train_validation(comp, config) if config.folds < 2 else None  # fails before a run folder exists
     base = (len(split[1]) if split else 0) + (len(comp.test) if command == "run" else 0)
     predicted = base
