@@ -345,6 +345,11 @@ def _print_train_result(result, command: str = "train"):
     scored = f"Validation {m['metric']} {m['val_score']:.4f}, " if m.get("metric", "accuracy") != "accuracy" else ""
     click.echo(f"{scored}{'accuracy' if scored else 'Validation accuracy'} {m['val_accuracy']:.4f} (loss "
                f"{m['val_loss']:.4f}) after {m['epochs_run']} epoch(s) in {m['train_seconds']:.0f} s")
+    majority = m.get("majority_rate")
+    if majority is not None and m.get("num_validation", 0) >= 10 and m["val_accuracy"] <= majority + 1e-9:
+        click.echo(f"Warning: validation accuracy {m['val_accuracy']:.4f} is no better than always answering the "
+                   f"most common class ({majority:.4f}): the model has learned nothing it can show; more data, "
+                   "epochs or a pretrained backbone (docs/photos.md) may help", err=True)
     click.echo(f"Run folder: {result.run_dir}")
     if result.interrupted:
         from .resume import resume_hint

@@ -158,10 +158,19 @@ def fit_run(config: Config, class_names: list[str], train_df: pd.DataFrame, val_
     metrics = {**scores, "epochs_run": len(progress.rows), "best_epoch": progress.best_epoch,
                "train_seconds": seconds, "num_train": len(train_df),
                "num_validation": len(val_df), "interrupted": interrupt.requested, "started": started_at,
+               "majority_rate": _majority_rate(val_df, plan),
                "model": config.model, **extra}
     write_json(run_dir / METRICS_FILE, metrics)
     write_reports(run_dir)
     return FitResult(metrics, val_pred)
+
+
+def _majority_rate(val_df: pd.DataFrame, plan: Plan) -> float | None:
+    """The validation accuracy of always answering the most common class (None for tags): what a model that
+    learned nothing scores."""
+    if plan.multi_label or not len(val_df):
+        return None
+    return round(float(val_df["label"].value_counts(normalize=True).iloc[0]), 6)
 
 
 def _check_ended(plan: Plan, progress: Progress, interrupt: Interrupt) -> None:

@@ -319,3 +319,23 @@ def test_decoded_images_go_to_disk_beyond_the_memory_budget(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"on disk in {cache}" in result.output
     assert sorted(p.name.split("-")[1] for p in cache.glob("*.u8")) == ["train", "val"]
+
+
+def test_a_run_no_better_than_the_most_common_class_says_so(capsys):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from kit.cli import _print_train_result
+    from kit.fit import _majority_rate
+
+    val = pd.DataFrame({"label": ["PNEUMONIA"] * 10 + ["NORMAL"] * 4})
+    assert _majority_rate(val, SimpleNamespace(multi_label=False)) == pytest.approx(10 / 14)
+    assert _majority_rate(val, SimpleNamespace(multi_label=True)) is None  # tags: no single answer to compare with
+    metrics = {"metric": "accuracy", "val_loss": 0.6, "epochs_run": 1, "train_seconds": 3, "num_validation": 14,
+               "majority_rate": 10 / 14}
+    for accuracy, warned in ((10 / 14, True), (0.5, True), (13 / 14, False)):
+        _print_train_result(SimpleNamespace(metrics={**metrics, "val_accuracy": accuracy}, run_dir="r",
+                                            interrupted=False))
+        err = capsys.readouterr().err
+        assert ("no better than always answering the most common class (0.7143)" in err) == warned
