@@ -100,10 +100,6 @@ def resolve_config(config: Config, report: ValidationReport, budget: Budget | No
     if budget and transfer and not config.image_size and not fixed:  # the size whose frozen phase fits the budget
         config, image_size = _backbone_size_for_budget(config, budget, image_size, sizes,
                                                        len(report.class_counts), asked)
-        transfer = is_transfer(config.model)
-        image_size = image_size or int(min(224, max(28, report.median_size)))
-        if not transfer:  # no backbone fits: kit's CNN, with the augmentation asked for it
-            config = replace(config, augment=asked.augment, feature_views=asked.feature_views)
     channels = config.channels or report.channels
     model, epochs = config.model, config.epochs
     if budget and not transfer and AUTO in (model, config.augment):  # what fits in the budget decides them
@@ -138,14 +134,18 @@ def fine_tune_epochs(config: Config, report: ValidationReport) -> int:
     training images or more, else 0."""
     if config.fine_tune_epochs >= 0:
         return config.fine_tune_epochs
+    return DEFAULT_FINE_TUNE_EPOCHS if median_class_size(report) >= FINE_TUNE_FROM_PER_CLASS else 0
+
+
+def median_class_size(report: ValidationReport) -> int:
+    """The training images of the median class (the upper one of an even number of classes)."""
     counts = sorted(report.class_counts.values()) if report.class_counts else [0]
-    return DEFAULT_FINE_TUNE_EPOCHS if counts[len(counts) // 2] >= FINE_TUNE_FROM_PER_CLASS else 0
+    return counts[len(counts) // 2]
 
 
 def fine_tune_line(epochs: int, report: ValidationReport, budget: bool = False) -> str:
     """What the default fine-tuning will be, and why, in one line of the run's output."""
-    counts = sorted(report.class_counts.values()) if report.class_counts else [0]
-    median = counts[len(counts) // 2]
+    median = median_class_size(report)
     if epochs:
         return (f"Fine-tuning: {epochs} epoch(s) after the head{', as far as the time budget allows' if budget else ''}"
                 f" (median class {median} training images)")
