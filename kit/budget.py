@@ -200,19 +200,20 @@ def backbone_size_for_budget(budget: Budget, config, largest: int, train_images:
 
 
 def _feature_seconds_per_image(config, size: int, batch_size: int = 16) -> tuple[float, int]:
-    """The fastest of two eager forward passes of one batch through the run's frozen backbone, per image (built
+    """The fastest of two forward passes of one batch through the run's frozen backbone, per image (built
     without its ImageNet weights when it is a keras.applications one: the arithmetic is the same), and how many
     features it gives each image."""
-    from .transfer import build_transfer_model
+    from .transfer import build_transfer_model, feature_function
 
     weights = "imagenet" if config.model == "backbone_file" else "none"
     tm = build_transfer_model(config.model, size, 3, 2, weights=weights, backbone_file=config.backbone_file,
                               trusted=(config.trust_model,))
     images = np.zeros((batch_size, size, size, 3), np.uint8)
-    tm.features(images, training=False)  # the first call builds and allocates
+    run = feature_function(tm.features)  # as kit.transfer.extract_features runs it
+    run(images)  # the first call traces, builds and allocates
     times = []
     for _ in range(2):
         started = time.perf_counter()
-        tm.features(images, training=False)
+        run(images)
         times.append(time.perf_counter() - started)
     return min(times) / batch_size, int(tm.features.output_shape[-1])

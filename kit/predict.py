@@ -13,7 +13,15 @@ from .answers import DEFAULT_TOP_K, encode_labels, metric_context, tag_separator
 from .metrics import Decision, chosen_tags, map_k, ranked, run_scores
 from .runs import VAL_PREDICTIONS_FILE, Run, atomic_write, write_decision
 
-PREDICT_BATCH = 256  # inference needs no gradients, so large batches are cheap and fast
+# Inference needs no gradients, so batches may be large — in images of up to 96×96 px: what a batch holds at once
+# grows with its pixels (EfficientNet-Lite0 at 288 px in batches of 256 peaked 2.7 GB over the model; 2026-12-03).
+PREDICT_BATCH, PREDICT_BATCH_PIXELS = 256, 256 * 96 * 96
+
+
+def predict_batch(image_size: int) -> int:
+    """Images per prediction batch at this side: PREDICT_BATCH small images, fewer large ones (at least 8)."""
+    return int(min(PREDICT_BATCH, max(8, PREDICT_BATCH_PIXELS // (image_size * image_size))))
+
 PROBABILITY_COLUMNS_MAX = 100  # val_predictions.csv keeps one p:CLASS column per class up to this many classes,
 TOP_KEPT = 10  # and beyond it the TOP_KEPT most probable classes of each row
 
@@ -29,7 +37,7 @@ def predict_proba(model, paths, image_size: int, channels: int, tta: int = 0, au
     if not paths:
         return np.zeros((0, model.output_shape[-1]), np.float32)
     views = tta_views(tta, augment, image_size)[first_view:] or [None]
-    ds = make_dataset(paths, image_size=image_size, channels=channels, batch_size=PREDICT_BATCH,
+    ds = make_dataset(paths, image_size=image_size, channels=channels, batch_size=predict_batch(image_size),
                       cache=len(views) > 1)  # decode once, reuse for every view
     verbose = 1 if progress and sys.stderr.isatty() else 0
     with redirect_stdout(sys.stderr):
