@@ -29,6 +29,7 @@ from .metrics import (
     map_k,
     mean_average_precision,
     ranked,
+    soften,
 )
 from .errors import DataError, SubmissionError, stage
 from .outputs import check_output, record_written
@@ -62,6 +63,8 @@ def build_submission(probs: pd.DataFrame, class_names: list[str], sample: pd.Dat
         raise SubmissionError(f"no prediction for {len(missing)} sample id(s) ({_few(missing)}); their test images "
                               "are missing")
     ordered = by_id.loc[ids, class_names].to_numpy()
+    if len(columns) > 2 or answer.kind == "probability":  # probabilities written: at the validation's temperature
+        ordered = soften(ordered, decision.temperature)
     if len(columns) > 2:
         if set(columns[1:]) != set(class_names):
             raise SubmissionError(f"sample submission columns ({', '.join(columns)}) are neither id + label nor "
@@ -289,7 +292,8 @@ def ensemble_decision(runs, weights: list[float]) -> Decision:
     thresholds = tuple(np.average([d.thresholds for d in decisions], axis=0, weights=weights)) \
         if all(d.thresholds for d in decisions) else ()
     unknown = [d.unknown_threshold for d in decisions]
-    return Decision(thresholds, float(np.average(unknown, weights=weights)) if None not in unknown else None)
+    return Decision(thresholds, float(np.average(unknown, weights=weights)) if None not in unknown else None,
+                    float(np.average([d.temperature for d in decisions], weights=weights)))
 
 
 def averaged_validation(runs, weights: list[float]) -> pd.DataFrame | None:
@@ -392,7 +396,12 @@ def score_submission(submission_path, answers_path, metric: str = "accuracy", po
         if list(sub.columns) != list(answers.columns[1:]):
             raise SubmissionError(f"{name}: header {[answers.columns[0]] + list(sub.columns)} differs from the "
                                   f"expected {list(answers.columns)}")
-        return _labels_score(name, truth, sub.iloc[:, 0].tolist(), metric)
+        values = sub.iloc[:, 0].astype(str)
+        if not set(values) <= set(truth) and are_probabilities(values):
+            raise SubmissionError(f"{name}: holds probabilities ({_few(set(values))}), not labels; score them with "
+                                  "--metric auc or --metric log_loss (and --positive VALUE unless the answer is 1, "
+                                  "true or yes)")
+        return _labels_score(name, truth, values.tolist(), metric)
     return _probabilities_score(name, truth, sub, metric)
 
 
