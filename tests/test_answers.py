@@ -75,6 +75,8 @@ def test_a_binary_target_gets_probabilities_scored_by_auc_and_log_loss(tmp_path)
     loss = invoke("score", sub, tmp_path / "answers.csv", "--metric", "log_loss")
     assert auc.exit_code == 0 and 0.5 < float(auc.output.split(": ")[1]) <= 1.0  # two easy patterns
     assert loss.exit_code == 0 and float(loss.output.split(": ")[1]) < 0.6931  # better than a constant 0.5
+    plain = invoke("score", sub, tmp_path / "answers.csv")  # accuracy by default: probabilities are not labels
+    assert plain.exit_code != 0 and "holds probabilities" in plain.output and "--metric auc" in plain.output
     labels = invoke("make-submission", tmp_path / "runs" / "p", "-o", tmp_path / "labels.csv")
     assert labels.exit_code == 0
     hard = invoke("run", data, "--runs-dir", tmp_path / "runs", "--name", "l", "--submission", "label", *FAST)
