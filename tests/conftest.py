@@ -126,3 +126,31 @@ def one_error(result, *parts):
     for part in parts:
         assert part in errors[0], errors[0]
     return errors[0]
+
+
+@pytest.fixture
+def tiny_backbone(tmp_path):
+    """A few convolutions saved as a .keras file, and its sha256."""
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    path = tmp_path / "tiny.keras"
+    keras.Model(inputs, x).save(path)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    """Writes $XDG_CONFIG_HOME/kit/config.toml (XDG_CONFIG_HOME a folder of the test's own)."""
+    home = tmp_path / "xdg"
+    (home / "kit").mkdir(parents=True)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+
+    def write(text):
+        (home / "kit" / "config.toml").write_text(text)
+        return home / "kit" / "config.toml"
+
+    return write

@@ -426,14 +426,16 @@ def zip_folder(data: Path, rel: str, archive: str) -> None:
     target.with_suffix(".tmp").rename(target)
 
 
-def generate(parent: Path, seed: int) -> Layout:
-    """One random published-style competition folder under parent/, with its truth."""
+def generate(parent: Path, seed: int, sizes=SIZES, families=None) -> Layout:
+    """One random published-style competition folder under parent/, with its truth: its images `sizes` px square,
+    its family one of `families` (default: any)."""
     rng = random.Random(seed)
-    family = rng.choices(list(FAMILIES), weights=[w for _, w in FAMILIES.values()])[0]
+    names = [f for f in FAMILIES if families is None or f in families]
+    family = rng.choices(names, weights=[FAMILIES[f][1] for f in names])[0]
     data = parent / f"gen-{seed}"
     data.mkdir(parents=True)
     base = f"{rng.choice(WRAPPERS)}/" if rng.random() < 0.25 else ""  # one wrapping folder (comp/…)
-    m = Maker(data, f"{family}#{seed}", rng, size=rng.choice(SIZES))
+    m = Maker(data, f"{family}#{seed}", rng, size=rng.choice(sizes))
     layout = FAMILIES[family][0](m, rng, base)
     if base:
         layout.notes += f", wrapped in {base}"

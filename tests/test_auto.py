@@ -1,12 +1,10 @@
 """--model auto for photos (kit.auto): the decision, the user's settings file, the Keras cache, the fallback line,
 and the budget's choice of a backbone's image size. A tiny backbone file of the test's own; never the network."""
 
-import hashlib
 import json
 import time
 from collections import Counter
 
-import keras
 import pytest
 from click.testing import CliRunner
 from conftest import make_image
@@ -24,32 +22,6 @@ from kit.validation import ValidationReport
 def report(size=(500, 375), mode="RGB", n=5) -> ValidationReport:
     return ValidationReport(problems=[], class_counts={"a": n}, num_test=0, sizes=Counter({size: n}),
                             modes=Counter({mode: n}))
-
-
-@pytest.fixture
-def tiny_backbone(tmp_path):
-    """A few convolutions saved as a .keras file, and its sha256."""
-    inputs = keras.Input((None, None, 3))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(x)
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
-    path = tmp_path / "tiny.keras"
-    keras.Model(inputs, x).save(path)
-    return path, hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def settings(tmp_path, monkeypatch):
-    """Writes $XDG_CONFIG_HOME/kit/config.toml (XDG_CONFIG_HOME a folder of the test's own)."""
-    home = tmp_path / "xdg"
-    (home / "kit").mkdir(parents=True)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
-
-    def write(text):
-        (home / "kit" / "config.toml").write_text(text)
-        return home / "kit" / "config.toml"
-
-    return write
 
 
 def test_small_and_grayscale_images_keep_kits_cnns_and_photos_are_photos():
