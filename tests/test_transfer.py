@@ -2,6 +2,7 @@
 cached frozen phase = plain frozen phase, and the CLI paths."""
 
 import hashlib
+import re
 
 import keras
 import numpy as np
@@ -112,6 +113,8 @@ def test_cli_transfer_two_phase_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Frozen phase: features of 14 images × 2 view(s)" in result.output
     assert "Fine-tuning the top 30 layers" in result.output
+    assert re.search(r"for 1 epoch\(s\) at learning rate [0-9.e-]+, about [0-9]+ (s|min) at the frozen phase's pace",
+                     result.output), result.output  # no budget: how long it will take, said before it starts
     import json
 
     metrics = json.loads((tmp_path / "runs" / "t" / "metrics.json").read_text())
@@ -285,7 +288,7 @@ def test_the_frozen_phases_second_view_is_the_mirror_image_when_the_augmentation
 
     images = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)  # no image equals its mirror
     plain = tf.data.Dataset.from_tensor_slices((images, np.zeros(2, "int32"))).batch(2)
-    first = lambda ds: next(iter(ds))[0].numpy()  # noqa: E731
+    first = lambda ds: next(iter(ds))[0].numpy()
     strong, vflip = Config(augment="strong"), Config(augment="shift-vflip")
     np.testing.assert_array_equal(first(_view(plain, strong, 0)), images)
     np.testing.assert_array_equal(first(_view(plain, strong, 1)), images[:, :, ::-1])  # left-right
