@@ -188,8 +188,9 @@ def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 def tune_temperature(y: np.ndarray, probs: np.ndarray) -> float:
     """The temperature of TEMPERATURES with the lowest validation log loss (temperature scaling, Guo et al. 2017):
-    a fine-tuned network is over-sure, and a log-loss leaderboard charges ~35 for one confident mistake. 1.0 when
-    the rows are not whole distributions (only each row's top classes kept) or nothing is known."""
+    a fine-tuned network is over-sure, and one confident mistake costs up to -ln(1e-15) ≈ 35 on a log-loss
+    leaderboard. 1.0 when the rows are not whole distributions (only each row's top classes kept) or nothing is
+    known."""
     if probs.ndim != 2 or not np.allclose(probs.sum(1), 1.0, atol=1e-3):
         return 1.0
     rows = np.flatnonzero(y >= 0)
