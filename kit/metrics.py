@@ -9,7 +9,7 @@ tags (multi-label); probabilities are one row per image, one column per class or
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,17 +44,14 @@ class Decision:
 
     thresholds: tuple[float, ...] = ()  # multi-label: one per tag, in class order
     unknown_threshold: float | None = None  # top-k: the unknown class goes first below this top probability
-    temperature: float = 1.0  # written probabilities: softened (>1) or sharpened (<1) for log loss (soften)
 
     def to_json(self, class_names: list[str]) -> dict:
-        return {"thresholds": dict(zip(class_names, self.thresholds)), "unknown_threshold": self.unknown_threshold,
-                "temperature": self.temperature}
+        return {"thresholds": dict(zip(class_names, self.thresholds)), "unknown_threshold": self.unknown_threshold}
 
     @classmethod
     def from_json(cls, values: dict, class_names: list[str]) -> "Decision":
         tags = values.get("thresholds") or {}
-        return cls(tuple(float(tags[c]) for c in class_names) if tags else (), values.get("unknown_threshold"),
-                   float(values.get("temperature", 1.0)))
+        return cls(tuple(float(tags[c]) for c in class_names) if tags else (), values.get("unknown_threshold"))
 
 
 # ------------------------------------------------------------------------------------ answers from probabilities
@@ -172,37 +169,6 @@ def tune_unknown(y: np.ndarray, probs: np.ndarray, k: int, unknown: int) -> floa
     return chosen
 
 
-# Temperatures tried for written probabilities, from 5x sharper to 5x softer (1.0, unchanged, among them).
-TEMPERATURES = np.unique(np.append(np.geomspace(0.2, 5.0, 41), 1.0))
-
-
-def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Rows of class probabilities at a temperature: softmax(log p / T). Every row keeps its order of classes (so
-    accuracy and AUC do not move); only how sure the probabilities are changes."""
-    if temperature == 1.0:
-        return probs
-    logits = np.log(np.clip(probs, EPS, 1)) / temperature
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
-def tune_temperature(y: np.ndarray, probs: np.ndarray) -> float:
-    """The temperature of TEMPERATURES with the lowest validation log loss (temperature scaling, Guo et al. 2017):
-    a fine-tuned network is over-sure, and one confident mistake costs up to -ln(1e-15) ≈ 35 on a log-loss
-    leaderboard. 1.0 when the rows are not whole distributions (only each row's top classes kept) or nothing is
-    known."""
-    if probs.ndim != 2 or not np.allclose(probs.sum(1), 1.0, atol=1e-3):
-        return 1.0
-    rows = np.flatnonzero(y >= 0)
-    rows = rows[::max(1, len(rows) * probs.shape[1] // 2_000_000)]  # a few million cells are plenty for one number
-    if len(rows) < 2:
-        return 1.0
-    y, probs = y[rows], probs[rows]
-    losses = [log_loss(y, soften(probs, t)) for t in TEMPERATURES]
-    best = float(TEMPERATURES[int(np.argmin(losses))])
-    return best if min(losses) < log_loss(y, probs) - 1e-9 else 1.0
-
-
 # ------------------------------------------------------------------------------------------- one entry point
 
 
@@ -216,9 +182,6 @@ def evaluate(metric: str, truth: np.ndarray, probs: np.ndarray, positive: int | 
         thresholds = decision.thresholds if decision and decision.thresholds else \
             tune_thresholds(truth, probs, TAG_METRICS[metric])
         return f_beta_samples(truth, chosen_tags(probs, thresholds), TAG_METRICS[metric]), Decision(thresholds)
-    if metric == "log_loss" and truth.ndim == 1:  # scored as written: at the tuned temperature
-        temperature = decision.temperature if decision else tune_temperature(truth, probs)
-        return log_loss(truth, soften(probs, temperature)), Decision(temperature=temperature)
     if metric == "log_loss":
         return log_loss(truth, probs), decision or Decision()
     if truth.ndim == 2:
@@ -251,7 +214,5 @@ def run_scores(metric: str, truth: np.ndarray, probs: np.ndarray, positive: int 
     else:
         exact = accuracy(truth, probs)
         loss = float(-np.mean(np.log(np.clip(p_true, EPS, 1)))) if p_true is not None else log_loss(truth, probs)
-        if metric != "log_loss":  # probabilities written for an AUC leaderboard may yet be scored by log loss
-            decision = replace(decision, temperature=tune_temperature(truth, probs))
     return {"metric": metric, "val_score": value, "val_accuracy": exact, "val_loss": loss,
             f"val_{metric}": value}, decision

@@ -299,11 +299,10 @@ def read_decision(run_dir, class_names: list[str]) -> Decision:
     tags = values.get("thresholds") if isinstance(values, dict) else None
     unknown = values.get("unknown_threshold") if isinstance(values, dict) else None
     numbers = (list(tags.values()) if isinstance(tags, dict) else []) + ([unknown] if unknown is not None else [])
-    temperature = finite_number(values.get("temperature", 1.0)) if isinstance(values, dict) else None
     if not isinstance(tags, dict) or (tags and set(tags) != set(class_names)) or not all(
-            finite_number(v) is not None and 0 <= v <= 1 for v in numbers) or not (temperature or 0) > 0:
+            finite_number(v) is not None and 0 <= v <= 1 for v in numbers):
         raise RunError(f"{path}: expected {{\"thresholds\": {{tag: number within 0..1 for every tag}}, "
-                       "\"unknown_threshold\": number or null, \"temperature\": number above 0}")
+                       "\"unknown_threshold\": number or null}")
     return Decision.from_json(values, class_names)
 
 

@@ -29,7 +29,6 @@ from .metrics import (
     map_k,
     mean_average_precision,
     ranked,
-    soften,
 )
 from .errors import DataError, SubmissionError, stage
 from .outputs import check_output, record_written
@@ -63,8 +62,6 @@ def build_submission(probs: pd.DataFrame, class_names: list[str], sample: pd.Dat
         raise SubmissionError(f"no prediction for {len(missing)} sample id(s) ({_few(missing)}); their test images "
                               "are missing")
     ordered = by_id.loc[ids, class_names].to_numpy()
-    if len(columns) > 2 or answer.kind == "probability":  # probabilities written: at the validation's temperature
-        ordered = soften(ordered, decision.temperature)
     if len(columns) > 2:
         if set(columns[1:]) != set(class_names):
             raise SubmissionError(f"sample submission columns ({', '.join(columns)}) are neither id + label nor "
@@ -292,8 +289,7 @@ def ensemble_decision(runs, weights: list[float]) -> Decision:
     thresholds = tuple(np.average([d.thresholds for d in decisions], axis=0, weights=weights)) \
         if all(d.thresholds for d in decisions) else ()
     unknown = [d.unknown_threshold for d in decisions]
-    return Decision(thresholds, float(np.average(unknown, weights=weights)) if None not in unknown else None,
-                    float(np.average([d.temperature for d in decisions], weights=weights)))
+    return Decision(thresholds, float(np.average(unknown, weights=weights)) if None not in unknown else None)
 
 
 def averaged_validation(runs, weights: list[float]) -> pd.DataFrame | None:
