@@ -17,24 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .accelerate import (
-    configure_devices,
-    device_description,
-    is_chief,
-    make_strategy,
-    policy_name,
-    precision,
-)
+from .accelerate import configure_devices, device_description, is_chief, make_strategy, policy_name, precision
 from .answers import encode_labels, tag_separator_of
 from .budget import Budget, DeadlineGuard, EpochTimer, stretch_schedule
-from .callbacks import (
-    Checkpointer,
-    Interrupt,
-    Progress,
-    Watched,
-    make_callbacks,
-    record_epoch,
-)
+from .callbacks import Checkpointer, Interrupt, Progress, Watched, make_callbacks, record_epoch
 from .config import Config
 from .errors import DataError, ImageError, Interrupted, TrainingDiverged
 from .metrics import lower_is_better
@@ -55,21 +41,8 @@ from .predict import evaluate_validation
 from .quiet import keras
 from .quiet import tensorflow as tf
 from .reports import write_reports
-from .runs import (
-    METRICS_FILE,
-    MODEL_FILE,
-    write_json,
-    write_manifest,
-    write_run_settings,
-    write_skipped,
-)
-from .transfer import (
-    build_transfer_model,
-    extract_features,
-    fit_linear_head,
-    is_transfer,
-    unfreeze_top,
-)
+from .runs import METRICS_FILE, MODEL_FILE, write_json, write_manifest, write_run_settings, write_skipped
+from .transfer import build_transfer_model, extract_features, fit_linear_head, is_transfer, unfreeze_top
 from .validation import images_named_on_failure
 
 
