@@ -297,7 +297,9 @@ def train(config: Config, force: bool = False, log=print, resume: bool = False, 
                      metric=_metric(config, answer))
     if budget and not run_tta(config) and budget.predict_images > base:  # no mirror views after all
         budget = replace(budget, predict_images=base)
-    log(f"Submission: {answer.describe()}; metric {config.metric}")
+    guessed = asked.metric == AUTO and answer.kind == "probability"  # AUC (Cactus) or log loss (Redux)? not in files
+    log(f"Submission: {answer.describe()}; metric {config.metric}"
+        + (" (--metric log_loss if the leaderboard scores log loss)" if guessed else ""))
     if config.auto_reason and not resume:
         log(f"Model: {config.auto_reason}")
     if is_transfer(config.model) and asked.fine_tune_epochs < 0 and not resume:
