@@ -204,7 +204,8 @@ def _fitting_params() -> list[click.Option]:
                 help="Seeded, deterministic TensorFlow ops (reruns give identical weights on CPU)."),
         _option("Training", "--folds", type=int,
                 help="K-fold: K models, out-of-fold predictions and score. Default off."),
-        _option("Training", "--group-col", help="K-fold: rows sharing this training-table column stay in one fold."),
+        _option("Training", "--group-col", help="Rows sharing this training-table column (a driver, a patient) "
+                                                "stay on one side of the validation split, and in one fold."),
         _option("Training", "--augment", type=_choice("augment"),
                 help="Default auto: light for backbones and for runs of 30 or more epochs, else none."),
         _option("Training", "--time-budget", metavar="DURATION", callback=_parsed_by(parse_duration),
@@ -232,7 +233,8 @@ def _transfer_params() -> list[click.Option]:
         _option("Transfer learning", "--trust-model", metavar="SHA256",
                 help="Load --backbone-file only if its sha256 is this (a model file can run code)."),
         _option("Transfer learning", "--fine-tune-epochs", type=click.IntRange(0, 100_000),  # -1 (auto): kit's
-                help="Backbones: epochs with the top layers unfrozen. Default: 3 with 100 or more training images per class, else 0 (the head on the frozen backbone is the model)."),
+                help="Backbones: epochs with the top layers unfrozen. Default: 3 with 2,000 or more training images per "
+                     "class, else 0 (the head on the frozen backbone is the model)."),
         _option("Transfer learning", "--fine-tune-layers", type=int,
                 help="Backbones: how many top layers to unfreeze. Default 30."),
         _option("Transfer learning", "--feature-views", type=int,

@@ -564,6 +564,9 @@ def _read_csv_layout(root: Path, tables: dict[str, Path | None], options: ReadOp
     if options.group_col and options.group_col not in train.columns:
         raise DataError(f"{train_name}: no column '{options.group_col}' (--group-col); columns are: "
                         f"{columns_text(train.columns)}")
+    hint = None if options.group_col else _group_column_hint(train, id_col, label_col, train_name)
+    if hint:
+        problems.append(hint)
     train, repeated = _drop_repeated_rows(train, [id_col, label_col])
     for row in repeated:
         problems.append(Problem("warning", "repeated_row", train_name, "exact repeat of an earlier row; used once", row))
@@ -649,6 +652,29 @@ def strata(labels: pd.Series, separator: str = "", min_count: int = MIN_IMAGES_P
     common = counts.index[0] if len(counts) else ""
     return tags.map(lambda row: min((t for t in row if counts[t] >= min_count), key=lambda t: (counts[t], t),
                                     default=common))
+
+
+# Columns that name who or what a photo is of: several photos of one driver (State Farm), patient (SIIM-ISIC
+# Melanoma, RANZCR) or lesion (HAM10000) on both sides of the validation split make its score lie.
+GROUP_COLUMN_NAMES = ("subject", "subject_id", "patient", "patient_id", "patientid", "driver", "driver_id", "user",
+                      "user_id", "lesion_id", "case", "case_id", "study_id", "individual", "individual_id", "person",
+                      "person_id", "group", "group_id", "source_id", "animal_id", "plant_id", "field_id")
+
+
+def _group_column_hint(train: pd.DataFrame, id_col: str, label_col: str, train_name: str) -> Problem | None:
+    """A warning naming the training table's column of repeated people or things, when it has one."""
+    for column in train.columns:
+        name = column.strip().lower().replace(" ", "_")
+        if column in (id_col, label_col) or name not in GROUP_COLUMN_NAMES:
+            continue
+        values = train[column][train[column].str.strip() != ""]
+        count = values.nunique()
+        if 1 < count < len(values):
+            return Problem("warning", "group_column", train_name,
+                           f"column '{column}' repeats ({count} values over {len(values)} rows): images of one "
+                           f"{name.removesuffix('_id')} on both sides of the validation split make its score lie; "
+                           f"pass --group-col {column} to keep each on one side")
+    return None
 
 
 def _drop_repeated_rows(table: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, list[int]]:

@@ -33,6 +33,48 @@ def test_fold_assignment_is_stratified_reproducible_and_grouped():
         fold_assignments(np.array(["a"] * 10 + ["b"] * 2), 3, seed=0)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_group_col_holds_out_whole_groups_in_the_validation_split(tmp_path, seed):
+    """--group-col (State Farm's subject, a patient): no group on both sides, about the split's share held out, every
+    class still in training, the same split again from the same seed — on random tables of uneven groups."""
+    from kit.config import Config
+    from kit.data import ReadOptions, load_competition
+    from kit.training import split_train_validation
+
+    rng = np.random.default_rng(seed)
+    data = make_av_folder(tmp_path / "c", n_per_class=int(rng.integers(12, 30)))
+    table = pd.read_csv(data / "train.csv", dtype=str)
+    n_groups = int(rng.integers(3, 15))
+    table.insert(1, "subject", [f"p{g:03d}" for g in rng.integers(0, n_groups, len(table))])
+    table.to_csv(data / "train.csv", index=False)
+    comp = load_competition(data, ReadOptions(group_col="subject"))
+    split = float(rng.choice([0.1, 0.2, 0.3]))
+    config = Config(data=str(data), group_col="subject", validation_split=split, seed=seed)
+    train, val = split_train_validation(comp, config)
+    assert not set(train["group"]) & set(val["group"]) and len(train) + len(val) == len(table)
+    assert set(train["label"]) == set(table["label"]) and len(val) > 0
+    assert 0.02 < len(val) / len(table) < 0.7  # whole groups: near the share, not at it
+    again = split_train_validation(comp, config)[1]
+    assert again["id"].tolist() == val["id"].tolist()
+
+
+def test_a_column_of_repeated_patients_is_named_with_the_flag_that_groups_it(tmp_path):
+    from kit.data import ReadOptions, load_competition
+
+    data = make_av_folder(tmp_path / "c", n_per_class=6)
+    table = pd.read_csv(data / "train.csv", dtype=str)
+    table["patient_id"] = [f"IP_{i // 3}" for i in range(len(table))]
+    table["age"] = [str(40 + i // 2) for i in range(len(table))]  # repeats too, but names no one
+    table.to_csv(data / "train.csv", index=False)
+    hints = [p for p in load_competition(data).problems if p.code == "group_column"]
+    assert len(hints) == 1 and "--group-col patient_id" in str(hints[0]) and "train.csv" in str(hints[0])
+    assert not [p for p in load_competition(data, ReadOptions(group_col="patient_id")).problems
+                if p.code == "group_column"]
+    table["patient_id"] = [f"IP_{i}" for i in range(len(table))]  # one image each: nothing to keep together
+    table.to_csv(data / "train.csv", index=False)
+    assert not [p for p in load_competition(data).problems if p.code == "group_column"]
+
+
 @pytest.fixture(scope="module")
 def kfold_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("kf")
