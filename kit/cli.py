@@ -347,11 +347,9 @@ def _print_train_result(result, command: str = "train"):
     scored = f"Validation {m['metric']} {m['val_score']:.4f}, " if m.get("metric", "accuracy") != "accuracy" else ""
     click.echo(f"{scored}{'accuracy' if scored else 'Validation accuracy'} {m['val_accuracy']:.4f} (loss "
                f"{m['val_loss']:.4f}) after {m['epochs_run']} epoch(s) in {m['train_seconds']:.0f} s")
-    majority = m.get("majority_rate")
-    if majority is not None and m.get("num_validation", 0) >= 10 and m["val_accuracy"] <= majority + 1e-9:
-        click.echo(f"Warning: validation accuracy {m['val_accuracy']:.4f} is no better than always answering the "
-                   f"most common class ({majority:.4f}): the model has learned nothing it can show; more data, "
-                   "epochs or a pretrained backbone (docs/photos.md) may help", err=True)
+    warning = _learned_nothing(m, result.config)
+    if warning:
+        click.echo(f"Warning: {warning}", err=True)
     click.echo(f"Run folder: {result.run_dir}")
     if result.interrupted:
         from .resume import resume_hint
@@ -830,6 +828,25 @@ def score(submission, answers, metric, positive):
     from .submission import score_submission
 
     click.echo(f"{metric}: {score_submission(submission, answers, metric, positive):.5f}")
+
+
+def _learned_nothing(m: dict, config) -> str:
+    """Why the validation numbers show nothing learned ('' when they show something): AUC at chance, or for
+    metrics of the answer itself, accuracy no better than always answering the most common class."""
+    from .transfer import is_transfer
+
+    if m.get("num_validation", 0) < 10:
+        return ""
+    helps = "more data or epochs may help" if is_transfer(config.model) else \
+        "more data, epochs or a pretrained backbone (docs/photos.md) may help"
+    if m.get("metric") == "auc":  # a ranking: accuracy at 0.5 says nothing of it (a 2% positive class)
+        return f"validation AUC {m['val_score']:.4f} is at chance: the model ranks nothing; {helps}" \
+            if m["val_score"] <= 0.55 else ""
+    majority = m.get("majority_rate")
+    if majority is None or m["val_accuracy"] > majority + 1e-9:
+        return ""
+    return (f"validation accuracy {m['val_accuracy']:.4f} is no better than always answering the most common class "
+            f"({majority:.4f}): the model has learned nothing it can show; {helps}")
 
 
 def main() -> None:

@@ -334,8 +334,19 @@ def test_a_run_no_better_than_the_most_common_class_says_so(capsys):
     assert _majority_rate(val, SimpleNamespace(multi_label=True)) is None  # tags: no single answer to compare with
     metrics = {"metric": "accuracy", "val_loss": 0.6, "epochs_run": 1, "train_seconds": 3, "num_validation": 14,
                "majority_rate": 10 / 14}
+    scratch, backbone = SimpleNamespace(model="baseline"), SimpleNamespace(model="backbone_file")
     for accuracy, warned in ((10 / 14, True), (0.5, True), (13 / 14, False)):
         _print_train_result(SimpleNamespace(metrics={**metrics, "val_accuracy": accuracy}, run_dir="r",
-                                            interrupted=False))
+                                            interrupted=False, config=scratch))
         err = capsys.readouterr().err
         assert ("no better than always answering the most common class (0.7143)" in err) == warned
+        assert ("a pretrained backbone" in err) == warned
+    # a backbone run is not told to use one; an AUC run is judged by its AUC (a rare positive class: accuracy at
+    # 0.5 can sit on the majority's rate while the ranking is perfect — the red team's melanoma run)
+    for metric, score, warned in (("accuracy", 0.5, True), ("auc", 1.0, False), ("auc", 0.52, True)):
+        _print_train_result(SimpleNamespace(metrics={**metrics, "metric": metric, "val_score": score,
+                                                     "val_accuracy": 10 / 14}, run_dir="r", interrupted=False,
+                                            config=backbone))
+        err = capsys.readouterr().err
+        assert ("Warning: validation" in err) == warned and "pretrained backbone" not in err
+        assert ("AUC 0.5200 is at chance" in err) == (metric == "auc" and warned)
