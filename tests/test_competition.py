@@ -279,3 +279,19 @@ def test_kfold_run_predicts_with_the_mean_of_its_folds_and_keeps_no_checkpoints(
     assert len(table) == 6 and np.allclose(table[run.class_names].sum(1), 1, atol=1e-4)
     assert not np.allclose(table[run.class_names], fold[run.class_names])  # three folds averaged, not one
     assert not list((tmp / "runs" / "kf").rglob("checkpoints"))  # the finished run and its folds: no checkpoints
+
+
+@pytest.mark.parametrize("per_class, noted", [({"cat": 40, "dog": 4}, True), ({"cat": 30, "dog": 30}, False)])
+def test_a_validation_split_with_a_handful_of_one_class_says_its_scores_are_noisy(tmp_path, per_class, noted):
+    from kit.config import Config
+    from kit.data import load_competition
+    from kit.training import _split_for
+
+    root = tmp_path / "c"
+    for label, n in per_class.items():
+        (root / "train" / label).mkdir(parents=True)
+        for i in range(n):
+            (root / "train" / label / f"{i}.png").write_bytes(b"")  # reading the table needs no pixels
+    lines = []
+    _split_for(load_competition(root), Config(data=str(root)), lines.append)
+    assert any("Note: validation holds 1 image(s) of 'dog'" in line and "--folds 5" in line for line in lines) == noted
