@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config
-from .runs import SUBMISSION_INFO_FILE, write_json
+from .runs import SUBMISSION_INFO_FILE, atomic_write, write_json
+
+TEST_ANSWERS_FILE = "test_answers.csv"  # a labelled test folder's answers, written to score the submission
 
 
 @dataclass
@@ -50,12 +52,25 @@ def train_and_submit(config: Config, answers=None, *, command: str = "run", outp
         from .sources import answer_key
 
         answers = answer_key(config.data, config.follow_symlinks)
+    if not answers and "label" in result.competition.test:  # labelled test folders (Intel's seg_test/<class>/)
+        answers = _test_folder_answers(result.run_dir, result.competition, outcome.submission.columns)
     if answers:  # a built-in dataset, or a labelled test table: the held-out answers are known
         outcome.answers = Path(answers)
         outcome.held_out = score_submission(outcome.submission.path, answers, result.config.metric,
                                             result.config.positive)
     record_submission(result.run_dir, outcome)
     return outcome
+
+
+def _test_folder_answers(run_dir, comp, columns: list[str]) -> Path | None:
+    """RUN/test_answers.csv: the labelled test folder's answers under the submission's header, for scoring (a
+    submission of labels only)."""
+    if len(columns) != 2:
+        return None
+    path = Path(run_dir) / TEST_ANSWERS_FILE
+    with atomic_write(path, newline="", encoding="utf-8") as f:
+        comp.test[["id", "label"]].set_axis(columns, axis=1).to_csv(f, index=False)
+    return path
 
 
 def record_submission(run_dir, outcome: Outcome) -> None:

@@ -83,3 +83,25 @@ def test_a_binary_target_gets_probabilities_scored_by_auc_and_log_loss(tmp_path)
     hard = invoke("run", data, "--runs-dir", tmp_path / "runs", "--name", "l", "--submission", "label", *FAST)
     assert hard.exit_code == 0 and "Submission: one label per row" in hard.output
     assert set(pd.read_csv(tmp_path / "runs" / "l" / "submission.csv", dtype=str)["has_cactus"]) <= {"0", "1"}
+
+
+def test_a_labelled_test_folder_scores_the_submission_held_out(tmp_path):
+    """Intel Image Classification's seg_test/<class>/: the test images' folders are their answers, so kit run
+    prints the held-out score (from RUN/test_answers.csv, under the submission's header), as for built-in sets."""
+    from conftest import folder_hash, make_class_folders
+
+    data = make_class_folders(tmp_path / "intel", n_per_class=6, n_test=0)
+    for j, c in enumerate(["cat", "dog", "emu"] * 2):
+        (data / "test" / c).mkdir(exist_ok=True)
+        make_image(c, 900 + j, size=12).save(data / "test" / c / f"{900 + j}.jpg", quality=95)
+    before = folder_hash(data)
+    result = invoke("run", data, "--runs-dir", tmp_path / "runs", "--name", "i", *FAST)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "i"
+    answers = pd.read_csv(run / "test_answers.csv", dtype=str)
+    sub = pd.read_csv(run / "submission.csv", dtype=str)
+    assert list(answers.columns) == list(sub.columns) and sorted(answers.iloc[:, 0]) == sorted(sub.iloc[:, 0])
+    assert answers.iloc[:, 1].tolist() == [i.split("/")[0] for i in answers.iloc[:, 0]]  # each folder is its answer
+    score = (sub.set_index(sub.columns[0]).iloc[:, 0] == answers.set_index(answers.columns[0]).iloc[:, 0]).mean()
+    assert f"Held-out test accuracy: {score:.4f}" in result.output
+    assert folder_hash(data) == before
