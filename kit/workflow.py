@@ -64,8 +64,8 @@ def train_and_submit(config: Config, answers=None, *, command: str = "run", outp
 
 def _test_folder_answers(run_dir, comp, columns: list[str]) -> Path | None:
     """RUN/test_answers.csv: the labelled test folder's answers under the submission's header, for scoring (a
-    submission of labels only)."""
-    if len(columns) != 2:
+    submission of labels only, and answers naming every class: kit score refuses a label its key never uses)."""
+    if len(columns) != 2 or not set(comp.test["label"]) >= set(comp.class_names):
         return None
     path = Path(run_dir) / TEST_ANSWERS_FILE
     with atomic_write(path, newline="", encoding="utf-8") as f:
