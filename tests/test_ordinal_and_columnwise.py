@@ -134,7 +134,8 @@ def test_kit_score_qwk_on_integer_grades(tmp_path):
     write_csv(tmp_path / "answers.csv", ["id_code", "diagnosis"], list(zip(ids, truth)))
     write_csv(tmp_path / "sub.csv", ["id_code", "diagnosis"], list(zip(ids, guess))[::-1])
     expected = cohen_kappa_score(truth, guess, weights="quadratic")
-    assert _score(tmp_path / "sub.csv", tmp_path / "answers.csv", "--metric", "qwk") == pytest.approx(expected, abs=1e-5)
+    scored = _score(tmp_path / "sub.csv", tmp_path / "answers.csv", "--metric", "qwk")
+    assert scored == pytest.approx(expected, abs=1e-5)
     write_csv(tmp_path / "words.csv", ["id_code", "diagnosis"], [(i, "mild") for i in ids])
     one_error(invoke("score", tmp_path / "words.csv", tmp_path / "answers.csv", "--metric", "qwk"),
               "qwk scores integer grades; words.csv holds 'mild'")
@@ -159,7 +160,8 @@ def test_a_run_picks_epochs_by_qwk_and_by_mean_auc_and_records_them(tmp_path):
     assert result.exit_code == 0 and "Validation qwk" in result.output, result.output
     leaves = make_av_folder(tmp_path / "plants", n_per_class=10)
     sample = pd.read_csv(leaves / "sample_submission.csv", dtype=str)
-    write_csv(leaves / "sample_submission.csv", ["id", "cat", "dog", "emu"], [(i, 0.25, 0.25, 0.5) for i in sample["id"]])
+    write_csv(leaves / "sample_submission.csv", ["id", "cat", "dog", "emu"],
+              [(i, 0.25, 0.25, 0.5) for i in sample["id"]])
     result = invoke("run", leaves, "--runs-dir", runs, "--name", "a", "--metric", "auc", *FAST)
     assert result.exit_code == 0 and "Validation auc" in result.output, result.output
     for name, metric in (("q", "qwk"), ("a", "auc")):
