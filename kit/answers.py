@@ -23,7 +23,7 @@ import pandas as pd
 from .config import Config, parse_label_map
 from .data import split_tags
 from .errors import ConfigError, DataError, few
-from .metrics import TAG_METRICS, map_k
+from .metrics import TAG_METRICS, grades_of, map_k
 
 YES = ("1", "true", "yes", "y", "positive", "pos")
 DEFAULT_TOP_K = 5
@@ -80,21 +80,29 @@ def decide_answer(sample: pd.DataFrame | None, class_names: list[str], config: C
         if kind == "probabilities" and sample is not None and set(sample.columns[1:]) != set(class_names):
             raise ConfigError("--submission probabilities: the sample needs one column per class after the id")
         answer = Answer(kind, separator=separator)
-    check_metric_fits(answer, config.metric if config.metric != "auto" else answer.default_metric())
+    check_metric_fits(answer, config.metric if config.metric != "auto" else answer.default_metric(), class_names)
     if config.unknown_class and kind != "top-k":
         raise ConfigError(f"--unknown-class {config.unknown_class}: only for top-k answers (several guesses per row)")
     return answer
 
 
-def check_metric_fits(answer: Answer, metric: str) -> None:
+def check_metric_fits(answer: Answer, metric: str, class_names: list[str] | None = None) -> None:
     if metric in TAG_METRICS and answer.kind != "tags":
         raise ConfigError(f"--metric {metric}: scores tags (multi-label); this competition's answer is "
                           f"{answer.describe()}; use f1_macro for one label per row")
     if answer.kind == "tags" and metric not in (*TAG_METRICS, "log_loss"):
         raise ConfigError(f"--metric {metric}: the answers are tags; use f1, f2 or log_loss")
-    if metric == "auc" and answer.kind != "probability":
-        raise ConfigError(f"--metric auc: scores one probability per row of a two-class target; this competition's "
-                          f"answer is {answer.describe()}")
+    if metric == "auc" and answer.kind not in ("probability", "probabilities"):
+        raise ConfigError(f"--metric auc: scores probabilities (P(positive), or one per class: the mean "
+                          f"one-vs-rest AUC); this competition's answer is {answer.describe()}; pass "
+                          "--submission probabilities if the leaderboard wants one probability per class")
+    if metric == "qwk" and answer.kind != "label":
+        raise ConfigError(f"--metric qwk: scores one integer grade per row; this competition's answer is "
+                          f"{answer.describe()}; pass --submission label if the leaderboard wants grades")
+    if metric == "qwk" and class_names is not None and grades_of(class_names) is None:
+        odd = next(c for c in class_names if grades_of([c]) is None)
+        raise ConfigError(f"--metric qwk: scores ordered integer grades (APTOS' 0-4); class '{odd}' is not an "
+                          "integer; use accuracy or f1_macro")
     if map_k(metric) and answer.kind == "top-k" and map_k(metric) > answer.k:
         raise ConfigError(f"--metric {metric}: the submission holds {answer.k} guesses per row")
 
@@ -210,6 +218,8 @@ def tag_separator_of(config: Config) -> str:
 
 
 def metric_context(config: Config, class_names: list[str]) -> dict:
-    """The class indices a metric needs: the positive class (auc) and the unknown class (map@K)."""
+    """What a metric needs of the classes: the positive class' index (auc), the unknown class' (map@K), and the
+    classes as integer grades (qwk; None unless every class name is an integer)."""
     index = {c: i for i, c in enumerate(class_names)}
-    return {"positive": index.get(config.positive), "unknown": index.get(config.unknown_class)}
+    return {"positive": index.get(config.positive), "unknown": index.get(config.unknown_class),
+            "grades": grades_of(list(class_names))}

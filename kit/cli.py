@@ -214,7 +214,8 @@ def _fitting_params() -> list[click.Option]:
         _option("Training", "--early-stopping", type=int,
                 help="Stop after N epochs without improvement. Default off."),
         _option("Training", "--metric", callback=_parsed_by(check_metric),
-                help="The competition's metric: accuracy, f1_macro, log_loss, auc, map@K, f1 or f2 (tags); picks "
+                help="The competition's metric: accuracy, f1_macro, log_loss, auc (P(positive), or the mean "
+                     "one-vs-rest AUC over classes), qwk (integer grades), map@K, f1 or f2 (tags); picks "
                      "the best epoch and is reported. Default: from the answer kind (auc for P(positive), "
                      "log_loss for one probability per class, map@K for top-k, f1 for tags, else accuracy)."),
         _option("Training", "--class-weight", type=_choice("class_weight"),
@@ -814,8 +815,10 @@ def new(out_dir, template, force):
 @click.argument("submission", type=click.Path(dir_okay=False, exists=True))
 @click.argument("answers", type=click.Path(dir_okay=False, exists=True))
 @click.option("--metric", default="accuracy", show_default=True, callback=_parsed_by(check_metric),
-              help="accuracy, f1_macro, log_loss, auc, map@K (top-k guesses) or f1/f2 (mean F-beta over rows of "
-                   "tags).")
+              help="accuracy, f1_macro, log_loss, auc (one probability per row, or mean column-wise AUC of one "
+                   "per class), qwk (quadratic weighted kappa of integer grades), map@K (top-k guesses) or f1/f2 "
+                   "(mean F-beta over rows of tags). The answer key is id,answer or one-hot (one 0/1 column per "
+                   "class).")
 @click.option("--positive", default="", help="auc/log loss of one probability per row: the answer value it is the "
                                              "probability of (default 1, true or yes).")
 def score(submission, answers, metric, positive):

@@ -17,8 +17,9 @@ from .errors import ConfigError
 
 MAP_AT = re.compile(r"map@([1-9][0-9]?)$")  # MAP@K, K = 1..99
 TAG_METRICS = {"f1": 1.0, "f2": 2.0}  # mean F-beta over images (Planet's "mean F2 score"): the beta of each
-SINGLE_METRICS = ("accuracy", "f1_macro", "log_loss", "auc")
-METRIC_WORDS = "auto, accuracy, f1_macro, log_loss, auc, map@K (e.g. map@5), f1 or f2"
+SINGLE_METRICS = ("accuracy", "f1_macro", "log_loss", "auc", "qwk")
+METRIC_WORDS = "auto, accuracy, f1_macro, log_loss, auc, qwk, map@K (e.g. map@5), f1 or f2"
+INTEGER = re.compile(r"-?[0-9]+$")  # class names qwk can order: integer grades (APTOS' 0-4)
 EPS = 1e-15  # probabilities are clipped to EPS..1-EPS inside log loss, as scikit-learn and Kaggle do
 
 
@@ -120,6 +121,36 @@ def auc(y: np.ndarray, probs: np.ndarray, positive: int) -> float:
     return float(roc_auc_score(truth, probs[:, positive])) if 0 < truth.sum() < len(truth) else 0.5
 
 
+def mean_auc(y: np.ndarray, probs: np.ndarray) -> float:
+    """Mean over classes of one-vs-rest ROC AUC (Plant Pathology's "mean column-wise ROC AUC"); a class absent
+    from the truth, or present in every row, has nothing to rank and is left out; 0.5 when none is left."""
+    from sklearn.metrics import roc_auc_score
+
+    scores = [roc_auc_score(y == c, probs[:, c]) for c in range(probs.shape[1]) if 0 < (y == c).sum() < len(y)]
+    return float(np.mean(scores)) if scores else 0.5
+
+
+def grades_of(class_names: list[str]) -> list[int] | None:
+    """The classes as integer grades, or None when a class name is not an integer (qwk cannot order them)."""
+    return [int(c) for c in class_names] if class_names and all(INTEGER.match(c.strip()) for c in class_names) \
+        else None
+
+
+def qwk(y: np.ndarray, predicted: np.ndarray, grades: list[int]) -> float:
+    """Quadratic weighted Cohen's kappa of class indices, the classes ordered by their integer grade (so "10"
+    comes after "9"), as sklearn's cohen_kappa_score(labels=classes in that order, weights="quadratic"); rows
+    whose truth is not a class (-1) are left out; 0.0 when there is no disagreement to expect (one grade)."""
+    rank = np.argsort(np.argsort(np.asarray(grades), kind="stable"))  # class index -> position in numeric order
+    keep = y >= 0
+    a, b, n = rank[y[keep]], rank[predicted[keep]], len(grades)
+    observed = np.zeros((n, n))
+    np.add.at(observed, (a, b), 1.0)
+    expected = np.outer(observed.sum(1), observed.sum(0)) / max(observed.sum(), 1.0)
+    weights = (np.arange(n)[:, None] - np.arange(n)[None, :]) ** 2
+    chance = float((weights * expected).sum())
+    return 1.0 - float((weights * observed).sum()) / chance if chance > 0 else 0.0
+
+
 def mean_average_precision(y: np.ndarray, guesses: np.ndarray) -> float:
     """MAP@k with one true class per row: 1/rank of the true class among the guesses, 0 when it is not there."""
     hits = guesses == y[:, None]
@@ -173,9 +204,11 @@ def tune_unknown(y: np.ndarray, probs: np.ndarray, k: int, unknown: int) -> floa
 
 
 def evaluate(metric: str, truth: np.ndarray, probs: np.ndarray, positive: int | None = None,
-             unknown: int | None = None, decision: Decision | None = None) -> tuple[float, Decision]:
+             unknown: int | None = None, decision: Decision | None = None,
+             grades: list[int] | None = None) -> tuple[float, Decision]:
     """The metric's value on these predictions, with the decision it was scored under (tuned here when not
-    given): per-tag thresholds for f1/f2, the unknown class' threshold for map@K with an unknown class."""
+    given): per-tag thresholds for f1/f2, the unknown class' threshold for map@K with an unknown class.
+    grades: the classes as integers (qwk orders them by it)."""
     if metric in TAG_METRICS:
         if truth.ndim != 2:
             raise ConfigError(f"--metric {metric}: scores tags (multi-label); this target has one label per image")
@@ -186,10 +219,14 @@ def evaluate(metric: str, truth: np.ndarray, probs: np.ndarray, positive: int | 
         return log_loss(truth, probs), decision or Decision()
     if truth.ndim == 2:
         raise ConfigError(f"--metric {metric}: the target is tags (multi-label); use f1, f2 or log_loss")
-    if metric == "auc":
-        if positive is None or probs.shape[1] != 2:
-            raise ConfigError("--metric auc: scores one probability per row of a two-class target")
-        return auc(truth, probs, positive), decision or Decision()
+    if metric == "auc":  # P(positive) of a two-class target, else the mean one-vs-rest AUC over classes
+        if positive is not None and probs.shape[1] == 2:
+            return auc(truth, probs, positive), decision or Decision()
+        return mean_auc(truth, probs), decision or Decision()
+    if metric == "qwk":  # the predicted grade is the most probable one: no thresholds on an expected grade
+        if grades is None or len(grades) != probs.shape[1]:
+            raise ConfigError("--metric qwk: scores integer grades; the class names are not all integers")
+        return qwk(truth, probs.argmax(1), grades), decision or Decision()
     k = map_k(metric)
     if k:
         threshold = decision.unknown_threshold if decision else \
@@ -201,11 +238,12 @@ def evaluate(metric: str, truth: np.ndarray, probs: np.ndarray, positive: int | 
 
 
 def run_scores(metric: str, truth: np.ndarray, probs: np.ndarray, positive: int | None = None,
-               unknown: int | None = None, p_true: np.ndarray | None = None) -> tuple[dict, Decision]:
+               unknown: int | None = None, p_true: np.ndarray | None = None,
+               grades: list[int] | None = None) -> tuple[dict, Decision]:
     """A run's validation numbers: the competition metric (under its tuned decision), the loss, and accuracy
     (exact tag sets for multi-label). p_true: each row's probability of its true class, when `probs` holds only
     each row's top classes (thousands of classes)."""
-    value, decision = evaluate(metric, truth, probs, positive, unknown)
+    value, decision = evaluate(metric, truth, probs, positive, unknown, grades=grades)
     if truth.ndim == 2:
         if not decision.thresholds:  # written tags need thresholds whatever the metric: F1's
             decision = Decision(tune_thresholds(truth, probs, 1.0))

@@ -378,7 +378,7 @@ def score_submission(submission_path, answers_path, metric: str = "accuracy", po
         raise SubmissionError(f"{Path(answers_path).name}: one column ({answers.columns[0]}); an answer key holds the "
                               "ids and the true answer of each")
     sub = _aligned(read_table(Path(submission_path)), answers, name)
-    truth = answers.iloc[:, 1].tolist()
+    truth, one_hot = _answer_key_truth(answers, Path(answers_path).name)
     if map_k(metric) or metric in TAG_METRICS:
         if len(sub.columns) != 1:
             raise SubmissionError(f"{name}: {metric} needs one column of space-separated "
@@ -386,10 +386,10 @@ def score_submission(submission_path, answers_path, metric: str = "accuracy", po
         return _guesses_score(name, truth, sub.iloc[:, 0].tolist(), metric)
     if len(sub.columns) == 1 and (metric == "auc" or (metric == "log_loss" and are_probabilities(sub.iloc[:, 0]))):
         return _binary_score(name, truth, sub.iloc[:, 0], metric, positive)
-    if metric == "auc":
-        raise SubmissionError(f"{name}: auc needs one probability column, not {len(sub.columns)}")
+    if metric == "qwk" and len(sub.columns) != 1:
+        raise SubmissionError(f"{name}: qwk needs one column of integer grades, not {len(sub.columns)}")
     if len(sub.columns) == 1:
-        if list(sub.columns) != list(answers.columns[1:]):
+        if not one_hot and list(sub.columns) != list(answers.columns[1:]):
             raise SubmissionError(f"{name}: header {[answers.columns[0]] + list(sub.columns)} differs from the "
                                   f"expected {list(answers.columns)}")
         values = sub.iloc[:, 0].astype(str)
@@ -398,7 +398,27 @@ def score_submission(submission_path, answers_path, metric: str = "accuracy", po
                                   "--metric auc or --metric log_loss (and --positive VALUE unless the answer is 1, "
                                   "true or yes)")
         return _labels_score(name, truth, values.tolist(), metric)
+    if one_hot and sorted(map(str, sub.columns)) != sorted(one_hot):
+        raise SubmissionError(f"{name}: probability columns {sorted(map(str, sub.columns))} differ from the answer "
+                              f"key's one-hot classes {sorted(one_hot)}")
     return _probabilities_score(name, truth, sub, metric)
+
+
+def _answer_key_truth(answers: pd.DataFrame, key_name: str) -> tuple[list[str], list[str]]:
+    """Each row's true answer, and the classes when the key is one-hot: one 0/1 column per class after the id,
+    exactly one 1 a row (Plant Pathology's and State Farm's solution files, train.csv's form); else the second
+    column's values and no classes (id,label; further columns such as Usage are not answers)."""
+    values = answers.iloc[:, 1:]
+    numbers = values.apply(lambda column: pd.to_numeric(column, errors="coerce"))
+    if values.shape[1] < 2 or not numbers.isin([0, 1]).all().all():
+        return answers.iloc[:, 1].tolist(), []
+    ones = numbers.sum(1).to_numpy()
+    if (ones != 1).any():  # 0/1 columns that are not one class a row: neither one-hot nor id,label
+        row = int(np.flatnonzero(ones != 1)[0])
+        raise SubmissionError(f"{key_name}:{row + 2}: {int(ones[row])} of the 0/1 class columns are 1; a one-hot "
+                              "answer key holds exactly one 1 a row (or give the key as id,label)")
+    classes = [str(c) for c in values.columns]
+    return [classes[i] for i in numbers.to_numpy().argmax(1)], classes
 
 
 def _aligned(sub: pd.DataFrame, answers: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -417,6 +437,8 @@ def _aligned(sub: pd.DataFrame, answers: pd.DataFrame, name: str) -> pd.DataFram
 
 
 def _labels_score(name: str, truth: list[str], predicted: list[str], metric: str) -> float:
+    if metric == "qwk":
+        return _qwk_score(name, truth, predicted)
     classes = sorted(set(truth))
     unknown = set(predicted) - set(classes)
     if unknown:
@@ -428,8 +450,22 @@ def _labels_score(name: str, truth: list[str], predicted: list[str], metric: str
     return metrics.accuracy(y, chosen) if metric == "accuracy" else metrics.f1_macro(y, chosen)
 
 
+def _qwk_score(name: str, truth: list[str], predicted: list[str]) -> float:
+    """Quadratic weighted kappa of integer grades, ordered as numbers over the grades either side holds (as
+    sklearn's cohen_kappa_score with its default labels); a grade the key lacks is a legitimate answer."""
+    for side, values in ((name, predicted), ("the answer key", truth)):
+        odd = next((v for v in values if not metrics.INTEGER.match(v.strip())), None)
+        if odd is not None:
+            raise SubmissionError(f"{name}: qwk scores integer grades; {side} holds '{odd}'")
+    classes = sorted({int(v) for v in truth + predicted})
+    index = {c: i for i, c in enumerate(classes)}
+    return metrics.qwk(np.array([index[int(t)] for t in truth]), np.array([index[int(p)] for p in predicted]),
+                       classes)
+
+
 def _probabilities_score(name: str, truth: list[str], sub: pd.DataFrame, metric: str) -> float:
-    """One probability column per class; rows are divided by their sum first, as Kaggle's log loss does."""
+    """One probability column per class; rows are divided by their sum first, as Kaggle's log loss does (the
+    mean column-wise AUC takes each column as it is)."""
     classes, columns = sorted(set(truth)), sorted(sub.columns)
     if not set(classes) <= set(columns) or len(columns) != len(set(columns)):
         raise SubmissionError(f"{name}: probability columns {columns} do not cover the classes {classes}")
@@ -443,4 +479,6 @@ def _probabilities_score(name: str, truth: list[str], sub: pd.DataFrame, metric:
     if metric == "log_loss":
         clipped = np.clip(probs, metrics.EPS, 1)
         return metrics.log_loss(y, clipped / clipped.sum(1, keepdims=True))
+    if metric == "auc":
+        return metrics.mean_auc(y, probs)
     return metrics.accuracy(y, probs) if metric == "accuracy" else metrics.f1_macro(y, probs)

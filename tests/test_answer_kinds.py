@@ -251,7 +251,7 @@ def test_binary_auc_picks_the_best_epoch(tmp_path):
     (["--metric", "map@9"], "holds 5 guesses per row"),
     (["--unknown-class", "w_404"], "--unknown-class w_404: not a class"),
     (["--multi-label"], "--submission tags: the training labels hold one class each"),
-    (["--metric", "auc"], "--metric auc: scores one probability per row of a two-class target"),
+    (["--metric", "auc"], "--metric auc: scores probabilities (P(positive), or one per class"),
 ])
 def test_answers_that_cannot_be_are_refused_before_training(tmp_path, flags, message):
     data = whale_folder(tmp_path / "whales")
