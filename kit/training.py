@@ -233,12 +233,13 @@ def _grouped_split(comp: Competition, config: Config) -> tuple[pd.DataFrame, pd.
     k = int(min(count, max(2, round(1 / config.validation_split))))
     key = strata(comp.train["label"], comp.tag_separator, k)
     key = key.where(key.map(key.value_counts()) >= k, "")  # classes too small to stratify: stratified together
+    labels = comp.train["label"].to_numpy()
     with warnings.catch_warnings():  # sklearn's note that a stratum has fewer rows than folds
         warnings.simplefilter("ignore", UserWarning)
-        _, val = next(StratifiedGroupKFold(k, shuffle=True, random_state=config.seed).split(key, key, groups))
-    rows = np.zeros(len(key), bool)
-    rows[val] = True
-    return comp.train[~rows].reset_index(drop=True), comp.train[rows].reset_index(drop=True)
+        folds = list(StratifiedGroupKFold(k, shuffle=True, random_state=config.seed).split(key, key, groups))
+    # the first fold that leaves every class a training image (one patient may hold all of a rare class)
+    train, val = next(((t, v) for t, v in folds if comp.tag_separator or set(labels[t]) == set(labels)), folds[0])
+    return comp.train.iloc[train].reset_index(drop=True), comp.train.iloc[val].reset_index(drop=True)
 
 
 NEAR_DUPLICATE_GROUP = "near_duplicate_group"  # the column kit.training adds: near-duplicates share a number
