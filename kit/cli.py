@@ -828,9 +828,14 @@ def score(submission, answers, metric, positive):
     Example:
       kit score runs/first/submission.csv answers.csv --metric f1_macro
     """
+    from .data import read_table
     from .submission import score_submission
 
     click.echo(f"{metric}: {score_submission(submission, answers, metric, positive):.5f}")
+    if click.get_current_context().get_parameter_source("metric").name == "DEFAULT" and \
+            len(read_table(Path(submission)).columns) > 2:  # one probability per class, scored by its top class
+        click.echo("Note: the accuracy of each row's most probable class; leaderboards score probabilities with "
+                   "--metric log_loss or auc", err=True)
 
 
 def _learned_nothing(m: dict, config) -> str:

@@ -366,6 +366,9 @@ def fit_transfer(plan: Plan, progress: Progress, interrupt: Interrupt, checkpoin
     if config.fine_tune_epochs and not interrupt.requested and _fine_tuning_fits(plan, frozen_seconds, log):
         _fine_tune(plan, tm, progress, callbacks(plan.val_ds), checkpointer if resume else None, log,
                    _fine_tuning_pace(plan, frozen_seconds)[1])
+        if progress.best_epoch < progress.epoch:  # the epochs shown ran, but an earlier one is the model
+            kept = "the head's" if progress.best_epoch <= frozen_epochs(config) else "a fine-tuning epoch's"
+            log(f"Kept epoch {progress.best_epoch} ({kept}): fine-tuning epoch {progress.epoch} scored under it")
     best = progress.frozen_best if progress.frozen_best is not None else progress.best
     return {"frozen_val_score": round(-float(best) if lower_is_better(config.metric) else float(best), 6)}
 

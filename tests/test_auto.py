@@ -165,6 +165,7 @@ def test_run_with_the_settings_file_then_the_fallback_line(settings, tiny_backbo
     ({"a": 1000, "b": 1000}, -1, 0),  # cats vs dogs: the head kept its place on validation
     ({"a": 1999, "b": 2000, "c": 9000}, -1, 3),  # the median class decides
     ({"a": 1999, "b": 1999, "c": 9000}, -1, 0),
+    ({"benign": 2000, "malignant": 40}, -1, 0),  # of two classes the smaller decides
     ({"a": 5, "b": 5}, 2, 2),  # yours stand
     ({"a": 5000, "b": 5000}, 0, 0),
 ])

@@ -124,6 +124,16 @@ def test_score_accuracy_and_f1(tmp_path, answers):
     assert score(tmp_path, text, answers, "f1_macro").output.strip() == "f1_macro: 0.73333"
 
 
+def test_score_of_probability_columns_without_a_metric_says_which_metrics_fit(tmp_path, answers):
+    (tmp_path / "sub.csv").write_text("id,b,a\n01,0.2,0.8\n02,0.9,0.1\n03,0.6,0.4\n04,0.5,0.5\n")
+    plain = CliRunner().invoke(cli, ["score", str(tmp_path / "sub.csv"), str(answers)])
+    assert plain.exit_code == 0 and "--metric log_loss or auc" in plain.output  # the State Farm red team's case
+    asked = CliRunner().invoke(cli, ["score", str(tmp_path / "sub.csv"), str(answers), "--metric", "accuracy"])
+    assert asked.exit_code == 0 and "Note:" not in asked.output  # you asked for accuracy: no note
+    labels = score(tmp_path, "id,label\n04,a\n03,b\n02,a\n01,a\n", answers)
+    assert "Note:" not in labels.output
+
+
 def test_score_log_loss_needs_probabilities(tmp_path, answers):
     text = "id,b,a\n01,0.2,0.8\n02,0.9,0.1\n03,0.6,0.4\n04,0.5,0.5\n"
     out = score(tmp_path, text, answers, "log_loss").output.strip()

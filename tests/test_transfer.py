@@ -119,6 +119,8 @@ def test_cli_transfer_two_phase_end_to_end(tmp_path):
 
     metrics = json.loads((tmp_path / "runs" / "t" / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and "frozen_val_score" in metrics  # the closed-form frozen epoch + 1
+    assert ("Kept epoch 1 (the head's): fine-tuning epoch 2 scored under it" in result.output) == \
+        (metrics["best_epoch"] == 1)  # the output says which epoch is the model when it is not the last
     assert "Frozen phase: the head fitted to convergence (logistic regression, L-BFGS" in result.output
     assert (tmp_path / "runs" / "t" / "submission.csv").is_file()
 
