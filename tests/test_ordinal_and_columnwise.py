@@ -99,7 +99,7 @@ def test_mean_auc_leaves_out_classes_with_nothing_to_rank_and_binary_auc_is_unch
 def _score(*args) -> float:
     result = invoke("score", *args)
     assert result.exit_code == 0, result.output
-    return float(result.output.strip().split(": ")[1])
+    return float(result.output.strip().splitlines()[0].split(": ")[1])  # a Note may follow on stderr
 
 
 def test_kit_score_mean_columnwise_auc_against_a_one_hot_or_a_label_answer_key(tmp_path):
